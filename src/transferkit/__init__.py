@@ -1,0 +1,10 @@
+"""transferkit: reuse pretrained models on your own images, texts and speech."""
+
+from transferkit.backbones import Backbone, BackboneSpec, create_backbone, register_backbone, registered_backbones
+from transferkit.errors import TransferkitError
+from transferkit.estimator import TransferClassifier, __version__, load
+from transferkit.strategies import FitConfig, register_strategy, registered_strategies
+
+__all__ = ["Backbone", "BackboneSpec", "FitConfig", "TransferClassifier", "TransferkitError", "__version__",
+           "create_backbone", "load", "register_backbone", "register_strategy", "registered_backbones",
+           "registered_strategies"]

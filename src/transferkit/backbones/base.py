@@ -1,0 +1,208 @@
+"""The one contract every backbone honours, whatever its modality or source.
+
+A backbone turns a batch of raw items (images, strings or waveforms) into one feature vector per
+item, exposes its layers as named groups from the input side to the output side (for freezing,
+gradual unfreezing and layer-wise learning rates) and knows its own preprocessing. Sources (the
+packaged zoo, timm, transformers, a local directory) register a factory under a name or prefix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from transferkit.errors import BackboneError
+
+Modality = Literal["image", "text", "audio"]
+MODALITIES: tuple[str, ...] = ("image", "text", "audio")
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Everything needed to rebuild a backbone: its registered name and its options.
+
+    Attributes:
+        name: registered name (``efficientnet_lite0``) or a source-prefixed name
+            (``timm:resnet18``, ``hf:/path/to/model``).
+        pretrained: load pretrained weights (False builds the same architecture, randomly
+            initialised: the from-scratch baseline).
+        options: source-specific options (image size, max text length, ...), JSON-serialisable.
+    """
+
+    name: str
+    pretrained: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BackboneSpec:
+        return cls(name=data["name"], pretrained=bool(data.get("pretrained", True)),
+                   options=dict(data.get("options", {})))
+
+    def cache_key(self) -> str:
+        """A stable hash of the spec, used to key cached features."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class Backbone(nn.Module):
+    """Base class: a pretrained trunk with the timm feature contract, for any modality.
+
+    Subclasses set ``modality``, ``num_features`` and ``spec`` and implement:
+
+    * ``transform(item, train)``: one raw item (already decoded: a PIL image, a string, or a
+      float32 mono waveform at ``sample_rate``) to one sample (tensor or str), with training
+      augmentation when ``train`` is true.
+    * ``collate(samples)``: a list of samples to a dict of batch tensors.
+    * ``forward_features(**batch)``: the batch dict to pooled features ``(B, D)``.
+    * ``layer_groups()``: ordered ``(name, module)`` pairs, input side first.
+
+    ``pretrained_head`` may hold the source task's classifier (for example the ImageNet head),
+    so that the weights can be checked and source-task probabilities used.
+    """
+
+    modality: Modality
+    num_features: int
+    spec: BackboneSpec
+    sample_rate: int | None = None
+    pretrained_head: nn.Module | None = None
+    weights_stamp: int | None = None
+    source_labels: Sequence[str] | None = None
+
+    def transform(self, item: Any, train: bool = False) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def collate(self, samples: list[Any]) -> dict[str, torch.Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+    def forward_features(self, **batch: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def layer_groups(self) -> list[tuple[str, nn.Module]]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, **batch: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(**batch)
+
+    def fingerprint(self) -> str:
+        """Identifies the weights, for caching features: the spec, plus a stamp for local weights."""
+        return f"{self.spec.cache_key()}{self.weights_stamp or ''}"
+
+    def source_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits of the source task's head on pooled features ``(B, D) -> (B, C_source)``."""
+        if self.pretrained_head is None:
+            raise BackboneError(f"backbone {self.spec.name!r} has no pretrained source head")
+        return self.pretrained_head(features)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-serialisable facts about the backbone, for run directories and listings."""
+        return {
+            "spec": self.spec.to_dict(),
+            "modality": self.modality,
+            "num_features": self.num_features,
+            "layer_groups": [name for name, _ in self.layer_groups()],
+            "sample_rate": self.sample_rate,
+        }
+
+
+BackboneFactory = Callable[[BackboneSpec], Backbone]
+
+
+@dataclass(frozen=True)
+class BackboneEntry:
+    """One registered backbone or backbone source.
+
+    Attributes:
+        name: exact name (zoo entries) or a prefix ending in ``:`` (sources such as ``timm:``).
+        factory: builds the backbone from a spec.
+        modality: the modality of a zoo entry; None for sources that serve several.
+        description: one line for ``transferkit backbones``.
+        offline: True when the weights install with the package (no hub download needed).
+    """
+
+    name: str
+    factory: BackboneFactory
+    modality: str | None
+    description: str
+    offline: bool
+
+
+_REGISTRY: dict[str, BackboneEntry] = {}
+
+
+def register_backbone(name: str, *, modality: str | None, description: str,
+                      offline: bool) -> Callable[[BackboneFactory], BackboneFactory]:
+    """Register a backbone factory under an exact name, or a source under a ``prefix:``.
+
+    Example:
+        >>> @register_backbone("my_net", modality="image", description="...", offline=True)
+        ... def my_net(spec): ...
+    """
+
+    def decorate(factory: BackboneFactory) -> BackboneFactory:
+        if name in _REGISTRY:
+            raise ValueError(f"backbone {name!r} is already registered")
+        _REGISTRY[name] = BackboneEntry(name, factory, modality, description, offline)
+        return factory
+
+    return decorate
+
+
+def registered_backbones() -> list[BackboneEntry]:
+    """All registered zoo entries and sources, in registration order."""
+    return list(_REGISTRY.values())
+
+
+def resolve_entry(name: str) -> BackboneEntry:
+    """Find the entry serving ``name``: an exact zoo name, or a registered ``prefix:``."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if ":" in name:
+        prefix = name.split(":", 1)[0] + ":"
+        if prefix in _REGISTRY:
+            return _REGISTRY[prefix]
+    if "local:" in _REGISTRY and Path(name).is_dir():
+        return _REGISTRY["local:"]
+    known = ", ".join(sorted(_REGISTRY))
+    raise BackboneError(
+        f"unknown backbone {name!r}; known: {known} (see `transferkit backbones`)"
+    )
+
+
+def create_backbone(spec: BackboneSpec | str, *, pretrained: bool = True,
+                    **options: Any) -> Backbone:
+    """Build a backbone from a spec or a name.
+
+    Args:
+        spec: a ``BackboneSpec`` or a name such as ``"efficientnet_lite0"`` or ``"timm:resnet18"``.
+        pretrained: load pretrained weights (ignored when ``spec`` is a ``BackboneSpec``).
+        **options: source-specific options (ignored when ``spec`` is a ``BackboneSpec``).
+
+    Raises:
+        BackboneError: unknown name, or weights that cannot be loaded.
+    """
+    if isinstance(spec, str):
+        spec = BackboneSpec(name=spec, pretrained=pretrained, options=dict(options))
+    entry = resolve_entry(spec.name)
+    _quiet_transformers()
+    backbone = entry.factory(spec)
+    assert backbone.spec == spec, "factories must keep the spec they were given"
+    return backbone
+
+
+def _quiet_transformers() -> None:
+    """transformers draws a progress bar for every checkpoint it loads; ours are enough."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover - transformers is a core dependency
+        return
+    hf_logging.disable_progress_bar()

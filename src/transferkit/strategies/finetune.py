@@ -1,0 +1,107 @@
+"""Fine-tuning: all layer groups or the last k, with layer-wise learning rates, warmup + cosine,
+early stopping on a validation split, and the best epoch's weights kept."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import get_cosine_schedule_with_warmup
+
+from transferkit.errors import ConfigError
+from transferkit.features import make_loader
+from transferkit.heads import TransferModel
+from transferkit.strategies.base import FitConfig, FitData, StrategyOutcome, register_strategy
+from transferkit.train import LoopConfig, TrainHooks, steps_per_epoch, train_loop
+
+# Peak learning rates that work for each modality's usual backbones with AdamW.
+DEFAULT_LR = {"image": 3e-4, "text": 1e-4, "audio": 1e-4}
+SCRATCH_LR = 1e-3
+
+
+class FrozenBatchNormHooks(TrainHooks):
+    """Train mode everywhere except BatchNorm, whose running statistics stay as pretrained."""
+
+    def train_mode(self, model: nn.Module) -> None:
+        model.train()
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
+def _no_decay(name: str, param: nn.Parameter) -> bool:
+    return param.ndim <= 1 or name.endswith(".bias")
+
+
+def layerwise_param_groups(model: TransferModel, *, lr: float, layer_decay: float, train_last_k: int | None,
+                           head_lr_scale: float, weight_decay: float) -> list[dict[str, Any]]:
+    """Optimizer groups: the head at ``lr * head_lr_scale``, layer group ``i`` of ``G`` (input side
+    first) at ``lr * layer_decay ** (G - 1 - i)``; groups outside the last k are frozen.
+
+    Raises:
+        ConfigError: ``train_last_k`` is not between 1 and the number of layer groups.
+    """
+    groups = model.backbone.layer_groups()
+    count = len(groups)
+    if train_last_k is not None and not 1 <= train_last_k <= count:
+        raise ConfigError(f"train_last_k={train_last_k} but backbone {model.backbone.spec.name!r} has "
+                          f"{count} layer groups ({', '.join(n for n, _ in groups)})")
+    first_trained = 0 if train_last_k is None else count - train_last_k
+    for p in model.backbone.parameters():
+        p.requires_grad_(False)
+    param_groups: list[dict[str, Any]] = []
+
+    def add(named: list[tuple[str, nn.Parameter]], group_lr: float, label: str) -> None:
+        decay = [p for n, p in named if not _no_decay(n, p)]
+        no_decay = [p for n, p in named if _no_decay(n, p)]
+        for params, wd in ((decay, weight_decay), (no_decay, 0.0)):
+            if params:
+                param_groups.append({"params": params, "lr": group_lr, "weight_decay": wd, "name": label})
+
+    seen: set[int] = set()
+    for index, (name, module) in enumerate(groups):
+        named = [(n, p) for n, p in module.named_parameters() if id(p) not in seen]
+        seen.update(id(p) for _, p in named)
+        if index < first_trained:
+            continue
+        trainable = [(n, p) for n, p in named if p.dtype.is_floating_point]
+        for _, p in trainable:
+            p.requires_grad_(True)
+        # frozen-by-design buffers-as-parameters (e.g. sinusoidal positions) stay frozen
+        add(trainable, lr * layer_decay ** (count - 1 - index), name)
+    add(list(model.head.named_parameters()), lr * head_lr_scale, "head")
+    return param_groups
+
+
+@register_strategy("finetune", description="train all layer groups (or the last k) with layer-wise "
+                   "learning rates, warmup + cosine, early stopping, best checkpoint kept")
+def finetune(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOutcome:
+    backbone = model.backbone
+    pretrained = backbone.spec.pretrained
+    lr = config.lr or (DEFAULT_LR[backbone.modality] if pretrained else SCRATCH_LR)
+    layer_decay = config.layer_decay if config.layer_decay is not None else (0.8 if pretrained else 1.0)
+    epochs = config.epochs or 5
+    torch.manual_seed(config.seed)
+    train_loader = make_loader(data.train, backbone, data.train_ids, train=True, batch_size=config.batch_size,
+                               seed=config.seed)
+    val_loader = None
+    if data.val is not None and len(data.val) > 0:
+        val_loader = make_loader(data.val, backbone, data.val_ids, train=False, batch_size=config.batch_size)
+    groups = layerwise_param_groups(model, lr=lr, layer_decay=layer_decay, train_last_k=config.train_last_k,
+                                    head_lr_scale=1.0 if not pretrained else config.head_lr_scale,
+                                    weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(groups)
+    total = epochs * steps_per_epoch(train_loader, config.grad_accum)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
+    freeze_bn = config.freeze_bn if config.freeze_bn is not None else pretrained
+    hooks = FrozenBatchNormHooks() if freeze_bn else TrainHooks()
+    loop = LoopConfig(epochs=epochs, patience=config.patience, grad_accum=config.grad_accum,
+                      mixed_precision=config.mixed_precision, progress=config.progress)
+    result = train_loop(model, optimizer, scheduler, train_loader, val_loader, loop, hooks)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return StrategyOutcome(history=result.history, backbone_trained=True,
+                           info={"lr": lr, "layer_decay": layer_decay, "epochs": epochs,
+                                 "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
+                                 "freeze_bn": freeze_bn})
