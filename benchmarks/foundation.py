@@ -15,6 +15,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,9 @@ def main() -> None:
     for task in args.tasks.split(","):
         for method in args.methods.split(","):
             cmd = [sys.executable, __file__, "--data", str(args.data), "--only", f"{task}:{method}"]
-            proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+            with tempfile.TemporaryDirectory() as cache:  # a cold feature cache: times include extraction
+                env = {**os.environ, "TQDM_DISABLE": "1", "TRANSFERKIT_CACHE": cache}
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             result = next((line[7:] for line in proc.stdout.splitlines() if line.startswith("RESULT ")), None)
             if result is None:
                 print(f"{task}:{method} failed:\n{proc.stderr[-3000:]}", file=sys.stderr)

@@ -7,7 +7,7 @@ import json
 import sys
 import warnings
 from collections.abc import Callable
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -42,7 +42,7 @@ def _short_warnings() -> None:
     warnings.formatwarning = lambda message, category, *_a, **_k: f"warning: {message}\n"  # type: ignore[assignment]
 
 
-class OnError(str, Enum):
+class OnError(StrEnum):
     skip = "skip"
     fail = "fail"
 

@@ -48,8 +48,8 @@ def digits_few_shot(shots: int, seed: int, test_size: int) -> tuple[np.ndarray, 
 def run_demo(out: str | Path = "transferkit-demo", *, shots: int = 10, image_size: int = 128, epochs: int = 12,
              test_size: int = 500, seed: int = 0, progress: bool = True, overwrite: bool = False) -> list[DemoRow]:
     """Run the three fits, write one run directory each under ``out``, return the table rows."""
-    from transferkit.estimator import TransferClassifier
     from transferkit.errors import ArtifactError
+    from transferkit.estimator import TransferClassifier
 
     out = Path(out)
     if out.exists() and not overwrite:

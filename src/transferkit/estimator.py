@@ -157,10 +157,12 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """Predicted class names."""
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        probabilities = self.predict_proba(X)  # first, so that an unfitted model raises NotFittedError
+        return self.classes_[probabilities.argmax(axis=1)]
 
     def evaluate(self, X: Any, y: Any = None) -> dict[str, Any]:
         """Accuracy, macro-F1, per-class precision/recall and confusion matrix on labelled data."""
+        self._check_fitted()
         samples = X if isinstance(X, Samples) else samples_from_arrays(X, y, modality=self.modality_)
         if samples.labels is None:
             raise DataError("evaluation needs labels")

@@ -39,5 +39,7 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     width = max(len(name) for name in metrics["per_class"])
     lines.append(f"{'class':<{width}}  precision  recall  f1      support")
     for name, row in metrics["per_class"].items():
-        lines.append(f"{name:<{width}}  {row['precision']:.4f}     {row['recall']:.4f}  {row['f1']:.4f}  {row['support']}")
+        lines.append(
+            f"{name:<{width}}  {row['precision']:.4f}     {row['recall']:.4f}  {row['f1']:.4f}  {row['support']}"
+        )
     return "\n".join(lines)

@@ -120,8 +120,8 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: An
                 if not torch.isfinite(loss):
                     if best_state is not None:
                         accelerator.unwrap_model(model).load_state_dict(best_state)
-                    raise TrainingError(f"loss became {float(loss)} in epoch {epoch + 1}; lower the learning "
-                                        "rate or check the data (the best weights so far were kept)")
+                    raise TrainingError(f"loss became {float(loss.detach())} in epoch {epoch + 1}; lower the "
+                                        "learning rate or check the data (the best weights so far were kept)")
                 accelerator.backward(loss)
                 if config.max_grad_norm and accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)

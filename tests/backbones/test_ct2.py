@@ -229,9 +229,7 @@ def test_whisper_encoder_state_dict_dequantizes_int8() -> None:
 
     state = whisper_encoder_state_dict(variables)
 
-    np.testing.assert_allclose(
-        state["layers.0.fc1.weight"].numpy(), weight, atol=float((0.5 / scale).max()) + 1e-7
-    )
+    np.testing.assert_allclose(state["layers.0.fc1.weight"].numpy(), weight, atol=float((0.5 / scale).max()) + 1e-7)
 
 
 def test_whisper_encoder_state_dict_missing_variable() -> None:

@@ -219,9 +219,7 @@ def test_packaged_weights_match_ctranslate2(pretrained: WhisperEncoderBackbone) 
     # ctranslate2 only takes Whisper's 30-s window: pad as WhisperFeatureExtractor does by default.
     full = pretrained.feature_extractor(wave, sampling_rate=SR, return_tensors="np")["input_features"]
     assert full.shape == (1, 80, 3000)
-    reference = ctranslate2.models.Whisper(
-        str(packaged_whisper_tiny_en_path()), device="cpu", compute_type="float32"
-    )
+    reference = ctranslate2.models.Whisper(str(packaged_whisper_tiny_en_path()), device="cpu", compute_type="float32")
     expected = np.array(reference.encode(ctranslate2.StorageView.from_array(full), to_cpu=True))
     with torch.no_grad():
         actual = pretrained.encode_frames(torch.from_numpy(full)).numpy()
@@ -244,9 +242,7 @@ def nearest_centroid_loo_accuracy(features: np.ndarray, labels: np.ndarray) -> f
 
 @pytest.mark.integration
 def test_pretrained_features_separate_spoken_words(pretrained: WhisperEncoderBackbone) -> None:
-    names = [
-        f"{digit}_{speaker}_{i}.wav" for digit in (0, 1) for speaker in ("jackson", "theo") for i in range(6)
-    ]
+    names = [f"{digit}_{speaker}_{i}.wav" for digit in (0, 1) for speaker in ("jackson", "theo") for i in range(6)]
     labels = np.array([int(name[0]) for name in names])
     samples = [pretrained.transform(wave) for wave in fsdd_waveforms(names)]
     torch.manual_seed(0)

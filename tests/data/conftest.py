@@ -17,8 +17,9 @@ def write_png(path: Path, color: tuple[int, int, int] = (200, 30, 30), size: int
     return path
 
 
-def write_wav(path: Path, freq: float = 440.0, sample_rate: int = 8000, seconds: float = 0.25,
-              channels: int = 1) -> Path:
+def write_wav(
+    path: Path, freq: float = 440.0, sample_rate: int = 8000, seconds: float = 0.25, channels: int = 1
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     t = np.arange(int(sample_rate * seconds)) / sample_rate
     wave = 0.5 * np.sin(2 * np.pi * freq * t).astype(np.float32)

@@ -3,6 +3,7 @@
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from transferkit.data import Samples, SkippedItemWarning, read_dataset
@@ -175,3 +176,5 @@ def test_subset_keeps_alignment_and_drops_the_skip_list(image_folder: Path) -> N
     assert part.items == [samples.items[5], samples.items[0]]
     assert part.origins == [samples.origins[5], samples.origins[0]]
     assert part.skipped == []
+    mask = np.array([True, False, False, False, False, True])
+    assert samples.subset(mask).items == [samples.items[0], samples.items[5]]

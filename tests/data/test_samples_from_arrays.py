@@ -72,7 +72,11 @@ def test_mixed_kinds_name_the_first_offending_index(tmp_path: Path, write) -> No
 
 
 def test_modality_contradictions_and_ambiguity() -> None:
-    with pytest.raises(DataError, match="X holds text items .* but modality 'image'"):
+    with pytest.raises(DataError, match="X holds image items .* but modality 'text'"):
+        samples_from_arrays([Image.new("RGB", (2, 2))], modality="text")
+    with pytest.raises(DataError, match="X holds image items .* but modality 'audio'"):
+        samples_from_arrays([Path("a.png")], modality="audio")
+    with pytest.raises(DataError, match=r"X\[0\] \('a'\) is not a path to an image or audio file"):
         samples_from_arrays(["a", "b"], modality="image")
     with pytest.raises(DataError, match="ambiguous: pass modality='audio'"):
         samples_from_arrays(np.zeros((3, 100), dtype=np.float32))

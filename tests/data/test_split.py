@@ -48,8 +48,12 @@ def test_bad_fraction() -> None:
 
 
 def test_split_samples() -> None:
-    samples = Samples(items=[f"t{i}" for i in range(10)], labels=["x", "y"] * 5, modality="text",
-                      origins=[f"row {i}" for i in range(10)])
+    samples = Samples(
+        items=[f"t{i}" for i in range(10)],
+        labels=["x", "y"] * 5,
+        modality="text",
+        origins=[f"row {i}" for i in range(10)],
+    )
     train, val = split_samples(samples, 0.2, seed=0)
     assert len(train) == 8 and len(val) == 2
     assert set(train.items).isdisjoint(val.items)

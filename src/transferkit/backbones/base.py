@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -66,7 +66,7 @@ class Backbone(nn.Module):
     * ``forward_features(**batch)``: the batch dict to pooled features ``(B, D)``.
     * ``layer_groups()``: ordered ``(name, module)`` pairs, input side first.
 
-    ``pretrained_head`` may hold the source task's classifier (for example the ImageNet head),
+    A submodule ``pretrained_head`` may hold the source task's classifier (for example the ImageNet head),
     so that the weights can be checked and source-task probabilities used.
     """
 
@@ -74,7 +74,6 @@ class Backbone(nn.Module):
     num_features: int
     spec: BackboneSpec
     sample_rate: int | None = None
-    pretrained_head: nn.Module | None = None
     weights_stamp: int | None = None
     source_labels: Sequence[str] | None = None
 
@@ -99,9 +98,10 @@ class Backbone(nn.Module):
 
     def source_logits(self, features: torch.Tensor) -> torch.Tensor:
         """Logits of the source task's head on pooled features ``(B, D) -> (B, C_source)``."""
-        if self.pretrained_head is None:
+        head = self._modules.get("pretrained_head")
+        if head is None:
             raise BackboneError(f"backbone {self.spec.name!r} has no pretrained source head")
-        return self.pretrained_head(features)
+        return head(features)
 
     def describe(self) -> dict[str, Any]:
         """JSON-serialisable facts about the backbone, for run directories and listings."""

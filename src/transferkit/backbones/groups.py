@@ -15,9 +15,9 @@ def find_blocks(root: nn.Module) -> tuple[str, nn.ModuleList]:
     """The longest ``nn.ModuleList`` with parameters inside ``root`` (ties: the first found)."""
     best: tuple[str, nn.ModuleList] | None = None
     for name, module in root.named_modules():
-        if isinstance(module, nn.ModuleList) and len(module) > 1 and any(True for _ in module.parameters()):
-            if best is None or len(module) > len(best[1]):
-                best = (name, module)
+        stack = isinstance(module, nn.ModuleList) and len(module) > 1 and any(True for _ in module.parameters())
+        if stack and (best is None or len(module) > len(best[1])):
+            best = (name, module)
     if best is None:
         raise ValueError(f"{type(root).__name__} has no stack of blocks to split into layer groups")
     return best
@@ -38,6 +38,9 @@ def layer_groups_around_blocks(root: nn.Module, blocks_path: str | None = None) 
     stem, neck = nn.ModuleList(), nn.ModuleList()
     parent = root
     for part in blocks_path.split("."):
+        direct = list(parent.parameters(recurse=False))  # e.g. wav2vec2's masked_spec_embed
+        if direct:
+            stem.append(nn.ParameterList(direct))
         before = True
         for child_name, child in parent.named_children():
             if child_name == part:

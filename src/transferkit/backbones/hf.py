@@ -35,6 +35,8 @@ class TextTransformerBackbone(Backbone):
 
     def __init__(self, model: nn.Module, tokenizer: Any, spec: BackboneSpec) -> None:
         super().__init__()
+        if getattr(model, "pooler", None) is not None:
+            model.pooler = None  # BERT's next-sentence pooler is unused by mean/CLS pooling
         self.model, self.tokenizer, self.spec = model, tokenizer, spec
         self.num_features = int(model.config.hidden_size)
         self.max_length = int(spec.options.get("max_length", 128))

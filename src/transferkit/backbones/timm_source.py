@@ -43,15 +43,13 @@ class TimmBackbone(ImageBackbone):
         return self.model(pixel_values)  # num_classes=0: pooled (B, D)
 
     def layer_groups(self) -> list[tuple[str, nn.Module]]:
-        from timm.models import group_modules
+        from timm.models import group_parameters
 
-        groups = group_modules(self.model, self.model.group_matcher(coarse=True))
-        named = dict(self.model.named_modules())
-        result: list[tuple[str, nn.Module]] = []
-        for index, (_, module_names) in enumerate(sorted(groups.items())):
-            modules = [named[name] for name in module_names if name in named]
-            result.append(("stem" if index == 0 else f"group{index}", nn.ModuleList(modules)))
-        return result
+        # grouped by parameter, not by module: a ViT's cls_token and pos_embed sit on the root module
+        groups = group_parameters(self.model, self.model.group_matcher(coarse=True))
+        params = dict(self.model.named_parameters())
+        return [("stem" if index == 0 else f"group{index}", nn.ParameterList([params[n] for n in names]))
+                for index, (_, names) in enumerate(sorted(groups.items()))]
 
 
 @register_backbone("timm:", modality="image", offline=False,

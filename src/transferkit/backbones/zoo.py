@@ -41,6 +41,7 @@ class EfficientNetLiteBackbone(ImageBackbone):
         else:
             net = EfficientNet.from_name(f"efficientnet-{variant}", num_classes=1000)
         self.net = net
+        net._fc.requires_grad_(False)  # the source-task classifier is not part of the trunk
         self.num_features = int(net._fc.in_features)
         if weights_path is not None:
             self.pretrained_head = net._fc

@@ -14,7 +14,15 @@ import numpy as np
 from PIL import Image
 
 from transferkit.data.decode import check_image_array, check_waveform, keep_readable
-from transferkit.data.samples import Samples, SkipLog, check_modality, label_to_str, media_modality
+from transferkit.data.samples import (
+    AUDIO_EXTENSIONS,
+    IMAGE_EXTENSIONS,
+    Samples,
+    SkipLog,
+    check_modality,
+    label_to_str,
+    media_modality,
+)
 from transferkit.errors import DataError
 
 
@@ -160,7 +168,10 @@ def _kind(item: Any, index: int, modality: str | None) -> tuple[str, bool]:
     if isinstance(item, os.PathLike) or (isinstance(item, str) and modality in ("image", "audio")):
         kind = media_modality(item)
         if kind is None:
-            raise DataError(f"X[{index}] ({item}) is not an image or audio file")
+            raise DataError(
+                f"X[{index}] ({str(item)!r}) is not a path to an image or audio file "
+                f"(extensions {', '.join(sorted(IMAGE_EXTENSIONS | AUDIO_EXTENSIONS))})"
+            )
         return kind, True
     if isinstance(item, str):
         kind = media_modality(item) if "\n" not in item else None

@@ -49,10 +49,11 @@ def load_image(item: Any) -> Image.Image:
     if isinstance(item, Image.Image):
         return item.convert("RGB")
     if isinstance(item, str | os.PathLike):
-        image = _open_image(Path(item))
-        with contextlib.suppress(Exception):  # a broken EXIF block should not lose the image
-            image = ImageOps.exif_transpose(image)
-        return image.convert("RGB")
+        with _open_image(Path(item)) as image:
+            upright = image
+            with contextlib.suppress(Exception):  # a broken EXIF block should not lose the image
+                upright = ImageOps.exif_transpose(image)
+            return upright.convert("RGB")
     if isinstance(item, np.ndarray):
         return Image.fromarray(_image_array_to_uint8(item)).convert("RGB")
     raise DataError(f"cannot read an image from a {type(item).__name__}")

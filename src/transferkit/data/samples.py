@@ -5,6 +5,7 @@ rest of the package sees a ``Samples``: raw items in one modality, their class n
 and, per item, the name to use in error messages (a file path, or ``data.csv row 12``).
 """
 
+import os
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -74,11 +75,13 @@ class Samples:
         return sorted(set(self.labels)) if self.labels is not None else []
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> "Samples":
-        """The samples at ``indices``, in that order.
+        """The samples at ``indices`` (or where a boolean mask is true), in that order.
 
         Example:
             >>> train = samples.subset(train_idx)
         """
+        if isinstance(indices, np.ndarray) and indices.dtype == np.bool_:
+            indices = np.flatnonzero(indices)  # a boolean mask, not the indices 0 and 1
         idx = [int(i) for i in indices]
         return Samples(
             items=[self.items[i] for i in idx],
@@ -100,7 +103,7 @@ def check_on_error(on_error: str) -> None:
         raise ConfigError(f"on_error must be 'skip' or 'fail', not {on_error!r}")
 
 
-def media_modality(path: Path | str) -> str | None:
+def media_modality(path: str | os.PathLike[str]) -> str | None:
     """``"image"`` or ``"audio"`` from a file's extension; None for anything else."""
     suffix = Path(path).suffix.lower()
     if suffix in IMAGE_EXTENSIONS:

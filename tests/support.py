@@ -1,0 +1,90 @@
+"""Tiny data for tests, built here (importable as ``support`` from any test file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_data(*parts: str) -> Path:
+    """A path in ../shared/data, or skip the test with the reason."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared data not found at {path}")
+    return path
+
+
+WORDS = [
+    "good",
+    "great",
+    "fine",
+    "lovely",
+    "superb",
+    "happy",
+    "nice",
+    "bad",
+    "awful",
+    "poor",
+    "sad",
+    "terrible",
+    "boring",
+    "ugly",
+    "film",
+    "movie",
+    "the",
+    "a",
+    "was",
+    "is",
+    "very",
+    "plot",
+    "acting",
+]
+
+
+def sentiment_texts(n_per_class: int, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Tiny two-class text data that a small model can learn: positive vs negative words."""
+    rng = np.random.default_rng(seed)
+    pos, neg = WORDS[:7], WORDS[7:14]
+    filler = WORDS[14:]
+    texts, labels = [], []
+    for label, words in (("pos", pos), ("neg", neg)):
+        for _ in range(n_per_class):
+            chosen = list(rng.choice(words, 2)) + list(rng.choice(filler, 3))
+            rng.shuffle(chosen)
+            texts.append(" ".join(chosen))
+            labels.append(label)
+    return texts, labels
+
+
+def blob_images(n_per_class: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    """Tiny two-class images: a bright square top-left vs bottom-right, with noise."""
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for label in ("tl", "br"):
+        for _ in range(n_per_class):
+            img = rng.integers(0, 60, size=(size, size, 3), dtype=np.uint8)
+            half = size // 2
+            if label == "tl":
+                img[:half, :half] = 230
+            else:
+                img[half:, half:] = 230
+            images.append(img)
+            labels.append(label)
+    return np.stack(images), labels
+
+
+def tone_waves(n_per_class: int, seed: int = 0, sr: int = 16000) -> tuple[list[np.ndarray], list[str]]:
+    """Tiny two-class audio: 0.3-s low vs high sine tones with noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(0.3 * sr)) / sr
+    waves, labels = [], []
+    for label, freq in (("low", 300.0), ("high", 2500.0)):
+        for _ in range(n_per_class):
+            wave = 0.5 * np.sin(2 * np.pi * freq * rng.uniform(0.9, 1.1) * t) + 0.05 * rng.standard_normal(len(t))
+            waves.append(wave.astype(np.float32))
+            labels.append(label)
+    return waves, labels

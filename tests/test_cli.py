@@ -1,0 +1,189 @@
+"""The command line, through typer's CliRunner: fit, evaluate, predict, listings, and user errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner, Result
+
+import support
+from transferkit.cli import app
+from transferkit.data import SkippedItemWarning
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _keep_warning_format() -> Iterator[None]:
+    """The CLI shortens warnings.formatwarning for its own process; undo that after these tests."""
+    original = warnings.formatwarning
+    yield
+    warnings.formatwarning = original
+
+
+def invoke(*args: object) -> Result:
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_user_error(result: Result, *fragments: str) -> None:
+    """Exit status 2 and exactly one ``error:`` line on stderr (no traceback) naming the fragments."""
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0]
+
+
+def write_csv(path: Path, texts: list[str], labels: list[str]) -> Path:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        writer.writerows(zip(texts, labels, strict=True))
+    return path
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> tuple[Path, Path, Path]:
+    """``(data.csv, held-out test.csv, run directory)`` of a CLI linear-probe fit."""
+    folder = tmp_path_factory.mktemp("cli_text")
+    helpers = support
+    data = write_csv(folder / "data.csv", *helpers.sentiment_texts(12, seed=0))
+    test = write_csv(folder / "test.csv", *helpers.sentiment_texts(8, seed=1))
+    run = folder / "run"
+    result = invoke("fit", data, "--backbone", f"hf:{tiny_bert_dir}", "--strategy", "linear_probe", "--out", run)
+    assert result.exit_code == 0, result.output
+    assert f"wrote {run}" in result.stdout
+    return data, test, run
+
+
+def test_fit_writes_a_run_directory(text_run: tuple[Path, Path, Path]) -> None:
+    _, _, run = text_run
+    manifest = json.loads((run / "transferkit.json").read_text())
+    assert manifest["strategy"] == "linear_probe" and manifest["classes"] == ["neg", "pos"]
+    assert (run / "head.safetensors").is_file()
+
+
+def test_evaluate_prints_metrics_json_and_saves_them(text_run: tuple[Path, Path, Path]) -> None:
+    _, test, run = text_run
+    result = invoke("evaluate", run, test, "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert {"accuracy", "macro_f1", "per_class", "confusion_matrix"} <= metrics.keys()
+    assert metrics["n"] == 16 and set(metrics["per_class"]) == {"neg", "pos"}
+    assert sum(map(sum, metrics["confusion_matrix"]["matrix"])) == 16
+    assert metrics["accuracy"] > 0.5
+    saved = json.loads((run / "evaluations" / "test.json").read_text())
+    assert saved["data"] == str(test) and saved["accuracy"] == metrics["accuracy"]
+
+
+def test_predict_prints_json_lines(text_run: tuple[Path, Path, Path]) -> None:
+    _, _, run = text_run
+    result = invoke("predict", run, "good great film", "awful terrible plot", "--json")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["input"] for row in rows] == ["input 1", "input 2"]
+    for row in rows:
+        assert row["label"] in ("neg", "pos")
+        assert set(row["probabilities"]) == {"neg", "pos"}
+        assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert row["probabilities"][row["label"]] == max(row["probabilities"].values())
+
+
+def test_backbones_lists_the_zoo_and_the_sources() -> None:
+    result = invoke("backbones")
+    assert result.exit_code == 0
+    names = {line.split()[0] for line in result.stdout.splitlines() if line.strip()}
+    assert {"efficientnet_lite0", "minilm", "whisper_tiny_en", "timm:", "hf:", "local:"} <= names
+
+
+def test_strategies_lists_the_registered_strategies() -> None:
+    result = invoke("strategies")
+    assert result.exit_code == 0
+    names = {line.split()[0] for line in result.stdout.splitlines() if line.strip()}
+    assert {"linear_probe", "finetune"} <= names
+
+
+# -- user errors: exit 2, one line, no run directory ---------------------------------------------
+
+
+def test_unknown_backbone(text_run: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    data, _, _ = text_run
+    result = invoke("fit", data, "--backbone", "no_such_backbone", "--out", tmp_path / "run")
+    assert_user_error(result, "no_such_backbone")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_wrong_label_column(text_run: tuple[Path, Path, Path], tiny_bert_dir: Path, tmp_path: Path) -> None:
+    data, _, _ = text_run
+    result = invoke(
+        "fit", data, "--backbone", f"hf:{tiny_bert_dir}", "--label-column", "sentiment", "--out", tmp_path / "run"
+    )
+    assert_user_error(result, "sentiment", "label")  # names the column asked for and those there are
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_out_directory(text_run: tuple[Path, Path, Path], tiny_bert_dir: Path) -> None:
+    data, _, run = text_run
+    before = sorted(p.name for p in run.iterdir())
+    result = invoke("fit", data, "--backbone", f"hf:{tiny_bert_dir}", "--out", run)
+    assert_user_error(result, str(run), "--overwrite")
+    assert sorted(p.name for p in run.iterdir()) == before
+
+
+def test_missing_data_path(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    result = invoke("fit", tmp_path / "nope.csv", "--backbone", f"hf:{tiny_bert_dir}", "--out", tmp_path / "run")
+    assert_user_error(result, "nope.csv")
+    assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_a_directory_that_is_not_a_run(text_run: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    _, test, _ = text_run
+    assert_user_error(invoke("evaluate", tmp_path, test), str(tmp_path))
+
+
+# -- an image folder with a corrupt file ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tl/`` and ``br/`` of PNG images, and one ``tl/broken.jpg`` that is not an image."""
+    root = tmp_path_factory.mktemp("cli_images") / "images"
+    images, labels = support.blob_images(6)
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(root / label / f"{i:02d}.png")
+    (root / "tl" / "broken.jpg").write_bytes(b"<html>404 not found</html>")
+    return root
+
+
+IMAGE_OPTIONS = (
+    "--backbone",
+    "timm:test_efficientnet",
+    "--from-scratch",
+    "--image-size",
+    "32",
+    "--strategy",
+    "linear_probe",
+)
+
+
+def test_on_error_skip_fits_and_reports_the_count(image_folder: Path, tmp_path: Path) -> None:
+    with pytest.warns(SkippedItemWarning) as caught:
+        result = invoke("fit", image_folder, *IMAGE_OPTIONS, "--on-error", "skip", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    messages = [str(w.message) for w in caught]
+    assert any("broken.jpg" in m for m in messages) and any("skipped 1 of 13" in m for m in messages)
+    assert f"skipped 1 unreadable file(s) in {image_folder}" in result.stderr
+    assert "on 12 image samples" in result.stderr
+    assert (tmp_path / "run" / "transferkit.json").is_file()
+
+
+def test_on_error_fail_names_the_file(image_folder: Path, tmp_path: Path) -> None:
+    result = invoke("fit", image_folder, *IMAGE_OPTIONS, "--on-error", "fail", "--out", tmp_path / "run")
+    assert_user_error(result, "broken.jpg")
+    assert list(tmp_path.iterdir()) == []
