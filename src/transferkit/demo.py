@@ -76,7 +76,8 @@ def run_demo(out: str | Path = "transferkit-demo", *, shots: int = 10, image_siz
     examples = out / "examples"
     examples.mkdir(parents=True, exist_ok=True)
     for i in range(5):
-        Image.fromarray(x_test[i]).resize((64, 64), Image.NEAREST).save(examples / f"digit{i}_true{y_test[i]}.png")
+        image = Image.fromarray(x_test[i]).resize((64, 64), Image.Resampling.NEAREST)
+        image.save(examples / f"digit{i}_true{y_test[i]}.png")
     (out / "summary.json").write_text(json.dumps([row.__dict__ for row in rows], indent=2) + "\n")
     return rows
 

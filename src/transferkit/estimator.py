@@ -187,7 +187,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             "backbone_info": self.model_.backbone.describe(),
             "fit_seconds": self.fit_seconds_,
         }
-        extra = {"history.json": self.history_}
+        extra: dict[str, Any] = {"history.json": self.history_}
         if self.validation_metrics_ is not None:
             extra["metrics.json"] = {"validation": self.validation_metrics_}
         return save_run(out, self.model_, manifest, backbone_trained=self.backbone_trained_,

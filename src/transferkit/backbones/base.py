@@ -199,6 +199,11 @@ def create_backbone(spec: BackboneSpec | str, *, pretrained: bool = True,
     return backbone
 
 
+def directory_stamp(path: Path) -> int:
+    """The newest modification time of the files in ``path``: changes when local weights are re-saved."""
+    return max((f.stat().st_mtime_ns for f in path.iterdir() if f.is_file()), default=0)
+
+
 def _quiet_transformers() -> None:
     """transformers draws a progress bar for every checkpoint it loads; ours are enough."""
     try:

@@ -7,13 +7,14 @@ The model is loaded with ``AutoModel`` and its preprocessor with ``AutoTokenizer
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from transferkit.backbones.base import Backbone, BackboneSpec, register_backbone
+from transferkit.backbones.base import Backbone, BackboneSpec, directory_stamp, register_backbone
 from transferkit.backbones.groups import layer_groups_around_blocks
 from transferkit.backbones.image import ImageBackbone, ImagePreprocessing
 from transferkit.errors import BackboneError
@@ -153,4 +154,8 @@ def load_hf_backbone(name_or_path: str, spec: BackboneSpec) -> Backbone:
 @register_backbone("hf:", modality=None, offline=False,
                    description="any transformers AutoModel by hub name or local directory (text, vision, audio)")
 def hf_backbone(spec: BackboneSpec) -> Backbone:
-    return load_hf_backbone(spec.name.split(":", 1)[1], spec)
+    name_or_path = spec.name.split(":", 1)[1]
+    backbone = load_hf_backbone(name_or_path, spec)
+    if Path(name_or_path).is_dir():  # re-saved local weights must not reuse cached features
+        backbone.weights_stamp = directory_stamp(Path(name_or_path))
+    return backbone

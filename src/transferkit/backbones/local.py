@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transferkit.backbones.base import Backbone, BackboneSpec, register_backbone
+from transferkit.backbones.base import Backbone, BackboneSpec, directory_stamp, register_backbone
 from transferkit.errors import BackboneError
 
 
@@ -37,5 +37,5 @@ def local_backbone(spec: BackboneSpec) -> Backbone:
     else:
         raise BackboneError(f"{path} is neither a transferkit run directory nor a transformers model directory")
     backbone.spec = spec
-    backbone.weights_stamp = max((f.stat().st_mtime_ns for f in path.iterdir() if f.is_file()), default=0)
+    backbone.weights_stamp = directory_stamp(path)
     return backbone
