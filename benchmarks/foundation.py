@@ -35,7 +35,7 @@ TASKS: dict[str, dict[str, Any]] = {
              "finetune": {"epochs": 5, "lr": 1e-4, "batch_size": 32},
              "scratch": {"epochs": 5, "lr": 1e-3, "batch_size": 32}},
 }
-METHODS = ("linear_probe", "finetune", "scratch")
+METHODS = ("linear_probe", "finetune", "lp_ft", "scratch")
 
 
 def load_task(task: str, data: Path) -> tuple[Any, Any]:
@@ -72,6 +72,8 @@ def run_one(task: str, method: str, data: Path) -> dict[str, Any]:
                               "progress": False, "seed": 0}
     if method == "linear_probe":
         params["strategy"] = "linear_probe"
+    elif method == "lp_ft":  # same budget as finetune; lp_ft halves the learning rate itself
+        params.update({**conf["finetune"], "strategy": "lp_ft"})
     else:
         params.update({"strategy": "finetune", **conf[method]})
         params["pretrained"] = method != "scratch"

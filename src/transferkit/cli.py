@@ -76,7 +76,7 @@ def fit(
     out: Annotated[Path, typer.Option("--out", "-o", help="run directory to write")],
     backbone: Annotated[str, typer.Option(help="registered name, timm:NAME, hf:NAME_OR_PATH or a local "
                                                "directory; default: the zoo backbone of the data's modality")] = "",
-    strategy: Annotated[str, typer.Option(help="linear_probe or finetune (see `transferkit strategies`)")] =
+    strategy: Annotated[str, typer.Option(help="linear_probe, finetune or lp_ft (see `transferkit strategies`)")] =
     "linear_probe",
     val: Annotated[Path | None, typer.Option(help="labelled validation data (default: a split of DATA)")] = None,
     val_fraction: Annotated[float, typer.Option(help="share of DATA held out for validation")] = 0.1,

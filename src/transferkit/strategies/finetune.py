@@ -3,6 +3,7 @@ early stopping on a validation split, and the best epoch's weights kept."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -77,6 +78,25 @@ def layerwise_param_groups(model: TransferModel, *, lr: float, layer_decay: floa
 @register_strategy("finetune", description="train all layer groups (or the last k) with layer-wise "
                    "learning rates, warmup + cosine, early stopping, best checkpoint kept")
 def finetune(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOutcome:
+    return _finetune(model, data, config, head_lr_scale=config.head_lr_scale)
+
+
+@register_strategy("lp_ft", description="linear probe on cached features first, then fine-tune everything "
+                   "from that head at half the learning rate (Kumar et al., ICLR 2022)")
+def lp_ft(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOutcome:
+    from transferkit.strategies.linear_probe import linear_probe
+
+    probe = linear_probe(model, FitData(train=data.train, train_ids=data.train_ids, classes=data.classes),
+                         config)
+    backbone = model.backbone
+    lr = (config.lr or DEFAULT_LR[backbone.modality]) / 2
+    # the head already fits: it moves no faster than the top of the backbone
+    outcome = _finetune(model, data, replace(config, lr=lr), head_lr_scale=1.0)
+    outcome.info = {**probe.info, **outcome.info}
+    return outcome
+
+
+def _finetune(model: TransferModel, data: FitData, config: FitConfig, *, head_lr_scale: float) -> StrategyOutcome:
     backbone = model.backbone
     pretrained = backbone.spec.pretrained
     lr = config.lr or (DEFAULT_LR[backbone.modality] if pretrained else SCRATCH_LR)
@@ -89,7 +109,7 @@ def finetune(model: TransferModel, data: FitData, config: FitConfig) -> Strategy
     if data.val is not None and len(data.val) > 0:
         val_loader = make_loader(data.val, backbone, data.val_ids, train=False, batch_size=config.batch_size)
     groups = layerwise_param_groups(model, lr=lr, layer_decay=layer_decay, train_last_k=config.train_last_k,
-                                    head_lr_scale=1.0 if not pretrained else config.head_lr_scale,
+                                    head_lr_scale=1.0 if not pretrained else head_lr_scale,
                                     weight_decay=config.weight_decay)
     optimizer = torch.optim.AdamW(groups)
     total = epochs * steps_per_epoch(train_loader, config.grad_accum)
