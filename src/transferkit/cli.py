@@ -76,7 +76,8 @@ def fit(
     out: Annotated[Path, typer.Option("--out", "-o", help="run directory to write")],
     backbone: Annotated[str, typer.Option(help="registered name, timm:NAME, hf:NAME_OR_PATH or a local "
                                                "directory; default: the zoo backbone of the data's modality")] = "",
-    strategy: Annotated[str, typer.Option(help="linear_probe, finetune or lp_ft (see `transferkit strategies`)")] =
+    strategy: Annotated[str, typer.Option(help="linear_probe, finetune, partial, gradual, lp_ft, ... "
+                                                 "(see `transferkit strategies`)")] =
     "linear_probe",
     val: Annotated[Path | None, typer.Option(help="labelled validation data (default: a split of DATA)")] = None,
     val_fraction: Annotated[float, typer.Option(help="share of DATA held out for validation")] = 0.1,
@@ -86,6 +87,11 @@ def fit(
     layer_decay: Annotated[float | None, typer.Option(help="learning-rate factor per layer group toward the input")]
     = None,
     train_last_k: Annotated[int | None, typer.Option(help="fine-tune only the last k layer groups")] = None,
+    regularizer: Annotated[list[str] | None, typer.Option(help="fine-tuning regulariser, repeatable: l2sp, bss")]
+    = None,
+    l2sp_alpha: Annotated[float, typer.Option(help="L2-SP pull towards the pretrained weights")] = 0.01,
+    bss_eta: Annotated[float, typer.Option(help="batch spectral shrinkage weight")] = 0.001,
+    unfreeze_every: Annotated[int, typer.Option(help="gradual: epochs between unfreezing steps")] = 1,
     from_scratch: Annotated[bool, typer.Option(help="random weights instead of pretrained ones")] = False,
     image_size: Annotated[int | None, typer.Option(help="image side in pixels")] = None,
     max_length: Annotated[int | None, typer.Option(help="text length in tokens")] = None,
@@ -124,7 +130,8 @@ def fit(
     clf = TransferClassifier(backbone=name, strategy=strategy, pretrained=not from_scratch,
                              backbone_options=options or None, epochs=epochs, lr=lr, batch_size=batch_size,
                              layer_decay=layer_decay, train_last_k=train_last_k, val_fraction=val_fraction,
-                             seed=seed)
+                             seed=seed, regularizers=tuple(regularizer or ()), l2sp_alpha=l2sp_alpha,
+                             bss_eta=bss_eta, unfreeze_every=unfreeze_every)
     clf.fit(samples, eval_set=eval_set)
     run = clf.save(out, overwrite=overwrite)
     typer.echo(f"fitted in {clf.fit_seconds_:.1f}s; wrote {run}")

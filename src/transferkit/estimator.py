@@ -41,6 +41,9 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         modality: ``image``, ``text`` or ``audio``; inferred from the inputs when None.
         seed: seed for the split, initialisation and shuffling.
         progress: show progress bars.
+        regularizers: fine-tuning regularisers to add (``"l2sp"``, ``"bss"``).
+        l2sp_alpha, bss_eta: their strengths.
+        unfreeze_every: epochs between unfreezing steps of the ``gradual`` strategy.
 
     Example:
         >>> clf = TransferClassifier(backbone="minilm", strategy="linear_probe")
@@ -53,7 +56,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                  layer_decay: float | None = None, train_last_k: int | None = None, patience: int | None = 3,
                  freeze_bn: bool | None = None, probe_c: float | None = None, mixed_precision: str = "no",
                  val_fraction: float = 0.1, modality: str | None = None, seed: int = 0,
-                 progress: bool = True) -> None:
+                 progress: bool = True, regularizers: tuple[str, ...] = (), l2sp_alpha: float = 0.01,
+                 bss_eta: float = 0.001, unfreeze_every: int = 1) -> None:
         self.backbone = backbone
         self.strategy = strategy
         self.pretrained = pretrained
@@ -71,13 +75,18 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         self.modality = modality
         self.seed = seed
         self.progress = progress
+        self.regularizers = regularizers
+        self.l2sp_alpha = l2sp_alpha
+        self.bss_eta = bss_eta
+        self.unfreeze_every = unfreeze_every
 
     # -- fitting -------------------------------------------------------------------------------
     def _fit_config(self) -> FitConfig:
         return FitConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, layer_decay=self.layer_decay,
                          train_last_k=self.train_last_k, patience=self.patience, freeze_bn=self.freeze_bn,
                          probe_c=self.probe_c, mixed_precision=self.mixed_precision, seed=self.seed,
-                         progress=self.progress)
+                         progress=self.progress, regularizers=tuple(self.regularizers),
+                         l2sp_alpha=self.l2sp_alpha, bss_eta=self.bss_eta, unfreeze_every=self.unfreeze_every)
 
     def fit(self, X: Any, y: Any = None, *, eval_set: tuple[Any, Any] | None = None) -> TransferClassifier:
         """Fit on raw inputs ``X`` (images, texts, waveforms or file paths) and labels ``y``.

@@ -1,6 +1,6 @@
 """Registered ways of reusing a pretrained backbone (importing this module registers them)."""
 
-from transferkit.strategies import finetune, linear_probe
+from transferkit.strategies import finetune, linear_probe, regularizers
 from transferkit.strategies.base import (
     FitConfig,
     FitData,
@@ -11,4 +11,4 @@ from transferkit.strategies.base import (
 )
 
 __all__ = ["FitConfig", "FitData", "StrategyOutcome", "finetune", "get_strategy", "linear_probe",
-           "register_strategy", "registered_strategies"]
+           "regularizers", "register_strategy", "registered_strategies"]

@@ -37,6 +37,12 @@ class FitConfig:
         seed: seed for initialisation, shuffling and augmentation.
         progress: show progress bars.
         use_cache: reuse cached backbone features.
+        regularizers: names of registered fine-tuning regularisers (``l2sp``, ``bss``).
+        l2sp_alpha: L2-SP pull of backbone weights towards their pretrained values.
+        l2sp_beta: plain L2 on the new head under L2-SP.
+        bss_eta: weight of batch spectral shrinkage.
+        bss_k: number of smallest singular values of the batch features that BSS shrinks.
+        unfreeze_every: epochs between two unfreezing steps of ``gradual``.
     """
 
     epochs: int | None = None
@@ -55,6 +61,12 @@ class FitConfig:
     seed: int = 0
     progress: bool = True
     use_cache: bool = True
+    regularizers: tuple[str, ...] = ()
+    l2sp_alpha: float = 0.01
+    l2sp_beta: float = 0.01
+    bss_eta: float = 0.001
+    bss_k: int = 1
+    unfreeze_every: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,7 +14,8 @@ from transferkit.errors import ConfigError
 from transferkit.features import make_loader
 from transferkit.heads import TransferModel
 from transferkit.strategies.base import FitConfig, FitData, StrategyOutcome, register_strategy
-from transferkit.train import LoopConfig, TrainHooks, steps_per_epoch, train_loop
+from transferkit.strategies.regularizers import build_regularizers
+from transferkit.train import CombinedHooks, LoopConfig, TrainHooks, steps_per_epoch, train_loop
 
 # Peak learning rates that work for each modality's usual backbones with AdamW.
 DEFAULT_LR = {"image": 3e-4, "text": 1e-4, "audio": 1e-4}
@@ -25,7 +26,6 @@ class FrozenBatchNormHooks(TrainHooks):
     """Train mode everywhere except BatchNorm, whose running statistics stay as pretrained."""
 
     def train_mode(self, model: nn.Module) -> None:
-        model.train()
         for module in model.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.eval()
@@ -69,7 +69,6 @@ def layerwise_param_groups(model: TransferModel, *, lr: float, layer_decay: floa
         trainable = [(n, p) for n, p in named if p.dtype.is_floating_point]
         for _, p in trainable:
             p.requires_grad_(True)
-        # frozen-by-design buffers-as-parameters (e.g. sinusoidal positions) stay frozen
         add(trainable, lr * layer_decay ** (count - 1 - index), name)
     add(list(model.head.named_parameters()), lr * head_lr_scale, "head")
     return param_groups
@@ -96,7 +95,8 @@ def lp_ft(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOut
     return outcome
 
 
-def _finetune(model: TransferModel, data: FitData, config: FitConfig, *, head_lr_scale: float) -> StrategyOutcome:
+def _finetune(model: TransferModel, data: FitData, config: FitConfig, *, head_lr_scale: float,
+              extra_hooks: tuple[TrainHooks, ...] = ()) -> StrategyOutcome:
     backbone = model.backbone
     pretrained = backbone.spec.pretrained
     lr = config.lr or (DEFAULT_LR[backbone.modality] if pretrained else SCRATCH_LR)
@@ -111,17 +111,63 @@ def _finetune(model: TransferModel, data: FitData, config: FitConfig, *, head_lr
     groups = layerwise_param_groups(model, lr=lr, layer_decay=layer_decay, train_last_k=config.train_last_k,
                                     head_lr_scale=1.0 if not pretrained else head_lr_scale,
                                     weight_decay=config.weight_decay)
+    trainable = sum(p.numel() for group in groups for p in group["params"])
+    total_params = sum(p.numel() for p in model.parameters())
     optimizer = torch.optim.AdamW(groups)
     total = epochs * steps_per_epoch(train_loader, config.grad_accum)
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
     freeze_bn = config.freeze_bn if config.freeze_bn is not None else pretrained
-    hooks = FrozenBatchNormHooks() if freeze_bn else TrainHooks()
+    hook_list = [*extra_hooks, *build_regularizers(model, config)]
+    if freeze_bn:
+        hook_list.append(FrozenBatchNormHooks())
     loop = LoopConfig(epochs=epochs, patience=config.patience, grad_accum=config.grad_accum,
                       mixed_precision=config.mixed_precision, progress=config.progress)
-    result = train_loop(model, optimizer, scheduler, train_loader, val_loader, loop, hooks)
+    result = train_loop(model, optimizer, scheduler, train_loader, val_loader, loop, CombinedHooks(hook_list))
     for p in model.parameters():
         p.requires_grad_(False)
     return StrategyOutcome(history=result.history, backbone_trained=True,
                            info={"lr": lr, "layer_decay": layer_decay, "epochs": epochs,
                                  "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
-                                 "freeze_bn": freeze_bn})
+                                 "freeze_bn": freeze_bn, "regularizers": list(config.regularizers),
+                                 "trainable_params": trainable, "total_params": total_params})
+
+
+@register_strategy("partial", description="train only the last k layer groups and the head (k = --train-last-k, "
+                   "default 2)")
+def partial(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOutcome:
+    k = config.train_last_k if config.train_last_k is not None else min(2, len(model.backbone.layer_groups()))
+    return _finetune(model, data, replace(config, train_last_k=k), head_lr_scale=config.head_lr_scale)
+
+
+class GradualUnfreezing(TrainHooks):
+    """ULMFiT's schedule: the head and the top layer group first, one group more every N epochs."""
+
+    def __init__(self, model: TransferModel, every: int) -> None:
+        if every < 1:
+            raise ConfigError(f"unfreeze_every must be at least 1, not {every}")
+        self.groups = [list(module.parameters()) for _, module in model.backbone.layer_groups()]
+        self.trainable = {id(p) for params in self.groups for p in params if p.is_floating_point()}
+        self.every = every
+
+    def unfrozen_groups(self, epoch: int) -> int:
+        return min(len(self.groups), 1 + epoch // self.every)
+
+    def on_epoch_start(self, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        first_open = len(self.groups) - self.unfrozen_groups(epoch)
+        for index, params in enumerate(self.groups):
+            for p in params:
+                if id(p) in self.trainable:
+                    p.requires_grad_(index >= first_open)
+
+
+@register_strategy("gradual", description="ULMFiT gradual unfreezing: one more layer group per epoch "
+                   "(--unfreeze-every), with layer-wise learning-rate decay")
+def gradual(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOutcome:
+    # the optimizer holds every group from the start; frozen groups get no gradient, so AdamW skips them
+    groups = len(model.backbone.layer_groups())
+    epochs = config.epochs or groups * config.unfreeze_every + 1
+    config = replace(config, epochs=epochs, train_last_k=None)
+    hook = GradualUnfreezing(model, config.unfreeze_every)
+    outcome = _finetune(model, data, config, head_lr_scale=config.head_lr_scale, extra_hooks=(hook,))
+    outcome.info["unfreeze_every"] = config.unfreeze_every
+    return outcome

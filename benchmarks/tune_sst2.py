@@ -1,0 +1,50 @@
+"""Choose SST-2 fine-tuning settings without touching the dev set.
+
+The 2,000 training sentences of the foundation benchmark (seed 0) are fitted with each candidate
+setting and scored on 1,000 *other* SST-2 training sentences; the dev set is not read.
+
+    python benchmarks/tune_sst2.py --data ../shared/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CANDIDATES = [
+    {"strategy": "finetune", "epochs": 4, "lr": 1e-4, "batch_size": 32},
+    {"strategy": "finetune", "epochs": 5, "lr": 2e-4, "batch_size": 32, "layer_decay": 1.0},
+    {"strategy": "finetune", "epochs": 6, "lr": 1e-4, "batch_size": 16, "layer_decay": 1.0},
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "tune_sst2.json")
+    args = parser.parse_args()
+    from transferkit import TransferClassifier
+    from transferkit.data import read_dataset
+
+    train = read_dataset(args.data / "text" / "sst2" / "train.tsv", on_error="fail")
+    order = np.random.default_rng(0).choice(len(train), size=2000, replace=False)  # as in foundation.py
+    rest = np.setdiff1d(np.arange(len(train)), order)
+    held_out = np.random.default_rng(1).choice(rest, size=1000, replace=False)
+    fit_on, score_on = train.subset(order), train.subset(held_out)
+    rows = []
+    for params in CANDIDATES:
+        start = time.perf_counter()
+        clf = TransferClassifier(backbone="minilm", backbone_options={"max_length": 64}, progress=False, **params)
+        accuracy = clf.fit(fit_on).evaluate(score_on)["accuracy"]
+        rows.append({**params, "held_out_accuracy": accuracy, "seconds": round(time.perf_counter() - start, 1)})
+        print(json.dumps(rows[-1]), flush=True)
+    args.out.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Fine-tuning regularisers, usable with any fine-tuning strategy (``FitConfig.regularizers``).
+
+Each is a ``TrainHooks`` built by a registered factory ``(model, config) -> TrainHooks``:
+
+* ``l2sp``: L2-SP (Li et al., ICML 2018), ``alpha/2 * ||w - w0||^2`` over the backbone's weights,
+  pulling them towards the pretrained starting point, plus ``beta/2 * ||w_head||^2``.
+* ``bss``: Batch Spectral Shrinkage (Chen et al., NeurIPS 2019), ``eta * sum(sigma_min_k^2)`` of
+  the batch of pooled features entering the head, which suppresses the feature directions that
+  transfer badly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from transferkit.errors import ConfigError
+from transferkit.heads import TransferModel
+from transferkit.strategies.base import FitConfig
+from transferkit.train import TrainHooks
+
+RegularizerFactory = Callable[[TransferModel, FitConfig], TrainHooks]
+_REGULARIZERS: dict[str, RegularizerFactory] = {}
+
+
+def register_regularizer(name: str) -> Callable[[RegularizerFactory], RegularizerFactory]:
+    def decorate(factory: RegularizerFactory) -> RegularizerFactory:
+        if name in _REGULARIZERS:
+            raise ValueError(f"regulariser {name!r} is already registered")
+        _REGULARIZERS[name] = factory
+        return factory
+
+    return decorate
+
+
+def registered_regularizers() -> list[str]:
+    return list(_REGULARIZERS)
+
+
+def build_regularizers(model: TransferModel, config: FitConfig) -> list[TrainHooks]:
+    """The hooks of every regulariser named in ``config.regularizers``.
+
+    Raises:
+        ConfigError: an unknown name.
+    """
+    hooks = []
+    for name in config.regularizers:
+        if name not in _REGULARIZERS:
+            raise ConfigError(f"unknown regulariser {name!r}; choose from {', '.join(sorted(_REGULARIZERS))}")
+        hooks.append(_REGULARIZERS[name](model, config))
+    return hooks
+
+
+class L2SP(TrainHooks):
+    """Pull backbone weights towards the pretrained ones; plain L2 on the head."""
+
+    def __init__(self, model: TransferModel, alpha: float, beta: float) -> None:
+        self.alpha, self.beta = alpha, beta
+        self.anchors = [(p, p.detach().clone()) for p in model.backbone.parameters() if p.is_floating_point()]
+        self.head_params = [p for p in model.head.parameters() if p.ndim > 1]
+
+    def extra_loss(self, model: nn.Module, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
+        pull = sum(((p - p0) ** 2).sum() for p, p0 in self.anchors if p.requires_grad)
+        head = sum((p**2).sum() for p in self.head_params)
+        return 0.5 * self.alpha * pull + 0.5 * self.beta * head  # type: ignore[return-value]
+
+
+class BatchSpectralShrinkage(TrainHooks):
+    """Penalise the k smallest singular values of each batch's pooled features."""
+
+    def __init__(self, model: TransferModel, eta: float, k: int) -> None:
+        self.eta, self.k = eta, k
+        self.features: torch.Tensor | None = None
+        self.handle = model.head.register_forward_pre_hook(self._capture)
+
+    def _capture(self, _module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        self.features = args[0]  # (B, D), the head's input
+
+    def extra_loss(self, model: nn.Module, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
+        if self.features is None or not self.features.requires_grad:
+            return None
+        singular = torch.linalg.svdvals(self.features.float())  # (min(B, D),), descending
+        return self.eta * (singular[-self.k:] ** 2).sum()
+
+    def on_train_end(self, model: nn.Module) -> None:
+        self.handle.remove()
+        self.features = None
+
+
+@register_regularizer("l2sp")
+def l2sp(model: TransferModel, config: FitConfig) -> TrainHooks:
+    return L2SP(model, config.l2sp_alpha, config.l2sp_beta)
+
+
+@register_regularizer("bss")
+def bss(model: TransferModel, config: FitConfig) -> TrainHooks:
+    return BatchSpectralShrinkage(model, config.bss_eta, config.bss_k)

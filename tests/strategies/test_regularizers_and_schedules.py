@@ -1,0 +1,93 @@
+"""L2-SP, BSS, partial and gradual unfreezing: what each one changes and what it leaves alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import support
+from transferkit import TransferClassifier
+from transferkit.backbones import create_backbone
+from transferkit.errors import ConfigError
+from transferkit.heads import LinearHead, TransferModel
+from transferkit.strategies import FitConfig
+from transferkit.strategies.finetune import GradualUnfreezing
+from transferkit.strategies.regularizers import L2SP, BatchSpectralShrinkage, build_regularizers
+
+
+@pytest.fixture
+def model(tiny_bert_dir: Path) -> TransferModel:
+    backbone = create_backbone(f"hf:{tiny_bert_dir}")
+    return TransferModel(backbone, LinearHead(backbone.num_features, 2))
+
+
+def test_l2sp_is_zero_at_the_start_and_pulls_back(model: TransferModel) -> None:
+    hook = L2SP(model, alpha=0.1, beta=0.0)
+    logits = torch.zeros(2, 2)
+    assert float(hook.extra_loss(model, logits, torch.tensor([0, 1]))) == 0.0
+    weight = next(p for p in model.backbone.parameters() if p.ndim == 2)
+    with torch.no_grad():
+        weight.add_(0.5)
+    loss = hook.extra_loss(model, logits, torch.tensor([0, 1]))
+    assert float(loss) == pytest.approx(0.5 * 0.1 * 0.25 * weight.numel(), rel=1e-4)
+    loss.backward()
+    assert torch.allclose(weight.grad, torch.full_like(weight, 0.1 * 0.5), atol=1e-6)  # points back to w0
+
+
+def test_bss_shrinks_the_smallest_singular_values(model: TransferModel) -> None:
+    hook = BatchSpectralShrinkage(model, eta=0.5, k=2)
+    features = torch.randn(6, model.backbone.num_features, requires_grad=True)
+    logits = model.head(features)
+    loss = hook.extra_loss(model, logits, torch.zeros(6, dtype=torch.long))
+    singular = torch.linalg.svdvals(features.detach())
+    assert float(loss) == pytest.approx(0.5 * float((singular[-2:] ** 2).sum()), rel=1e-4)
+    hook.on_train_end(model)
+    model.head(features)
+    assert hook.features is None  # the capture hook is gone after training
+
+
+def test_unknown_regularizer_is_a_config_error(model: TransferModel) -> None:
+    with pytest.raises(ConfigError, match="nope"):
+        build_regularizers(model, FitConfig(regularizers=("nope",)))
+
+
+def test_gradual_unfreezes_one_group_per_epoch_from_the_top(model: TransferModel) -> None:
+    hook = GradualUnfreezing(model, every=1)
+    groups = model.backbone.layer_groups()
+    for epoch in range(len(groups) + 1):
+        hook.on_epoch_start(epoch, model, None)  # type: ignore[arg-type]
+        open_groups = [all(p.requires_grad for p in m.parameters()) for _, m in groups]
+        expected = min(len(groups), epoch + 1)
+        assert open_groups == [False] * (len(groups) - expected) + [True] * expected
+
+
+def _fit(tiny_bert_dir: Path, **params) -> tuple[dict, dict]:
+    texts, labels = support.sentiment_texts(12, seed=3)
+    name = f"hf:{tiny_bert_dir}"
+    before = create_backbone(name).state_dict()
+    clf = TransferClassifier(backbone=name, progress=False, val_fraction=0.0, lr=1e-3, **params).fit(texts, labels)
+    return before, clf.model_.backbone.state_dict()
+
+
+def test_gradual_with_one_epoch_trains_only_the_top_group(tiny_bert_dir: Path) -> None:
+    before, after = _fit(tiny_bert_dir, strategy="gradual", epochs=1)
+    changed = {k for k in after if not torch.equal(before[k], after[k])}
+    assert changed and all(not k.startswith("model.embeddings") for k in changed)
+    assert not any(k.startswith("model.encoder.layer.0.") for k in changed)
+
+
+def test_partial_trains_the_last_k_groups_only(tiny_bert_dir: Path) -> None:
+    before, after = _fit(tiny_bert_dir, strategy="partial", train_last_k=1, epochs=2)
+    changed = {k for k in after if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("model.encoder.layer.1.") for k in changed)
+
+
+def test_l2sp_keeps_weights_closer_to_pretrained(tiny_bert_dir: Path) -> None:
+    def drift(before: dict, after: dict) -> float:
+        return sum(float((after[k] - before[k]).pow(2).sum()) for k in after if after[k].is_floating_point())
+
+    plain = drift(*_fit(tiny_bert_dir, strategy="finetune", epochs=3))
+    pulled = drift(*_fit(tiny_bert_dir, strategy="finetune", epochs=3, regularizers=("l2sp",), l2sp_alpha=50.0))
+    assert pulled < 0.8 * plain
