@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from transferkit.train import LoopConfig, TrainHooks, TrainingError, evaluate_loss_accuracy, train_loop
+from transferkit.checkpoint import Checkpoints, read_progress
+from transferkit.features import EpochSampler
+from transferkit.train import (
+    LoopConfig,
+    TrainHooks,
+    TrainingError,
+    evaluate_loss_accuracy,
+    retry_on_out_of_memory,
+    train_loop,
+)
 
 
 class TinyClassifier(nn.Module):
@@ -35,15 +45,34 @@ def blobs(n: int, seed: int, flip: bool = False) -> TensorDataset:
 Pair = tuple[torch.Tensor, torch.Tensor]
 
 
-def loader(dataset: TensorDataset, shuffle: bool = False) -> DataLoader:
+def collate(pairs: list[Pair]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Batches of ``(batch_dict, labels)``, as transferkit's loaders yield them."""
+    return {"x": torch.stack([x for x, _ in pairs])}, torch.stack([y for _, y in pairs])
 
-    def collate(pairs: list[Pair]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        return {"x": torch.stack([x for x, _ in pairs])}, torch.stack([y for _, y in pairs])
 
+def loader(dataset: TensorDataset, shuffle: bool = False) -> DataLoader:
     return DataLoader(
         dataset, batch_size=8, shuffle=shuffle, collate_fn=collate, generator=torch.Generator().manual_seed(0)
     )
+
+
+class KeyedBlobs(Dataset):
+    """A dataset indexed as ``EpochSampler`` indexes it: by ``(index, augmentation seed)``."""
+
+    def __init__(self, data: TensorDataset) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, key: tuple[int, int]) -> Pair:
+        return self.data[key[0]]
+
+
+def epoch_loader(dataset: TensorDataset, seed: int = 0) -> DataLoader:
+    """Shuffled in an order that depends only on ``(seed, epoch)``, as ``make_loader`` shuffles."""
+    return DataLoader(KeyedBlobs(dataset), batch_size=8, sampler=EpochSampler(len(dataset), seed), collate_fn=collate,
+                      generator=torch.Generator().manual_seed(0))
 
 
 def setup(lr: float = 0.1) -> tuple[TinyClassifier, torch.optim.Optimizer, LambdaLR]:
@@ -142,3 +171,126 @@ def test_a_nan_loss_restores_the_best_weights_so_far() -> None:
     assert not torch.equal(after_epoch_1["fc.weight"], hooks.snapshots[0]["fc.weight"])
     for name, value in model.state_dict().items():
         assert torch.equal(value, after_epoch_1[name]), name
+
+
+class DropoutClassifier(TinyClassifier):
+    """Dropout draws from torch's global generator: a resumed run must restore it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(nn.functional.dropout(x, 0.3, self.training))
+
+
+class Interrupted(Exception):
+    pass
+
+
+class InterruptAt(TrainHooks):
+    """Raises ``Interrupted`` at the ``at``-th training batch (1-based), before its optimizer step."""
+
+    def __init__(self, at: int) -> None:
+        self.at, self.calls = at, 0
+
+    def extra_loss(self, model: nn.Module, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
+        self.calls += 1
+        if self.calls == self.at:
+            raise Interrupted
+        return None
+
+
+def dropout_run(hooks: TrainHooks | None = None, checkpoints: Checkpoints | None = None) -> tuple[nn.Module, list]:
+    """Four epochs with dropout, shuffling, momentum, a decaying rate and validation."""
+    torch.manual_seed(0)
+    model = DropoutClassifier()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    scheduler = LambdaLR(optimizer, lambda step: 1 / (1 + step / 10))
+    result = train_loop(model, optimizer, scheduler, epoch_loader(blobs(64, 0)), loader(blobs(32, 1, flip=True)),
+                        config(epochs=4), hooks, checkpoints=checkpoints)
+    return model, result.history
+
+
+def test_a_run_resumed_mid_epoch_equals_an_uninterrupted_one(tmp_path: Path) -> None:
+    reference_model, reference_history = dropout_run()
+    # 8 batches per epoch; checkpoints after optimizer steps 3, 6, 8 (end of epoch 1), 9 and 12
+    with pytest.raises(Interrupted):
+        dropout_run(InterruptAt(8 + 6), Checkpoints(tmp_path, every=3))
+    progress = read_progress(tmp_path)["loop"]  # type: ignore[index]
+    assert (progress["epoch"], progress["step"]) == (1, 4)
+    model, history = dropout_run(checkpoints=Checkpoints(tmp_path, every=3, resume=True))
+    assert history == reference_history
+    for name, value in reference_model.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name
+
+
+def test_checkpoints_do_not_change_the_result_and_a_finished_run_resumes_without_training(tmp_path: Path) -> None:
+    reference_model, reference_history = dropout_run()
+    _, history = dropout_run(checkpoints=Checkpoints(tmp_path, every=2))
+    assert history == reference_history
+    counter = NanAfter(after=10**6)
+    model, again = dropout_run(counter, Checkpoints(tmp_path, every=2, resume=True))
+    assert counter.calls == 0 and again == reference_history
+    for name, value in reference_model.state_dict().items():  # the best epoch's weights, restored
+        assert torch.equal(model.state_dict()[name], value), name
+
+
+def test_a_nan_loss_keeps_the_last_good_checkpoint_and_says_where_it_is(tmp_path: Path) -> None:
+    model, optimizer, scheduler = setup()
+    # the NaN comes at the 12th batch; checkpoints were written after optimizer steps 2, 4, 6, 8 and 10
+    with pytest.raises(TrainingError, match="nan") as error:
+        train_loop(model, optimizer, scheduler, loader(blobs(64, 0)), loader(blobs(32, 1)), config(),
+                   NanAfter(after=8 + 3), checkpoints=Checkpoints(tmp_path / "ck", every=2))
+    assert str(tmp_path / "ck") in str(error.value) and "after 1 epoch(s) and 2 batch(es)" in str(error.value)
+    assert read_progress(tmp_path / "ck")["loop"]["optimizer_steps"] == 10  # type: ignore[index]
+
+
+class OverflowAt(TrainHooks):
+    """At the ``at``-th batch, makes the weights infinite (as an overflowing step would)."""
+
+    def __init__(self, at: int) -> None:
+        self.at, self.calls = at, 0
+
+    def extra_loss(self, model: nn.Module, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
+        self.calls += 1
+        if self.calls == self.at:
+            with torch.no_grad():
+                model.fc.weight.fill_(math.inf)
+        return None
+
+
+def test_infinite_weights_never_replace_a_good_checkpoint(tmp_path: Path) -> None:
+    model, optimizer, scheduler = setup()
+    with pytest.raises(TrainingError, match="after 0 epoch\\(s\\) and 2 batch"):
+        train_loop(model, optimizer, scheduler, loader(blobs(64, 0)), None, config(), OverflowAt(4),
+                   checkpoints=Checkpoints(tmp_path, every=2))
+    assert read_progress(tmp_path)["loop"]["optimizer_steps"] == 2  # type: ignore[index]
+    state = Checkpoints(tmp_path).load()[1]["model"]  # type: ignore[index]
+    assert all(bool(torch.isfinite(v).all()) for v in state.values())
+
+
+def test_out_of_memory_halves_the_batch_size_and_retries_with_a_warning() -> None:
+    tried = []
+
+    def attempt(batch_size: int) -> int:
+        tried.append(batch_size)
+        if batch_size > 8:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return batch_size
+
+    with pytest.warns(UserWarning, match="out of memory") as caught:
+        assert retry_on_out_of_memory(attempt, 32) == 8
+    assert tried == [32, 16, 8]
+    assert [str(w.message) for w in caught] == ["out of memory with batch size 32; retrying with 16",
+                                                "out of memory with batch size 16; retrying with 8"]
+
+
+def test_out_of_memory_at_batch_size_one_is_a_training_error_and_other_errors_pass() -> None:
+    def cpu_oom(batch_size: int) -> None:
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 bytes.")
+
+    with pytest.warns(UserWarning), pytest.raises(TrainingError, match="batch size 1"):
+        retry_on_out_of_memory(cpu_oom, 2)
+
+    def broken(batch_size: int) -> None:
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    with pytest.raises(RuntimeError, match="shapes"):
+        retry_on_out_of_memory(broken, 4)

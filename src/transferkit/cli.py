@@ -101,20 +101,31 @@ def fit(
     path_column: PathColOpt = None,
     on_error: OnErrorOpt = OnError.skip,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    overwrite: Annotated[bool, typer.Option(help="replace an existing run directory")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing run directory (and the checkpoints of an "
+                                                 "interrupted run)")] = False,
+    resume: Annotated[bool, typer.Option(help="continue an interrupted fit from its last checkpoint in "
+                                              "OUT.checkpoints/")] = False,
+    checkpoint_every: Annotated[int, typer.Option(help="checkpoint every N optimizer steps as well as after each "
+                                                       "epoch (0: after each epoch only)")] = 1000,
 ) -> None:
     """Fit a pretrained backbone to labelled DATA and write a run directory.
 
     Corrupt or unreadable files are skipped with a warning and a count (--on-error skip, the default)
     or stop the run with the file's name (--on-error fail). The run directory is written only when
-    fitting succeeded, so an interrupted run leaves nothing half-written.
+    fitting succeeded, so an interrupted run leaves nothing half-written. Strategies that train with
+    the loop keep checkpoints in OUT.checkpoints/ until the run directory is written; after a crash,
+    the same command with --resume continues from the last one and ends as an uninterrupted run would.
     """
+    from transferkit.checkpoint import remove_checkpoints
     from transferkit.estimator import TransferClassifier
     from transferkit.evaluate import format_metrics
 
     _short_warnings()
     if out.exists() and not overwrite:
         raise_error(f"run directory {out} already exists; choose another --out or pass --overwrite")
+    checkpoints = out.with_name(f"{out.name}.checkpoints")
+    if overwrite and not resume:
+        remove_checkpoints(checkpoints)
     samples = _read(data, modality, text_column, label_column, path_column, on_error)
     eval_set = None
     if val is not None:
@@ -131,9 +142,11 @@ def fit(
                              backbone_options=options or None, epochs=epochs, lr=lr, batch_size=batch_size,
                              layer_decay=layer_decay, train_last_k=train_last_k, val_fraction=val_fraction,
                              seed=seed, regularizers=tuple(regularizer or ()), l2sp_alpha=l2sp_alpha,
-                             bss_eta=bss_eta, unfreeze_every=unfreeze_every)
-    clf.fit(samples, eval_set=eval_set)
+                             bss_eta=bss_eta, unfreeze_every=unfreeze_every, checkpoint_dir=str(checkpoints),
+                             checkpoint_every=checkpoint_every)
+    clf.fit(samples, eval_set=eval_set, resume=resume, keep_checkpoints=True)
     run = clf.save(out, overwrite=overwrite)
+    remove_checkpoints(checkpoints)
     typer.echo(f"fitted in {clf.fit_seconds_:.1f}s; wrote {run}")
     if clf.validation_metrics_ is not None:
         typer.echo(format_metrics(clf.validation_metrics_))
@@ -246,6 +259,72 @@ def demo(
     typer.echo(format_table(rows))
     best = max(rows, key=lambda r: r.accuracy)
     typer.echo(f"\nrun directories are in {out}/; try:\n  transferkit predict {best.run_dir} {out}/examples/*.png")
+
+
+@app.command("lr-find")
+@user_errors
+def lr_find(
+    data: DataArg,
+    backbone: Annotated[str, typer.Option(help="registered name, timm:NAME, hf:NAME_OR_PATH or a local "
+                                               "directory; default: the zoo backbone of the data's modality")] = "",
+    strategy: Annotated[str, typer.Option(help="the fine-tuning strategy to find a rate for: finetune or "
+                                                 "partial")] = "finetune",
+    batch_size: Annotated[int, typer.Option(help="batch size (use the one you will fit with)")] = 32,
+    layer_decay: Annotated[float | None, typer.Option(help="learning-rate factor per layer group toward the input")]
+    = None,
+    train_last_k: Annotated[int | None, typer.Option(help="fine-tune only the last k layer groups")] = None,
+    from_scratch: Annotated[bool, typer.Option(help="random weights instead of pretrained ones")] = False,
+    image_size: Annotated[int | None, typer.Option(help="image side in pixels")] = None,
+    max_length: Annotated[int | None, typer.Option(help="text length in tokens")] = None,
+    start_lr: Annotated[float, typer.Option(help="first learning rate of the ramp")] = 1e-7,
+    end_lr: Annotated[float, typer.Option(help="last learning rate of the ramp")] = 1.0,
+    num_steps: Annotated[int, typer.Option(help="optimizer steps of the ramp")] = 100,
+    plot: Annotated[Path | None, typer.Option(help="write the loss curve and the suggestion to this PNG")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the whole result (curve included) as JSON")] = False,
+    modality: ModalityOpt = None,
+    text_column: TextColOpt = None,
+    label_column: LabelColOpt = None,
+    path_column: PathColOpt = None,
+    on_error: OnErrorOpt = OnError.skip,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+) -> None:
+    """Suggest a fine-tuning learning rate for DATA with a learning-rate range test.
+
+    Trains a copy of the model for NUM_STEPS steps while the rate rises from START_LR to END_LR,
+    stops when the loss diverges, and prints the suggested --lr for `transferkit fit` with the rule
+    that chose it. Nothing is saved except the --plot image.
+    """
+    from transferkit.lr_finder import LRFinderConfig, find_lr
+
+    _short_warnings()
+    samples = _read(data, modality, text_column, label_column, path_column, on_error)
+    options: dict[str, Any] = {}
+    if image_size is not None:
+        options["image_size"] = image_size
+    if max_length is not None:
+        options["max_length"] = max_length
+    name = backbone or DEFAULT_BACKBONE[samples.modality]
+    typer.echo(f"range test of {name} ({strategy}) on {len(samples)} {samples.modality} samples", err=True)
+    result = find_lr(samples, backbone=name, strategy=strategy, pretrained=not from_scratch,
+                     backbone_options=options or None, batch_size=batch_size, layer_decay=layer_decay,
+                     train_last_k=train_last_k, seed=seed,
+                     config=LRFinderConfig(start_lr=start_lr, end_lr=end_lr, num_steps=num_steps))
+    if plot is not None:
+        result.plot(plot, title=f"range test: {name} ({strategy}), batch {batch_size}")
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    stop = f"diverged at {result.lrs[-1]:.2g}" if result.diverged else f"ran to {result.lrs[-1]:.2g}"
+    typer.echo(f"suggested lr: {result.suggestion:.2g}")
+    typer.echo(f"rule: {result.rule}")
+    typer.echo(f"tested {result.lrs[0]:.2g} to {result.lrs[-1]:.2g} in {len(result.lrs)} steps ({stop})")
+    if plot is not None:
+        typer.echo(f"wrote {plot}")
+    same = "".join(f" --{flag} {value}" for flag, value in (("max-length", max_length), ("image-size", image_size),
+                                                             ("layer-decay", layer_decay),
+                                                             ("train-last-k", train_last_k)) if value is not None)
+    typer.echo(f"try: transferkit fit {data} --backbone {name} --strategy {strategy} --batch-size {batch_size}{same}"
+               f"{' --from-scratch' if from_scratch else ''} --lr {result.suggestion:.2g} --out RUN")
 
 
 def main() -> None:  # pragma: no cover - console entry point

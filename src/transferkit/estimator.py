@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from transferkit.artifact import load_model_from_run, save_run
 from transferkit.backbones import BackboneSpec, create_backbone
+from transferkit.checkpoint import read_progress, remove_checkpoints
 from transferkit.data import Samples, samples_from_arrays, stratified_split
 from transferkit.errors import ConfigError, DataError, NotFittedError
 from transferkit.evaluate import classification_metrics
@@ -44,6 +46,10 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         regularizers: fine-tuning regularisers to add (``"l2sp"``, ``"bss"``).
         l2sp_alpha, bss_eta: their strengths.
         unfreeze_every: epochs between unfreezing steps of the ``gradual`` strategy.
+        checkpoint_dir: folder for training checkpoints of the strategies that train with the loop
+            (None: no checkpoints); ``fit(resume=True)`` continues an interrupted fit from there.
+        checkpoint_every: also checkpoint every this many optimizer steps (None or 0: after each
+            epoch only).
 
     Example:
         >>> clf = TransferClassifier(backbone="minilm", strategy="linear_probe")
@@ -57,7 +63,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                  freeze_bn: bool | None = None, probe_c: float | None = None, mixed_precision: str = "no",
                  val_fraction: float = 0.1, modality: str | None = None, seed: int = 0,
                  progress: bool = True, regularizers: tuple[str, ...] = (), l2sp_alpha: float = 0.01,
-                 bss_eta: float = 0.001, unfreeze_every: int = 1) -> None:
+                 bss_eta: float = 0.001, unfreeze_every: int = 1, checkpoint_dir: str | Path | None = None,
+                 checkpoint_every: int | None = 1000) -> None:
         self.backbone = backbone
         self.strategy = strategy
         self.pretrained = pretrained
@@ -79,6 +86,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         self.l2sp_alpha = l2sp_alpha
         self.bss_eta = bss_eta
         self.unfreeze_every = unfreeze_every
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_every = checkpoint_every
 
     # -- fitting -------------------------------------------------------------------------------
     def _fit_config(self) -> FitConfig:
@@ -86,19 +95,30 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                          train_last_k=self.train_last_k, patience=self.patience, freeze_bn=self.freeze_bn,
                          probe_c=self.probe_c, mixed_precision=self.mixed_precision, seed=self.seed,
                          progress=self.progress, regularizers=tuple(self.regularizers),
-                         l2sp_alpha=self.l2sp_alpha, bss_eta=self.bss_eta, unfreeze_every=self.unfreeze_every)
+                         l2sp_alpha=self.l2sp_alpha, bss_eta=self.bss_eta, unfreeze_every=self.unfreeze_every,
+                         checkpoint_dir=None if self.checkpoint_dir is None else str(self.checkpoint_dir),
+                         checkpoint_every=self.checkpoint_every)
 
-    def fit(self, X: Any, y: Any = None, *, eval_set: tuple[Any, Any] | None = None) -> TransferClassifier:
+    def fit(self, X: Any, y: Any = None, *, eval_set: tuple[Any, Any] | None = None, resume: bool = False,
+            keep_checkpoints: bool = False) -> TransferClassifier:
         """Fit on raw inputs ``X`` (images, texts, waveforms or file paths) and labels ``y``.
 
         ``X`` may also be a ``Samples`` from ``transferkit.data.read_dataset`` (then ``y`` is unused).
-        ``eval_set`` replaces the internal validation split.
+        ``eval_set`` replaces the internal validation split. With ``checkpoint_dir`` set, ``resume``
+        continues from the checkpoint there (if any) and ends as an uninterrupted fit with the same
+        data and parameters would; the checkpoints are deleted when the fit succeeds, unless
+        ``keep_checkpoints`` (the CLI keeps them until the run directory is written).
 
         Raises:
             DataError: unusable inputs or labels (one class, mismatched lengths, mixed modalities).
-            ConfigError: unknown strategy or option.
+            ConfigError: unknown strategy or option; ``checkpoint_dir`` holds a checkpoint but
+                ``resume`` is false, or a checkpoint of a run with other parameters.
             BackboneError: unknown backbone, or a backbone of another modality than the data.
+            TrainingError: the loss became NaN or infinite (the last good checkpoint is kept).
         """
+        if self.checkpoint_dir is not None and not resume and read_progress(Path(self.checkpoint_dir)):
+            raise ConfigError(f"{self.checkpoint_dir} holds a checkpoint of an interrupted fit; continue it with "
+                              "fit(resume=True) (CLI: --resume), or remove the folder to start over")
         samples = X if isinstance(X, Samples) else samples_from_arrays(X, y, modality=self.modality)
         if samples.labels is None:
             raise DataError("fit needs labels: pass y, or a labelled dataset")
@@ -128,7 +148,9 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                        val=val, val_ids=None if val is None else [index[v] for v in val.labels or []])
         model = TransferModel(backbone, LinearHead(backbone.num_features, len(classes)))
         start = time.perf_counter()
-        outcome = entry.fn(model, data, self._fit_config())
+        outcome = entry.fn(model, data, replace(self._fit_config(), resume=resume))
+        if self.checkpoint_dir is not None and not keep_checkpoints:
+            remove_checkpoints(self.checkpoint_dir)
         self.fit_seconds_ = time.perf_counter() - start
         model.eval()
         self.model_ = model
@@ -183,7 +205,10 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
 
     # -- artifact ------------------------------------------------------------------------------
     def save(self, out: str | Path, *, overwrite: bool = False) -> Path:
-        """Write the run directory (weights, head, label map, preprocessing, spec, config, metrics)."""
+        """Write the run directory (weights, head, label map, preprocessing, spec, config, metrics).
+
+        A LoRA fit stores only its adapter: the backbone is rebuilt from its spec when loading.
+        """
         self._check_fitted()
         manifest = {
             "transferkit_version": __version__,
@@ -191,22 +216,29 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
             "modality": self.modality_,
             "classes": self.classes_.tolist(),
             "strategy": self.strategy,
-            "estimator_params": self.get_params(),
+            "estimator_params": {k: str(v) if isinstance(v, Path) else v for k, v in self.get_params().items()},
             "strategy_info": self.strategy_info_,
             "backbone_info": self.model_.backbone.describe(),
             "fit_seconds": self.fit_seconds_,
+            # fit seeds torch just before building the backbone: this rebuilds random weights
+            "backbone_seed": self.seed,
         }
         extra: dict[str, Any] = {"history.json": self.history_}
         if self.validation_metrics_ is not None:
             extra["metrics.json"] = {"validation": self.validation_metrics_}
         return save_run(out, self.model_, manifest, backbone_trained=self.backbone_trained_,
-                        extra_json=extra, overwrite=overwrite)
+                        adapter_only=self.strategy_info_.get("adapter") == "lora", extra_json=extra,
+                        overwrite=overwrite)
 
     @classmethod
     def load(cls, run: str | Path) -> TransferClassifier:
         """A fitted classifier from a run directory; predictions equal those of the saved one."""
         model, manifest = load_model_from_run(run)
         params = dict(manifest.get("estimator_params", {}))
+        defaults = cls().get_params()
+        for name, value in params.items():  # JSON has no tuples
+            if isinstance(value, list) and isinstance(defaults.get(name), tuple):
+                params[name] = tuple(value)
         try:
             clf = cls(**params)
         except TypeError as exc:

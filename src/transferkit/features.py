@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from transferkit.backbones.base import Backbone
@@ -32,7 +34,13 @@ def decode_item(item: Any, backbone: Backbone) -> Any:
 
 
 class BackboneDataset(Dataset):
-    """Samples decoded and transformed for one backbone; yields ``(sample, label_index)``."""
+    """Samples decoded and transformed for one backbone; yields ``(sample, label_index)``.
+
+    Indexed by ``index`` or, from ``EpochSampler``, by ``(index, seed)``: then the training
+    augmentation draws from torch's generator seeded with ``seed``, and the global stream (which
+    dropout uses) is left untouched, so a sample's augmentation does not depend on when the loader
+    happens to fetch it.
+    """
 
     def __init__(self, samples: Samples, backbone: Backbone, label_ids: list[int] | None,
                  train: bool) -> None:
@@ -41,23 +49,66 @@ class BackboneDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[Any, int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Any, int]:
+        index, seed = key if isinstance(key, tuple) else (key, None)
         item = decode_item(self.samples.items[index], self.backbone)
         label = -1 if self.label_ids is None else self.label_ids[index]
-        return self.backbone.transform(item, train=self.train), label
+        if seed is None:
+            return self.backbone.transform(item, train=self.train), label
+        with seeded_torch(seed):
+            return self.backbone.transform(item, train=self.train), label
+
+
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Shuffled ``(index, augmentation_seed)`` pairs, a function of ``(seed, epoch)`` only.
+
+    Accelerate's loaders call ``set_epoch``; a resumed epoch therefore replays the same order and
+    the same augmentations, and the loop can skip the batches it had already done.
+    """
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        digest = hashlib.sha256(f"{self.seed}:{self.epoch}".encode()).digest()
+        generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+        order = torch.randperm(self.size, generator=generator).tolist()
+        seeds = torch.randint(0, 2**62, (self.size,), generator=generator).tolist()
+        return iter(zip(order, seeds, strict=True))
+
+
+@contextmanager
+def seeded_torch(seed: int) -> Iterator[None]:
+    """Run a block with torch's CPU generator seeded with ``seed``, then put it back as it was.
+
+    Augmentations must draw from torch's generator (torchvision's and the built-in backbones' do)
+    for a resumed run to replay them.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)  # torch.manual_seed would also seed every GPU: 50x slower
+        yield
 
 
 def make_loader(samples: Samples, backbone: Backbone, label_ids: list[int] | None, *, train: bool,
                 batch_size: int, seed: int = 0) -> DataLoader:
-    """A DataLoader whose batches are ``(batch_dict, labels)``; shuffled when training."""
+    """A DataLoader whose batches are ``(batch_dict, labels)``; shuffled and augmented when training,
+    in an order and with augmentations that depend only on ``(seed, epoch)`` (``EpochSampler``)."""
 
     def collate(pairs: list[tuple[Any, int]]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         batch = backbone.collate([sample for sample, _ in pairs])
         return batch, torch.tensor([label for _, label in pairs], dtype=torch.long)
 
+    # the generator only seeds worker processes; without one, each new iterator would draw from the global stream
     generator = torch.Generator().manual_seed(seed)
+    sampler = EpochSampler(len(samples), seed) if train else None
     return DataLoader(BackboneDataset(samples, backbone, label_ids, train), batch_size=batch_size,
-                      shuffle=train, collate_fn=collate, generator=generator, drop_last=False)
+                      sampler=sampler, collate_fn=collate, generator=generator, drop_last=False)
 
 
 def cache_dir() -> Path:

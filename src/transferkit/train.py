@@ -7,17 +7,23 @@ laptop CPU, one GPU, or several processes under ``accelerate launch``.
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.utils.memory import clear_device_cache, should_reduce_batch_size
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from transferkit.checkpoint import Checkpoints, LoopState, restore_torch_rng
 from transferkit.errors import TransferkitError
+
+T = TypeVar("T")
 
 
 class TrainingError(TransferkitError):
@@ -108,14 +114,20 @@ def evaluate_loss_accuracy(model: nn.Module, loader: DataLoader, accelerator: Ac
 
 
 def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, train_loader: DataLoader,
-               val_loader: DataLoader | None, config: LoopConfig, hooks: TrainHooks | None = None) -> TrainResult:
+               val_loader: DataLoader | None, config: LoopConfig, hooks: TrainHooks | None = None, *,
+               checkpoints: Checkpoints | None = None) -> TrainResult:
     """Train ``model`` with cross-entropy; keep the weights of the best validation epoch.
 
     The model's forward takes the batch dict of the backbone's ``collate`` and returns logits.
-    Without a validation loader the last epoch's weights are kept.
+    Without a validation loader the last epoch's weights are kept. With ``checkpoints`` the loop
+    writes a checkpoint every ``checkpoints.every`` optimizer steps and after each epoch, and with
+    ``checkpoints.resume`` it continues from the last one: the resumed epoch replays the same batch
+    order (``train_loader.set_epoch``; see ``features.EpochSampler``) and skips the batches already
+    done, so on one process the result equals that of an uninterrupted run.
 
     Raises:
-        TrainingError: the loss became NaN or infinite (the best weights so far are restored first).
+        TrainingError: the loss became NaN or infinite (the best weights so far are restored first,
+            and the last good checkpoint stays on disk).
     """
     hooks = hooks or TrainHooks()
     accelerator = Accelerator(mixed_precision=config.mixed_precision,
@@ -124,66 +136,150 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: An
     model, optimizer, train_loader, scheduler = prepared
     if val_loader is not None:
         val_loader = accelerator.prepare(val_loader)
-    result = TrainResult()
-    best_key: tuple[float, float] | None = None
-    best_state: dict[str, torch.Tensor] | None = None
-    bad_epochs = 0
+    state = _resume(checkpoints, accelerator, model, optimizer, scheduler) or LoopState()
+    batches_per_epoch = len(train_loader)
     show = config.progress and accelerator.is_local_main_process
     try:
-        for epoch in range(config.epochs):
+        for epoch in range(state.epoch, config.epochs):
+            if state.stopped_early:
+                break
             hooks.on_epoch_start(epoch, accelerator.unwrap_model(model), optimizer)
             model.train()
             hooks.train_mode(model)
-            running, seen = 0.0, 0
-            bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not show,
-                       leave=False)
+            train_loader.set_epoch(epoch)  # type: ignore[attr-defined]  # Accelerate's loader; order = f(seed, epoch)
+            batches = accelerator.skip_first_batches(train_loader, state.step) if state.step else train_loader
+            bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not show,
+                       leave=False, initial=state.step, total=batches_per_epoch)
             for batch, labels in bar:
                 with accelerator.accumulate(model):
-                    logits = model(**batch)  # (B, C)
-                    loss = F.cross_entropy(logits.float(), labels)
-                    extra = hooks.extra_loss(model, logits, labels)
-                    if extra is not None:
-                        loss = loss + extra
+                    loss = _loss(model, batch, labels, hooks)
                     if not torch.isfinite(loss):
-                        if best_state is not None:
-                            accelerator.unwrap_model(model).load_state_dict(best_state)
-                        raise TrainingError(f"loss became {float(loss.detach())} in epoch {epoch + 1}; lower the "
-                                            "learning rate or check the data (the best weights so far were kept)")
-                    accelerator.backward(loss)
-                    if config.max_grad_norm and accelerator.sync_gradients:
-                        accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad()
-                running += float(loss.detach()) * len(labels)
-                seen += len(labels)
-                bar.set_postfix(loss=f"{running / max(seen, 1):.4f}")
-            row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": running / max(seen, 1),
-                                   "lr": optimizer.param_groups[-1]["lr"]}
-            if val_loader is not None:
-                row["val_loss"], row["val_accuracy"] = evaluate_loss_accuracy(model, val_loader, accelerator)
-                key = (row["val_accuracy"], -row["val_loss"])
-                if best_key is None or key > best_key:
-                    best_key, bad_epochs, result.best_epoch = key, 0, epoch + 1
-                    state = accelerator.unwrap_model(model).state_dict()
-                    best_state = {k: v.detach().clone() for k, v in state.items()}
-                else:
-                    bad_epochs += 1
-            result.history.append(row)
+                        raise _bad_loss(float(loss.detach()), epoch, state, accelerator.unwrap_model(model),
+                                        checkpoints)
+                    _optimize(loss, model, optimizer, scheduler, accelerator, config)
+                state.step += 1
+                state.running_loss += float(loss.detach()) * len(labels)
+                state.seen += len(labels)
+                bar.set_postfix(loss=f"{state.running_loss / max(state.seen, 1):.4f}")
+                if accelerator.sync_gradients:
+                    state.optimizer_steps += 1
+                    if checkpoints and checkpoints.due(state.optimizer_steps) and state.step < batches_per_epoch:
+                        _save(checkpoints, state, accelerator, model, optimizer, scheduler)
+            row = _end_epoch(state, epoch, model, optimizer, val_loader, accelerator, config)
+            if checkpoints:
+                _save(checkpoints, state, accelerator, model, optimizer, scheduler)
             if show:
                 tqdm.write("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-            if config.patience is not None and val_loader is not None and bad_epochs >= config.patience:
-                result.stopped_early = True
-                break
     finally:
         hooks.on_train_end(accelerator.unwrap_model(model))
     unwrapped = accelerator.unwrap_model(model)
-    if best_state is not None:
-        unwrapped.load_state_dict(best_state)
+    if state.best_state is not None:
+        unwrapped.load_state_dict(state.best_state)
     else:
-        result.best_epoch = len(result.history)
+        state.best_epoch = len(state.history)
     unwrapped.eval()
-    return result
+    return TrainResult(history=state.history, best_epoch=state.best_epoch, stopped_early=state.stopped_early)
+
+
+def _loss(model: nn.Module, batch: dict[str, torch.Tensor], labels: torch.Tensor, hooks: TrainHooks) -> torch.Tensor:
+    logits = model(**batch)  # (B, C)
+    loss = F.cross_entropy(logits.float(), labels)
+    extra = hooks.extra_loss(model, logits, labels)
+    return loss if extra is None else loss + extra
+
+
+def _optimize(loss: torch.Tensor, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+              accelerator: Accelerator, config: LoopConfig) -> None:
+    accelerator.backward(loss)
+    if config.max_grad_norm and accelerator.sync_gradients:
+        accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+    optimizer.step()  # Accelerate's wrappers step only at the end of an accumulation window
+    scheduler.step()
+    optimizer.zero_grad()
+
+
+def _end_epoch(state: LoopState, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer,
+               val_loader: DataLoader | None, accelerator: Accelerator, config: LoopConfig) -> dict[str, Any]:
+    """Validate, keep the best weights, decide on early stopping; the epoch's history row."""
+    row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": state.running_loss / max(state.seen, 1),
+                           "lr": optimizer.param_groups[-1]["lr"]}
+    if val_loader is not None:
+        row["val_loss"], row["val_accuracy"] = evaluate_loss_accuracy(model, val_loader, accelerator)
+        key = (row["val_accuracy"], -row["val_loss"])
+        if state.best_key is None or key > state.best_key:
+            state.best_key, state.bad_epochs, state.best_epoch = key, 0, epoch + 1
+            weights = accelerator.unwrap_model(model).state_dict()
+            state.best_state = {k: v.detach().clone() for k, v in weights.items()}
+        else:
+            state.bad_epochs += 1
+        state.stopped_early = config.patience is not None and state.bad_epochs >= config.patience
+    state.history.append(row)
+    state.epoch, state.step, state.running_loss, state.seen = epoch + 1, 0, 0.0, 0
+    return row
+
+
+def _bad_loss(value: float, epoch: int, state: LoopState, model: nn.Module,
+              checkpoints: Checkpoints | None) -> TrainingError:
+    """The error for a NaN or infinite loss, after restoring the best weights so far."""
+    if state.best_state is not None:
+        model.load_state_dict(state.best_state)
+    where = f"; {checkpoints.describe()}" if checkpoints else ""
+    return TrainingError(f"loss became {value} in epoch {epoch + 1}; lower the learning rate or check the data "
+                         f"(the best weights so far were kept{where})")
+
+
+def _save(checkpoints: Checkpoints, state: LoopState, accelerator: Accelerator, model: nn.Module,
+          optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
+    unwrapped = accelerator.unwrap_model(model)
+    # weights that overflowed would only be caught by the next loss: never let them replace a good checkpoint
+    if accelerator.is_main_process and all(bool(torch.isfinite(p).all()) for p in unwrapped.parameters()):
+        tensors = {"model": unwrapped.state_dict(), "optimizer": optimizer.state_dict(),
+                   "scheduler": scheduler.state_dict()}
+        if accelerator.scaler is not None:
+            tensors["scaler"] = accelerator.scaler.state_dict()
+        checkpoints.save(state, tensors)
+    accelerator.wait_for_everyone()
+
+
+def _resume(checkpoints: Checkpoints | None, accelerator: Accelerator, model: nn.Module,
+            optimizer: torch.optim.Optimizer, scheduler: Any) -> LoopState | None:
+    """Load the last checkpoint into the prepared objects; None when there is nothing to resume."""
+    loaded = checkpoints.load() if checkpoints and checkpoints.resume else None
+    if loaded is None:
+        return None
+    state, tensors = loaded
+    accelerator.unwrap_model(model).load_state_dict(tensors["model"])
+    optimizer.load_state_dict(tensors["optimizer"])
+    scheduler.load_state_dict(tensors["scheduler"])
+    if accelerator.scaler is not None and "scaler" in tensors:
+        accelerator.scaler.load_state_dict(tensors["scaler"])
+    restore_torch_rng(tensors)
+    return state
+
+
+def retry_on_out_of_memory(attempt: Callable[[int], T], batch_size: int) -> T:
+    """``attempt(batch_size)``, halving the batch size and retrying (with a warning) after each
+    out-of-memory error of the CUDA, MPS, XPU or CPU allocator (Accelerate's test).
+
+    ``attempt`` must start from scratch each time: rebuild loaders, optimizer and schedule.
+
+    Raises:
+        TrainingError: out of memory even with one sample per batch.
+    """
+    while True:
+        try:
+            return attempt(batch_size)
+        except RuntimeError as exc:
+            if not should_reduce_batch_size(exc):
+                raise
+            if batch_size <= 1:
+                raise TrainingError("out of memory even with batch size 1; use a smaller backbone, shorter "
+                                    "inputs or mixed precision") from exc
+        # outside the except block, so that the failed attempt's tensors can be freed
+        clear_device_cache(garbage_collection=True)
+        warnings.warn(f"out of memory with batch size {batch_size}; retrying with {batch_size // 2}",
+                      stacklevel=2)
+        batch_size //= 2
 
 
 def steps_per_epoch(loader: DataLoader, grad_accum: int) -> int:

@@ -10,9 +10,12 @@ from torch import nn
 import support
 from transferkit import TransferClassifier
 from transferkit.backbones import Backbone, BackboneSpec, create_backbone
+from transferkit.data import samples_from_arrays
 from transferkit.errors import ConfigError
 from transferkit.heads import LinearHead, TransferModel
-from transferkit.strategies.finetune import layerwise_param_groups
+from transferkit.strategies import FitConfig, FitData, StrategyOutcome
+from transferkit.strategies.finetune import _finetune, layerwise_param_groups
+from transferkit.train import TrainHooks
 
 IMAGE_SPEC = {"backbone": "timm:test_efficientnet", "pretrained": False, "backbone_options": {"image_size": 32}}
 
@@ -174,3 +177,39 @@ def test_train_last_k_leaves_earlier_groups_unchanged(blobs: tuple) -> None:
             assert torch.equal(p_old, p_new), f"{name} changed"
     last_old, last_new = list(before[-1][1].parameters()), list(after[-1][1].parameters())
     assert any(not torch.equal(a, b) for a, b in zip(last_old, last_new, strict=True))
+
+
+class OutOfMemoryAbove(TrainHooks):
+    """Raises CUDA's out-of-memory error for batches larger than ``limit``, as a too-small GPU would."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    def extra_loss(self, model: nn.Module, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
+        if len(labels) > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return None
+
+
+def test_out_of_memory_halves_the_batch_until_it_fits_and_ends_as_a_run_at_that_size(blobs: tuple) -> None:
+    images, labels, _, _ = blobs
+    samples = samples_from_arrays(images, labels)
+    data = FitData(train=samples, train_ids=[int(v == "tl") for v in labels], classes=["br", "tl"])
+
+    def run(batch_size: int) -> tuple[TransferModel, StrategyOutcome]:
+        torch.manual_seed(0)
+        backbone = initial_image_backbone()
+        model = TransferModel(backbone, LinearHead(backbone.num_features, 2))
+        config = FitConfig(epochs=1, batch_size=batch_size, progress=False)
+        return model, _finetune(model, data, config, head_lr_scale=10.0, extra_hooks=(OutOfMemoryAbove(8),))
+
+    with pytest.warns(UserWarning, match="out of memory") as caught:
+        model, outcome = run(32)
+    assert [str(w.message) for w in caught] == ["out of memory with batch size 32; retrying with 16",
+                                                "out of memory with batch size 16; retrying with 8"]
+    assert outcome.info["batch_size"] == 8
+    # the failed attempts left no trace: the same as starting at 8
+    expected_model, expected = run(8)
+    assert outcome.history == expected.history
+    for name, value in expected_model.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name

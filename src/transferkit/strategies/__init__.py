@@ -1,6 +1,6 @@
 """Registered ways of reusing a pretrained backbone (importing this module registers them)."""
 
-from transferkit.strategies import finetune, linear_probe, regularizers
+from transferkit.strategies import finetune, linear_probe, lora, regularizers
 from transferkit.strategies.base import (
     FitConfig,
     FitData,
@@ -10,5 +10,5 @@ from transferkit.strategies.base import (
     registered_strategies,
 )
 
-__all__ = ["FitConfig", "FitData", "StrategyOutcome", "finetune", "get_strategy", "linear_probe",
+__all__ = ["FitConfig", "FitData", "StrategyOutcome", "finetune", "get_strategy", "linear_probe", "lora",
            "regularizers", "register_strategy", "registered_strategies"]

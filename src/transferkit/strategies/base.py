@@ -43,6 +43,9 @@ class FitConfig:
         bss_eta: weight of batch spectral shrinkage.
         bss_k: number of smallest singular values of the batch features that BSS shrinks.
         unfreeze_every: epochs between two unfreezing steps of ``gradual``.
+        checkpoint_dir: folder where strategies that train with the loop keep checkpoints (None: none).
+        checkpoint_every: also checkpoint every this many optimizer steps (None: after each epoch only).
+        resume: continue from the checkpoint in ``checkpoint_dir`` when there is one.
     """
 
     epochs: int | None = None
@@ -67,6 +70,9 @@ class FitConfig:
     bss_eta: float = 0.001
     bss_k: int = 1
     unfreeze_every: int = 1
+    checkpoint_dir: str | None = None
+    checkpoint_every: int | None = None
+    resume: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -4,18 +4,28 @@ early stopping on a validation split, and the best epoch's weights kept."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from transformers import get_cosine_schedule_with_warmup
 
+from transferkit.checkpoint import Checkpoints, read_progress
 from transferkit.errors import ConfigError
 from transferkit.features import make_loader
 from transferkit.heads import TransferModel
 from transferkit.strategies.base import FitConfig, FitData, StrategyOutcome, register_strategy
 from transferkit.strategies.regularizers import build_regularizers
-from transferkit.train import CombinedHooks, LoopConfig, TrainHooks, steps_per_epoch, train_loop
+from transferkit.train import (
+    CombinedHooks,
+    LoopConfig,
+    TrainHooks,
+    TrainResult,
+    retry_on_out_of_memory,
+    steps_per_epoch,
+    train_loop,
+)
 
 # Peak learning rates that work for each modality's usual backbones with AdamW.
 DEFAULT_LR = {"image": 3e-4, "text": 1e-4, "audio": 1e-4}
@@ -102,34 +112,65 @@ def _finetune(model: TransferModel, data: FitData, config: FitConfig, *, head_lr
     lr = config.lr or (DEFAULT_LR[backbone.modality] if pretrained else SCRATCH_LR)
     layer_decay = config.layer_decay if config.layer_decay is not None else (0.8 if pretrained else 1.0)
     epochs = config.epochs or 5
-    torch.manual_seed(config.seed)
-    train_loader = make_loader(data.train, backbone, data.train_ids, train=True, batch_size=config.batch_size,
-                               seed=config.seed)
-    val_loader = None
-    if data.val is not None and len(data.val) > 0:
-        val_loader = make_loader(data.val, backbone, data.val_ids, train=False, batch_size=config.batch_size)
-    groups = layerwise_param_groups(model, lr=lr, layer_decay=layer_decay, train_last_k=config.train_last_k,
-                                    head_lr_scale=1.0 if not pretrained else head_lr_scale,
-                                    weight_decay=config.weight_decay)
-    trainable = sum(p.numel() for group in groups for p in group["params"])
-    total_params = sum(p.numel() for p in model.parameters())
-    optimizer = torch.optim.AdamW(groups)
-    total = epochs * steps_per_epoch(train_loader, config.grad_accum)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
     freeze_bn = config.freeze_bn if config.freeze_bn is not None else pretrained
-    hook_list = [*extra_hooks, *build_regularizers(model, config)]
-    if freeze_bn:
-        hook_list.append(FrozenBatchNormHooks())
     loop = LoopConfig(epochs=epochs, patience=config.patience, grad_accum=config.grad_accum,
                       mixed_precision=config.mixed_precision, progress=config.progress)
-    result = train_loop(model, optimizer, scheduler, train_loader, val_loader, loop, CombinedHooks(hook_list))
+    folder = Path(config.checkpoint_dir) if config.checkpoint_dir else None
+    first_batch_size = config.batch_size
+    if folder is not None and config.resume:
+        # a run that had to shrink its batch to fit in memory resumes with the smaller batch
+        first_batch_size = (read_progress(folder) or {}).get("signature", {}).get("batch_size", first_batch_size)
+    initial = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+    def attempt(batch_size: int) -> tuple[TrainResult, int, int]:
+        model.load_state_dict(initial)  # an attempt that ran out of memory may have trained a little
+        torch.manual_seed(config.seed)
+        train_loader = make_loader(data.train, backbone, data.train_ids, train=True, batch_size=batch_size,
+                                   seed=config.seed)
+        val_loader = None
+        if data.val is not None and len(data.val) > 0:
+            val_loader = make_loader(data.val, backbone, data.val_ids, train=False, batch_size=batch_size)
+        groups = layerwise_param_groups(model, lr=lr, layer_decay=layer_decay, train_last_k=config.train_last_k,
+                                        head_lr_scale=1.0 if not pretrained else head_lr_scale,
+                                        weight_decay=config.weight_decay)
+        optimizer = torch.optim.AdamW(groups)
+        total = epochs * steps_per_epoch(train_loader, config.grad_accum)
+        scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
+        hook_list = [*extra_hooks, *build_regularizers(model, config)]
+        if freeze_bn:
+            hook_list.append(FrozenBatchNormHooks())
+        checkpoints = None
+        if folder is not None:
+            signature = _run_signature(model, data, config, batch_size=batch_size, head_lr_scale=head_lr_scale,
+                                       hooks=hook_list)
+            checkpoints = Checkpoints(folder, every=config.checkpoint_every,
+                                      resume=config.resume and batch_size == first_batch_size, signature=signature)
+        result = train_loop(model, optimizer, scheduler, train_loader, val_loader, loop, CombinedHooks(hook_list),
+                            checkpoints=checkpoints)
+        return result, batch_size, sum(p.numel() for group in groups for p in group["params"])
+
+    result, batch_size, trainable = retry_on_out_of_memory(attempt, first_batch_size)
     for p in model.parameters():
         p.requires_grad_(False)
     return StrategyOutcome(history=result.history, backbone_trained=True,
                            info={"lr": lr, "layer_decay": layer_decay, "epochs": epochs,
                                  "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
                                  "freeze_bn": freeze_bn, "regularizers": list(config.regularizers),
-                                 "trainable_params": trainable, "total_params": total_params})
+                                 "batch_size": batch_size, "trainable_params": trainable,
+                                 "total_params": sum(p.numel() for p in model.parameters())})
+
+
+# FitConfig fields that change how a run is kept, not what it computes: a resumed run may change them
+_NOT_IN_SIGNATURE = ("progress", "use_cache", "checkpoint_dir", "checkpoint_every", "resume")
+
+
+def _run_signature(model: TransferModel, data: FitData, config: FitConfig, *, batch_size: int,
+                   head_lr_scale: float, hooks: list[TrainHooks]) -> dict[str, Any]:
+    """What a checkpoint must have been written by to be resumed: the same settings, data sizes and backbone."""
+    return {"config": {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_SIGNATURE},
+            "batch_size": batch_size, "head_lr_scale": head_lr_scale, "hooks": [type(h).__name__ for h in hooks],
+            "backbone": model.backbone.spec.to_dict(), "classes": data.classes, "train_size": len(data.train),
+            "val_size": 0 if data.val is None else len(data.val)}
 
 
 @register_strategy("partial", description="train only the last k layer groups and the head (k = --train-last-k, "

@@ -1,0 +1,149 @@
+"""A fit killed mid-way and continued with ``--resume`` ends exactly as an uninterrupted fit does.
+
+The killed fit runs in a subprocess that dies with ``os._exit(137)`` (no cleanup, like SIGKILL)
+right after its N-th checkpoint was written, so the test is deterministic and not timing-dependent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from typer.testing import CliRunner, Result
+
+import support
+from transferkit import TransferClassifier, load
+from transferkit.checkpoint import read_progress
+from transferkit.cli import app
+
+DIE_AFTER_CHECKPOINTS = """
+import os
+import sys
+
+from transferkit.checkpoint import Checkpoints
+from transferkit.cli import app
+
+save, saved = Checkpoints.save, []
+
+
+def save_then_die(self, *args, **kwargs):
+    save(self, *args, **kwargs)
+    saved.append(1)
+    if len(saved) == int(sys.argv[1]):
+        os._exit(137)  # no finally blocks, no atexit: as abrupt as SIGKILL
+
+
+Checkpoints.save = save_then_die
+app(sys.argv[2:])
+"""
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _keep_warning_format() -> Iterator[None]:
+    """The CLI shortens warnings.formatwarning for its own process; undo that after these tests."""
+    original = warnings.formatwarning
+    yield
+    warnings.formatwarning = original
+
+
+def invoke(*args: object) -> Result:
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def fit_and_die(tmp_path: Path, checkpoints: int, *args: object) -> subprocess.CompletedProcess:
+    script = tmp_path / "die_after_checkpoints.py"
+    script.write_text(DIE_AFTER_CHECKPOINTS)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    return subprocess.run([sys.executable, str(script), str(checkpoints), *map(str, args)], env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+def assert_same_run(run: Path, reference: Path, inputs: list) -> None:
+    """Same history, validation metrics, weights and predictions."""
+    for name in ("history.json", "metrics.json"):
+        assert json.loads((run / name).read_text()) == json.loads((reference / name).read_text()), name
+    for name in ("head.safetensors", "backbone.safetensors"):
+        weights, expected = load_file(run / name), load_file(reference / name)
+        assert weights.keys() == expected.keys()
+        for key, value in expected.items():
+            torch.testing.assert_close(weights[key], value, rtol=0, atol=1e-7, msg=f"{name}: {key}")
+    np.testing.assert_allclose(load(run).predict_proba(inputs), load(reference).predict_proba(inputs),
+                               rtol=0, atol=1e-7)
+
+
+def test_finetune_killed_mid_epoch_resumes_to_the_same_run(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    texts, labels = support.sentiment_texts(12, seed=0)
+    data = tmp_path / "data.csv"
+    data.write_text("text,label\n" + "".join(f"{t},{label}\n" for t, label in zip(texts, labels, strict=True)))
+    args = ["fit", data, "--backbone", f"hf:{tiny_bert_dir}", "--strategy", "finetune", "--epochs", 3,
+            "--batch-size", 4, "--lr", "1e-3", "--checkpoint-every", 2, "--seed", 1]
+    reference = tmp_path / "reference"
+    assert invoke(*args, "--out", reference).exit_code == 0
+    assert not (tmp_path / "reference.checkpoints").exists()
+
+    run, checkpoints = tmp_path / "run", tmp_path / "run.checkpoints"
+    # 6 batches per epoch: checkpoints after optimizer steps 2, 4, 6 (end of epoch 1) and 8
+    killed = fit_and_die(tmp_path, 4, *args, "--out", run)
+    assert killed.returncode == 137, killed.stderr
+    assert not run.exists()
+    loop = read_progress(checkpoints)["loop"]  # type: ignore[index]
+    assert (loop["epoch"], loop["step"]) == (1, 2)
+
+    fresh = invoke(*args, "--out", run)
+    assert fresh.exit_code == 2 and "--resume" in fresh.stderr
+    other = invoke(*args[:-1], 2, "--out", run, "--resume")
+    assert other.exit_code == 2 and "differs in config.seed" in other.stderr
+
+    resumed = invoke(*args, "--out", run, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert not checkpoints.exists()
+    assert_same_run(run, reference, support.sentiment_texts(6, seed=1)[0])
+
+
+def test_gradual_unfreezing_killed_mid_epoch_resumes_to_the_same_run(tmp_path: Path) -> None:
+    images, labels = support.blob_images(12, seed=0)
+    data = tmp_path / "images"
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        (data / label).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(data / label / f"{i}.png")
+    # random crops and flips, BatchNorm statistics, and the unfrozen groups all change with the epoch
+    args = ["fit", data, "--backbone", "timm:test_efficientnet", "--from-scratch", "--image-size", 32,
+            "--strategy", "gradual", "--epochs", 3, "--batch-size", 4, "--checkpoint-every", 2]
+    reference = tmp_path / "reference"
+    assert invoke(*args, "--out", reference).exit_code == 0
+
+    run = tmp_path / "run"
+    # 6 batches per epoch: the 4th checkpoint is 2 batches into epoch 2, where 2 groups are unfrozen
+    killed = fit_and_die(tmp_path, 4, *args, "--out", run)
+    assert killed.returncode == 137, killed.stderr
+    loop = read_progress(tmp_path / "run.checkpoints")["loop"]  # type: ignore[index]
+    assert (loop["epoch"], loop["step"]) == (1, 2)
+
+    resumed = invoke(*args, "--out", run, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert_same_run(run, reference, list(support.blob_images(4, seed=1)[0]))
+
+
+def test_python_checkpoints_are_removed_after_fit_or_kept_to_resume(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    texts, labels = support.sentiment_texts(8, seed=0)
+    folder = tmp_path / "checkpoints"
+    clf = TransferClassifier(backbone=f"hf:{tiny_bert_dir}", strategy="finetune", epochs=2, lr=1e-3,
+                             progress=False, checkpoint_dir=str(folder), checkpoint_every=None)
+    expected = clf.fit(texts, labels).predict_proba(texts)
+    assert not folder.exists()
+    clf.fit(texts, labels, keep_checkpoints=True)
+    assert read_progress(folder)["loop"]["epoch"] == 2  # type: ignore[index]
+    # a crash between the end of training and saving: resuming trains no more and gives the same model
+    resumed = TransferClassifier(**clf.get_params()).fit(texts, labels, resume=True)
+    np.testing.assert_allclose(resumed.predict_proba(texts), expected, rtol=0, atol=1e-7)
+    assert resumed.history_ == clf.history_ and not folder.exists()
