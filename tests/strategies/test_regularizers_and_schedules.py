@@ -31,7 +31,7 @@ def test_l2sp_is_zero_at_the_start_and_pulls_back(model: TransferModel) -> None:
     with torch.no_grad():
         weight.add_(0.5)
     loss = hook.extra_loss(model, logits, torch.tensor([0, 1]))
-    assert float(loss) == pytest.approx(0.5 * 0.1 * 0.25 * weight.numel(), rel=1e-4)
+    assert float(loss.detach()) == pytest.approx(0.5 * 0.1 * 0.25 * weight.numel(), rel=1e-4)
     loss.backward()
     assert torch.allclose(weight.grad, torch.full_like(weight, 0.1 * 0.5), atol=1e-6)  # points back to w0
 
