@@ -42,7 +42,7 @@ def test_bss_shrinks_the_smallest_singular_values(model: TransferModel) -> None:
     logits = model.head(features)
     loss = hook.extra_loss(model, logits, torch.zeros(6, dtype=torch.long))
     singular = torch.linalg.svdvals(features.detach())
-    assert float(loss) == pytest.approx(0.5 * float((singular[-2:] ** 2).sum()), rel=1e-4)
+    assert float(loss.detach()) == pytest.approx(0.5 * float((singular[-2:] ** 2).sum()), rel=1e-4)
     hook.on_train_end(model)
     model.head(features)
     assert hook.features is None  # the capture hook is gone after training
