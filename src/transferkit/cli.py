@@ -57,6 +57,12 @@ OnErrorOpt = Annotated[OnError, typer.Option(
     help="a corrupt or unreadable file: 'skip' it with a warning (a count is printed), or 'fail' at once")]
 
 
+def _backbone_options(image_size: int | None, max_length: int | None) -> dict[str, Any]:
+    """Backbone options given on the command line (unset ones keep the backbone's defaults)."""
+    given = {"image_size": image_size, "max_length": max_length}
+    return {key: value for key, value in given.items() if value is not None}
+
+
 def _read(data: Path, modality: str | None, text_column: str | None, label_column: str | None,
           path_column: str | None, on_error: OnError, require_labels: bool = True) -> Any:
     from transferkit.data import read_dataset
@@ -131,11 +137,7 @@ def fit(
     if val is not None:
         val_samples = _read(val, samples.modality, text_column, label_column, path_column, on_error)
         eval_set = (val_samples, None)
-    options: dict[str, Any] = {}
-    if image_size is not None:
-        options["image_size"] = image_size
-    if max_length is not None:
-        options["max_length"] = max_length
+    options = _backbone_options(image_size, max_length)
     name = backbone or DEFAULT_BACKBONE[samples.modality]
     typer.echo(f"fitting {name} ({strategy}) on {len(samples)} {samples.modality} samples", err=True)
     clf = TransferClassifier(backbone=name, strategy=strategy, pretrained=not from_scratch,
@@ -298,11 +300,7 @@ def lr_find(
 
     _short_warnings()
     samples = _read(data, modality, text_column, label_column, path_column, on_error)
-    options: dict[str, Any] = {}
-    if image_size is not None:
-        options["image_size"] = image_size
-    if max_length is not None:
-        options["max_length"] = max_length
+    options = _backbone_options(image_size, max_length)
     name = backbone or DEFAULT_BACKBONE[samples.modality]
     typer.echo(f"range test of {name} ({strategy}) on {len(samples)} {samples.modality} samples", err=True)
     result = find_lr(samples, backbone=name, strategy=strategy, pretrained=not from_scratch,
