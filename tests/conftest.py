@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,14 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 
 
 from support import WORDS  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _keep_warning_format() -> Iterator[None]:
+    """The CLI shortens warnings.formatwarning for its own process; undo that after each test."""
+    original = warnings.formatwarning
+    yield
+    warnings.formatwarning = original
 
 
 @pytest.fixture(scope="session")

@@ -88,3 +88,12 @@ def tone_waves(n_per_class: int, seed: int = 0, sr: int = 16000) -> tuple[list[n
             waves.append(wave.astype(np.float32))
             labels.append(label)
     return waves, labels
+
+
+def invoke(*args: object):
+    """Run the transferkit CLI in-process with string arguments."""
+    from typer.testing import CliRunner
+
+    from transferkit.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])

@@ -4,29 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 import support
-from transferkit.cli import app
+from support import invoke
 from transferkit.data import SkippedItemWarning
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _keep_warning_format() -> Iterator[None]:
-    """The CLI shortens warnings.formatwarning for its own process; undo that after these tests."""
-    original = warnings.formatwarning
-    yield
-    warnings.formatwarning = original
-
-
-def invoke(*args: object) -> Result:
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def assert_user_error(result: Result, *fragments: str) -> None:

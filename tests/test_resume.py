@@ -10,21 +10,17 @@ import json
 import os
 import subprocess
 import sys
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
-from typer.testing import CliRunner, Result
 
 import support
+from support import invoke
 from transferkit import TransferClassifier, load
 from transferkit.checkpoint import read_progress
-from transferkit.cli import app
 
 DIE_AFTER_CHECKPOINTS = """
 import os
@@ -46,18 +42,6 @@ def save_then_die(self, *args, **kwargs):
 Checkpoints.save = save_then_die
 app(sys.argv[2:])
 """
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _keep_warning_format() -> Iterator[None]:
-    """The CLI shortens warnings.formatwarning for its own process; undo that after these tests."""
-    original = warnings.formatwarning
-    yield
-    warnings.formatwarning = original
-
-
-def invoke(*args: object) -> Result:
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def fit_and_die(tmp_path: Path, checkpoints: int, *args: object) -> subprocess.CompletedProcess:

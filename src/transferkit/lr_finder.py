@@ -516,7 +516,12 @@ def find_lr(X: Any, y: Any = None, *, backbone: str, strategy: str = "finetune",
     from transferkit.features import make_loader
     from transferkit.heads import LinearHead, TransferModel
     from transferkit.strategies import FitConfig, get_strategy
-    from transferkit.strategies.finetune import FrozenBatchNormHooks, layerwise_param_groups
+    from transferkit.strategies.finetune import (
+        FrozenBatchNormHooks,
+        default_freeze_bn,
+        default_layer_decay,
+        layerwise_param_groups,
+    )
 
     get_strategy(strategy)  # an unknown name gets the registry's error
     if strategy not in RANGE_TEST_STRATEGIES:
@@ -538,10 +543,10 @@ def find_lr(X: Any, y: Any = None, *, backbone: str, strategy: str = "finetune",
     if strategy == "partial" and train_last_k is None:
         train_last_k = min(2, len(net.layer_groups()))
     # the finetune strategy's defaults (strategies/finetune.py, _finetune)
-    layer_decay = layer_decay if layer_decay is not None else (0.8 if pretrained else 1.0)
+    layer_decay = default_layer_decay(layer_decay, pretrained=pretrained)
     head_scale = (head_lr_scale if head_lr_scale is not None else defaults.head_lr_scale) if pretrained else 1.0
     decay = weight_decay if weight_decay is not None else defaults.weight_decay
-    freeze = freeze_bn if freeze_bn is not None else pretrained
+    freeze = default_freeze_bn(freeze_bn, pretrained=pretrained)
     index = {name: i for i, name in enumerate(classes)}
     loader = make_loader(samples, net, [index[v] for v in samples.labels], train=True, batch_size=batch_size,
                          seed=seed)

@@ -32,6 +32,16 @@ DEFAULT_LR = {"image": 3e-4, "text": 1e-4, "audio": 1e-4}
 SCRATCH_LR = 1e-3
 
 
+def default_layer_decay(given: float | None, *, pretrained: bool) -> float:
+    """0.8 per layer group for pretrained backbones; one rate everywhere when training from scratch."""
+    return given if given is not None else (0.8 if pretrained else 1.0)
+
+
+def default_freeze_bn(given: bool | None, *, pretrained: bool) -> bool:
+    """Keep pretrained BatchNorm statistics; a random backbone must learn its own."""
+    return given if given is not None else pretrained
+
+
 class FrozenBatchNormHooks(TrainHooks):
     """Train mode everywhere except BatchNorm, whose running statistics stay as pretrained."""
 
@@ -110,9 +120,9 @@ def _finetune(model: TransferModel, data: FitData, config: FitConfig, *, head_lr
     backbone = model.backbone
     pretrained = backbone.spec.pretrained
     lr = config.lr or (DEFAULT_LR[backbone.modality] if pretrained else SCRATCH_LR)
-    layer_decay = config.layer_decay if config.layer_decay is not None else (0.8 if pretrained else 1.0)
+    layer_decay = default_layer_decay(config.layer_decay, pretrained=pretrained)
     epochs = config.epochs or 5
-    freeze_bn = config.freeze_bn if config.freeze_bn is not None else pretrained
+    freeze_bn = default_freeze_bn(config.freeze_bn, pretrained=pretrained)
     loop = LoopConfig(epochs=epochs, patience=config.patience, grad_accum=config.grad_accum,
                       mixed_precision=config.mixed_precision, progress=config.progress)
     folder = Path(config.checkpoint_dir) if config.checkpoint_dir else None
