@@ -1,0 +1,14 @@
+"""Transductive and source-free transfer: domain-adaptation losses, methods and label-free selection."""
+
+from transferkit.adapt.base import (
+           AdaptMethod,
+           AdaptOutcome,
+           FittedAdapter,
+           get_adapter,
+           register_adapter,
+           registered_adapters,
+           split_domains,
+)
+
+__all__ = ["AdaptMethod", "AdaptOutcome", "FittedAdapter", "get_adapter", "register_adapter",
+           "registered_adapters", "split_domains"]

@@ -1,0 +1,105 @@
+"""The domain-adaptation contract: one registry for every transductive / source-free method.
+
+Data follow skada's convention: each sample carries a ``sample_domain`` (source > 0, target < 0)
+and target labels are unknown (-1) during adaptation. A method is registered by name with the level
+it works at:
+
+* ``"features"``: works on arrays (cached backbone features or any user array). The registered
+  callable is ``fn(source_x, source_y, target_x, *, seed, **params) -> FittedAdapter``; it returns an
+  object with ``predict_proba(x) -> (N, C)`` for target-domain inputs (and ``transform(x)`` when it
+  maps features into a shared space).
+* ``"deep"``: trains a ``TransferModel`` on the shared training loop with unlabelled target batches;
+  the registered callable is ``fn(model, data, config, **params) -> AdaptOutcome``.
+
+``grid`` is the method's own hyperparameter grid, searched by label-free model selection
+(``transferkit.adapt.selection``); ``source_free`` marks methods that never see source data while
+adapting (they start from a model trained on the source).
+"""
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from transferkit.errors import ConfigError, DataError
+
+Level = Literal["features", "deep"]
+UNKNOWN_LABEL = -1
+
+
+class FittedAdapter(Protocol):
+    """What a feature-level method returns: a classifier for target-domain inputs."""
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:  # (N, D) -> (N, C)
+        ...
+
+
+@dataclass
+class AdaptOutcome:
+    """What a deep method reports: per-epoch history and free-form extras (e.g. pseudo-label rates)."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AdaptMethod:
+    name: str
+    level: Level
+    fn: Callable[..., Any]
+    description: str
+    grid: Mapping[str, Sequence[Any]]
+    source_free: bool
+
+
+_METHODS: dict[str, AdaptMethod] = {}
+
+
+def register_adapter(name: str, *, level: Level, description: str, grid: Mapping[str, Sequence[Any]] | None = None,
+                     source_free: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a domain-adaptation method under ``name`` (selectable in ``transferkit adapt``)."""
+    if level not in ("features", "deep"):
+        raise ValueError(f"level must be 'features' or 'deep', not {level!r}")
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if name in _METHODS:
+            raise ValueError(f"adaptation method {name!r} is already registered")
+        _METHODS[name] = AdaptMethod(name, level, fn, description, dict(grid or {}), source_free)
+        return fn
+
+    return decorate
+
+
+def get_adapter(name: str) -> AdaptMethod:
+    try:
+        return _METHODS[name]
+    except KeyError:
+        raise ConfigError(f"unknown adaptation method {name!r}; choose one of {', '.join(sorted(_METHODS))}") from None
+
+
+def registered_adapters(level: Level | None = None) -> list[AdaptMethod]:
+    return [m for m in _METHODS.values() if level is None or m.level == level]
+
+
+def split_domains(x: np.ndarray, y: np.ndarray, sample_domain: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Split skada-style mixed arrays into ``(source_x, source_y, target_x, target_y)``.
+
+    ``target_y`` keeps whatever labels were given for target rows (``-1`` when unknown); callers
+    must not use it for adaptation, only for reporting.
+
+    Raises:
+        DataError: lengths differ, no source or no target rows, or source labels are missing.
+    """
+    x, y, sample_domain = np.asarray(x), np.asarray(y), np.asarray(sample_domain)
+    if not (len(x) == len(y) == len(sample_domain)):
+        raise DataError(f"x, y and sample_domain differ in length ({len(x)}, {len(y)}, {len(sample_domain)})")
+    source, target = sample_domain > 0, sample_domain < 0
+    if not source.any():
+        raise DataError("no source samples (sample_domain > 0)")
+    if not target.any():
+        raise DataError("the target domain has no samples (sample_domain < 0)")
+    if (y[source] == UNKNOWN_LABEL).any():
+        raise DataError(f"{int((y[source] == UNKNOWN_LABEL).sum())} source samples have no label (-1)")
+    return x[source], y[source], x[target], y[target]
