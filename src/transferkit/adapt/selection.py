@@ -1,0 +1,65 @@
+"""Choosing adaptation hyperparameters and pseudo-labels without target labels.
+
+Target labels are never read here: every function looks only at the model's outputs on target data.
+"""
+
+import numpy as np
+from scipy.special import softmax
+
+from transferkit.errors import DataError
+
+
+def soft_neighbourhood_density(target_probs: np.ndarray, *, temperature: float = 0.05) -> float:
+    """Soft neighbourhood density (Saito et al., ICCV 2021): higher means a better adapted model.
+
+    Each target sample's predicted distribution is compared with every other one; the score is the
+    mean entropy of the softmax over these similarities. A model whose target predictions form tight,
+    consistent neighbourhoods scores high; one that collapses all samples to one class or scatters
+    them scores low.
+
+    Args:
+        target_probs: ``(N, C)`` class probabilities on unlabelled target samples.
+        temperature: softmax temperature over similarities (0.05 as in the paper).
+
+    Raises:
+        DataError: fewer than two target samples.
+    """
+    probs = np.asarray(target_probs, dtype=np.float64)
+    if probs.ndim != 2 or len(probs) < 2:
+        raise DataError(f"soft neighbourhood density needs (N >= 2, C) target probabilities, got {probs.shape}")
+    normed = probs / np.maximum(np.linalg.norm(probs, axis=1, keepdims=True), 1e-12)
+    similarity = normed @ normed.T  # (N, N)
+    np.fill_diagonal(similarity, -np.inf)  # a sample is not its own neighbour
+    neighbours = softmax(similarity / temperature, axis=1)
+    entropy = -(neighbours * np.log(np.maximum(neighbours, 1e-12))).sum(axis=1)
+    return float(entropy.mean())
+
+
+def confident_pseudo_labels(target_probs: np.ndarray, *, fraction: float = 0.5,
+                            threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Pick target samples to pseudo-label: the most confident ``fraction`` of each predicted class.
+
+    Taking a share per class, rather than one global confidence cut, keeps classes the model is less
+    sure about from vanishing from the pseudo-labelled set (class balance as in CBST, Zou et al. 2018).
+
+    Args:
+        target_probs: ``(N, C)`` class probabilities.
+        fraction: share of each predicted class to keep, in (0, 1].
+        threshold: if given, also drop samples whose top probability is below it.
+
+    Returns:
+        ``(indices, labels)``: positions into ``target_probs`` and their predicted classes.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], not {fraction}")
+    probs = np.asarray(target_probs)
+    predicted, confidence = probs.argmax(axis=1), probs.max(axis=1)
+    keep: list[np.ndarray] = []
+    for label in np.unique(predicted):
+        members = np.flatnonzero(predicted == label)
+        count = max(1, int(round(fraction * len(members))))
+        keep.append(members[np.argsort(-confidence[members], kind="stable")[:count]])
+    indices = np.sort(np.concatenate(keep))
+    if threshold is not None:
+        indices = indices[confidence[indices] >= threshold]
+    return indices, predicted[indices]

@@ -1,0 +1,31 @@
+import numpy as np
+import pytest
+
+from transferkit.adapt.selection import confident_pseudo_labels, soft_neighbourhood_density
+from transferkit.errors import DataError
+
+
+def _clustered_probs(rng: np.random.Generator, sharpness: float) -> np.ndarray:
+    labels = rng.integers(0, 3, size=90)
+    logits = rng.normal(size=(90, 3)) + sharpness * np.eye(3)[labels]
+    return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+
+
+def test_snd_prefers_confident_clustered_predictions_over_noise():
+    rng = np.random.default_rng(0)
+    assert soft_neighbourhood_density(_clustered_probs(rng, 6.0)) > soft_neighbourhood_density(
+        _clustered_probs(rng, 0.0)) + 0.1
+
+
+def test_snd_rejects_a_single_sample():
+    with pytest.raises(DataError, match="N >= 2"):
+        soft_neighbourhood_density(np.ones((1, 3)) / 3)
+
+
+def test_pseudo_labels_keep_a_share_of_every_predicted_class():
+    probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.6, 0.4], [0.45, 0.55]])
+    indices, labels = confident_pseudo_labels(probs, fraction=0.5)
+    assert indices.tolist() == [0, 1, 4]  # top 2 of the 4 predicted class 0, and the lone class 1
+    assert labels.tolist() == [0, 0, 1]
+    indices, _ = confident_pseudo_labels(probs, fraction=1.0, threshold=0.75)
+    assert indices.tolist() == [0, 1]
