@@ -11,10 +11,10 @@ def _clustered_probs(rng: np.random.Generator, sharpness: float) -> np.ndarray:
     return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
 
 
-def test_snd_prefers_confident_clustered_predictions_over_noise():
+def test_snd_prefers_tight_class_clusters_over_scattered_predictions():
     rng = np.random.default_rng(0)
-    assert soft_neighbourhood_density(_clustered_probs(rng, 6.0)) > soft_neighbourhood_density(
-        _clustered_probs(rng, 0.0)) + 0.1
+    scattered = rng.dirichlet(np.full(3, 0.3), size=90)  # (90, 3): predictions spread over the simplex
+    assert soft_neighbourhood_density(_clustered_probs(rng, 6.0)) > soft_neighbourhood_density(scattered) + 0.2
 
 
 def test_snd_rejects_a_single_sample():

@@ -14,8 +14,9 @@ def soft_neighbourhood_density(target_probs: np.ndarray, *, temperature: float =
 
     Each target sample's predicted distribution is compared with every other one; the score is the
     mean entropy of the softmax over these similarities. A model whose target predictions form tight,
-    consistent neighbourhoods scores high; one that collapses all samples to one class or scatters
-    them scores low.
+    consistent neighbourhoods scores high; one that scatters them over the simplex scores low. Known
+    blind spot: near-uniform predictions for every sample also look dense, so pair it with a check
+    that the model is not trivially unsure.
 
     Args:
         target_probs: ``(N, C)`` class probabilities on unlabelled target samples.
