@@ -48,6 +48,19 @@ def test_folded_probe_predicts_like_the_sklearn_pipeline(num_classes: int) -> No
     assert (ours.argmax(1) == pipeline.predict(x_new)).all()
 
 
+def test_a_dead_dimension_gets_no_weight() -> None:
+    """A column that is ~1e-32 everywhere (as in all-MiniLM-L6-v2) must not fold into a 1e30 weight."""
+    x, y = features_and_labels(2)
+    rng = np.random.default_rng(3)
+    x = np.hstack([x, (rng.normal(size=(len(x), 1)) * 1e-32).astype(np.float32)])
+    weight, bias, _ = fit_probe(x, y, 2, c=1.0, seed=0)
+    assert np.isfinite(weight).all() and np.abs(weight).max() < 1e3
+    assert (weight[:, -1] == 0).all()
+    shifted = x.copy()
+    shifted[:, -1] = 1e-6  # a tiny change in the dead column no longer moves the logits
+    np.testing.assert_allclose(shifted @ weight.T + bias, x @ weight.T + bias, atol=1e-5)
+
+
 def test_two_classes_give_two_opposite_rows() -> None:
     x, y = features_and_labels(2)
     weight, bias, _ = fit_probe(x, y, 2, c=1.0, seed=0)

@@ -36,7 +36,11 @@ def fit_probe(features: np.ndarray, label_ids: np.ndarray, num_classes: int, *, 
     if num_classes == 2:  # sklearn keeps one row for two classes: logit(1) - logit(0)
         coef = np.vstack([-coef / 2, coef / 2])
         intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
-    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
+    # Dead dimensions (all-MiniLM-L6-v2 has three whose values stay near 1e-32) carry no signal, but
+    # dividing by their tiny spread would fold weights of 1e30 into the head: give them none.
+    dead = scaler.scale_ <= 1e-6 * max(float(scaler.scale_.max()), 1e-12)
+    scale = np.where(dead, 1.0, scaler.scale_)
+    coef = np.where(dead, 0.0, coef)
     weight = coef / scale  # W x_scaled = (W / s) x - (W / s) mu
     bias = intercept - weight @ scaler.mean_
     return weight.astype(np.float32), bias.astype(np.float32), chosen
