@@ -88,7 +88,10 @@ def test_every_registered_entry_has_a_tiny_spec(specs: dict[str, BackboneSpec]) 
 )
 def test_backbone_contract(specs: dict[str, BackboneSpec], key: str) -> None:
     backbone = create_backbone(specs[key])
-    assert backbone.spec == specs[key]
+    given = specs[key]
+    assert (backbone.spec.name, backbone.spec.pretrained) == (given.name, given.pretrained)
+    assert given.options.items() <= backbone.spec.options.items()  # defaults may be filled in, never changed
+    assert create_backbone(backbone.spec).spec == backbone.spec  # the filled-in spec rebuilds the same backbone
     assert backbone.modality in ("image", "text", "audio")
     items = raw_items(backbone.modality)
     batch = backbone.collate([backbone.transform(item, train=False) for item in items])

@@ -195,7 +195,10 @@ def create_backbone(spec: BackboneSpec | str, *, pretrained: bool = True,
     entry = resolve_entry(spec.name)
     _quiet_transformers()
     backbone = entry.factory(spec)
-    assert backbone.spec == spec, "factories must keep the spec they were given"
+    kept = backbone.spec
+    # a factory may write its default options into the spec (so they key the feature cache), never change one
+    assert (kept.name, kept.pretrained) == (spec.name, spec.pretrained), "factories must keep name and pretrained"
+    assert spec.options.items() <= kept.options.items(), "factories must keep the options they were given"
     return backbone
 
 

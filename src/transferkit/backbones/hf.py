@@ -29,7 +29,9 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class TextTransformerBackbone(Backbone):
     """A transformers encoder (BERT, MiniLM, RoBERTa, ...) with mean or CLS pooling.
 
-    Options: ``max_length`` (tokens, default 128), ``pooling`` (``mean`` or ``cls``).
+    Options: ``max_length`` (tokens, default 128), ``pooling`` (``mean`` or ``cls``), ``normalize``
+    (L2-normalise the pooled embedding, as sentence-transformers models with a ``Normalize`` module
+    do; default False).
     """
 
     modality = "text"
@@ -44,6 +46,7 @@ class TextTransformerBackbone(Backbone):
         self.pooling = str(spec.options.get("pooling", "mean"))
         if self.pooling not in ("mean", "cls"):
             raise BackboneError(f"pooling must be 'mean' or 'cls', not {self.pooling!r}")
+        self.normalize = bool(spec.options.get("normalize", False))
 
     def transform(self, item: str, train: bool = False) -> str:
         return item
@@ -56,9 +59,8 @@ class TextTransformerBackbone(Backbone):
     def forward_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                          **_: torch.Tensor) -> torch.Tensor:
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, D)
-        if self.pooling == "cls":
-            return hidden[:, 0]
-        return masked_mean(hidden, attention_mask)
+        pooled = hidden[:, 0] if self.pooling == "cls" else masked_mean(hidden, attention_mask)  # (B, D)
+        return nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
 
     def layer_groups(self) -> list[tuple[str, nn.Module]]:
         return layer_groups_around_blocks(self.model)

