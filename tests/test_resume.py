@@ -94,6 +94,32 @@ def test_finetune_killed_mid_epoch_resumes_to_the_same_run(tiny_bert_dir: Path, 
     assert_same_run(run, reference, support.sentiment_texts(6, seed=1)[0])
 
 
+def test_lora_killed_mid_epoch_resumes_to_the_same_run(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    texts, labels = support.sentiment_texts(12, seed=0)
+    data = tmp_path / "data.csv"
+    data.write_text("text,label\n" + "".join(f"{t},{label}\n" for t, label in zip(texts, labels, strict=True)))
+    args = ["fit", data, "--backbone", f"hf:{tiny_bert_dir}", "--strategy", "lora", "--epochs", 2,
+            "--batch-size", 4, "--checkpoint-every", 2]
+    reference = tmp_path / "reference"
+    assert invoke(*args, "--out", reference).exit_code == 0
+
+    run = tmp_path / "run"
+    killed = fit_and_die(tmp_path, 4, *args, "--out", run)  # 2 batches into epoch 2
+    assert killed.returncode == 137, killed.stderr
+    loop = read_progress(tmp_path / "run.checkpoints")["loop"]  # type: ignore[index]
+    assert (loop["epoch"], loop["step"]) == (1, 2)
+
+    resumed = invoke(*args, "--out", run, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    for name in ("history.json", "metrics.json"):
+        assert json.loads((run / name).read_text()) == json.loads((reference / name).read_text()), name
+    for name in ("head.safetensors", "adapter.safetensors"):
+        weights, expected = load_file(run / name), load_file(reference / name)
+        assert weights.keys() == expected.keys()
+        for key, value in expected.items():
+            torch.testing.assert_close(weights[key], value, rtol=0, atol=1e-7, msg=f"{name}: {key}")
+
+
 def test_gradual_unfreezing_killed_mid_epoch_resumes_to_the_same_run(tmp_path: Path) -> None:
     images, labels = support.blob_images(12, seed=0)
     data = tmp_path / "images"

@@ -3,6 +3,7 @@ early stopping on a validation split, and the best epoch's weights kept."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,9 @@ from transferkit.train import (
 # Peak learning rates that work for each modality's usual backbones with AdamW.
 DEFAULT_LR = {"image": 3e-4, "text": 1e-4, "audio": 1e-4}
 SCRATCH_LR = 1e-3
+
+# (lr, layer_decay, head_lr_scale) -> optimizer parameter groups; also sets which parameters train
+GroupBuilder = Callable[[float, float, float], list[dict[str, Any]]]
 
 
 def default_layer_decay(given: float | None, *, pretrained: bool) -> float:
@@ -116,7 +120,12 @@ def lp_ft(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOut
 
 
 def _finetune(model: TransferModel, data: FitData, config: FitConfig, *, head_lr_scale: float,
-              extra_hooks: tuple[TrainHooks, ...] = ()) -> StrategyOutcome:
+              extra_hooks: tuple[TrainHooks, ...] = (), param_groups: GroupBuilder | None = None) -> StrategyOutcome:
+    """Train with the loop: checkpoints and resume, out-of-memory retries, regularisers, BatchNorm handling.
+
+    ``param_groups`` decides what trains and at which rate (default: layer groups with layer-wise
+    learning rates, see ``layerwise_param_groups``); other strategies (LoRA) pass their own.
+    """
     backbone = model.backbone
     pretrained = backbone.spec.pretrained
     lr = config.lr or (DEFAULT_LR[backbone.modality] if pretrained else SCRATCH_LR)
@@ -132,6 +141,14 @@ def _finetune(model: TransferModel, data: FitData, config: FitConfig, *, head_lr
         first_batch_size = (read_progress(folder) or {}).get("signature", {}).get("batch_size", first_batch_size)
     initial = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
+    def layerwise(group_lr: float, decay: float, head_scale: float) -> list[dict[str, Any]]:
+        # from scratch, the head is no newer than the rest: one rate for all
+        return layerwise_param_groups(model, lr=group_lr, layer_decay=decay, train_last_k=config.train_last_k,
+                                      head_lr_scale=head_scale if pretrained else 1.0,
+                                      weight_decay=config.weight_decay)
+
+    build_groups = param_groups or layerwise
+
     def attempt(batch_size: int) -> tuple[TrainResult, int, int]:
         model.load_state_dict(initial)  # an attempt that ran out of memory may have trained a little
         torch.manual_seed(config.seed)
@@ -140,9 +157,7 @@ def _finetune(model: TransferModel, data: FitData, config: FitConfig, *, head_lr
         val_loader = None
         if data.val is not None and len(data.val) > 0:
             val_loader = make_loader(data.val, backbone, data.val_ids, train=False, batch_size=batch_size)
-        groups = layerwise_param_groups(model, lr=lr, layer_decay=layer_decay, train_last_k=config.train_last_k,
-                                        head_lr_scale=1.0 if not pretrained else head_lr_scale,
-                                        weight_decay=config.weight_decay)
+        groups = build_groups(lr, layer_decay, head_lr_scale)
         optimizer = torch.optim.AdamW(groups)
         total = epochs * steps_per_epoch(train_loader, config.grad_accum)
         scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)

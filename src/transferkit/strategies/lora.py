@@ -22,21 +22,17 @@ than the layer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 from torch import nn
-from transformers import get_cosine_schedule_with_warmup
 
 from transferkit.backbones.base import Backbone
 from transferkit.errors import ConfigError
-from transferkit.features import make_loader
 from transferkit.heads import TransferModel
 from transferkit.strategies.base import FitConfig, FitData, StrategyOutcome, register_strategy
-from transferkit.strategies.finetune import FrozenBatchNormHooks
-from transferkit.strategies.regularizers import build_regularizers
-from transferkit.train import CombinedHooks, LoopConfig, steps_per_epoch, train_loop
+from transferkit.strategies.finetune import _finetune
 
 # LoRA updates start at zero and move little per step: rates above full fine-tuning's work best.
 DEFAULT_LR = {"image": 1e-3, "text": 5e-4, "audio": 1e-3}
@@ -164,8 +160,9 @@ def lora(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOutc
     rate towards the input (default 1.0: one rate). Regularisers apply as in fine-tuning (L2-SP
     pulls the adapters towards their start, where ``B = 0`` leaves the pretrained function).
     BatchNorm statistics always stay frozen, so the base weights are exactly the spec's and the
-    adapter alone describes the change. Loop checkpoints (``checkpoint_dir``) are not written yet:
-    an interrupted LoRA fit starts over.
+    adapter alone describes the change. Training runs through fine-tuning's ``_finetune`` with the
+    adapters and head as its parameter groups, so checkpoints, ``resume`` and out-of-memory retries
+    work as they do there.
 
     Raises:
         ConfigError: ``freeze_bn=False``, ``train_last_k`` out of range, or no layer to adapt.
@@ -192,34 +189,17 @@ def lora(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOutc
     apply_lora(backbone, list(targets), settings)
     model.head.requires_grad_(True)
 
-    lr = config.lr or DEFAULT_LR[backbone.modality]
-    layer_decay = config.layer_decay if config.layer_decay is not None else 1.0
-    epochs = config.epochs or DEFAULT_EPOCHS
-    train_loader = make_loader(data.train, backbone, data.train_ids, train=True, batch_size=config.batch_size,
-                               seed=config.seed)
-    val_loader = None
-    if data.val is not None and len(data.val) > 0:
-        val_loader = make_loader(data.val, backbone, data.val_ids, train=False, batch_size=config.batch_size)
-    groups = lora_param_groups(model, targets, lr=lr, layer_decay=layer_decay, head_lr_scale=config.head_lr_scale,
-                               weight_decay=config.weight_decay)
-    trainable = sum(p.numel() for group in groups for p in group["params"])
-    total = sum(p.numel() for p in model.parameters())
-    optimizer = torch.optim.AdamW(groups)
-    steps = epochs * steps_per_epoch(train_loader, config.grad_accum)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_ratio * steps), steps)
-    loop = LoopConfig(epochs=epochs, patience=config.patience, grad_accum=config.grad_accum,
-                      mixed_precision=config.mixed_precision, progress=config.progress)
-    hooks = CombinedHooks([*build_regularizers(model, config), FrozenBatchNormHooks()])
-    result = train_loop(model, optimizer, scheduler, train_loader, val_loader, loop, hooks)
-    for p in model.parameters():
-        p.requires_grad_(False)
+    def adapters_and_head(lr: float, layer_decay: float, head_lr_scale: float) -> list[dict[str, Any]]:
+        return lora_param_groups(model, targets, lr=lr, layer_decay=layer_decay, head_lr_scale=head_lr_scale,
+                                 weight_decay=config.weight_decay)
+
+    # the shared fine-tuning run: checkpoints and --resume, out-of-memory retries, regularisers
+    config = replace(config, lr=config.lr or DEFAULT_LR[backbone.modality], epochs=config.epochs or DEFAULT_EPOCHS,
+                     layer_decay=config.layer_decay if config.layer_decay is not None else 1.0, freeze_bn=True)
+    outcome = _finetune(model, data, config, head_lr_scale=config.head_lr_scale, param_groups=adapters_and_head)
     # backbone_trained: its features are no longer the pretrained ones (never read them from the
     # cache); "adapter" tells the artifact that the adapter alone holds that change.
-    return StrategyOutcome(history=result.history, backbone_trained=True, info={
-        "adapter": "lora", "lr": lr, "layer_decay": layer_decay, "epochs": epochs, "best_epoch": result.best_epoch,
-        "stopped_early": result.stopped_early, "freeze_bn": True, "regularizers": list(config.regularizers),
-        "lora_rank": settings.rank, "lora_alpha": settings.alpha,
-        "lora_dropout": settings.dropout, "lora_layers": len(targets),
-        "lora_targets": sorted({name.rsplit(".", 1)[-1] for name in targets}),
-        "trainable_params": trainable, "total_params": total,
-    })
+    outcome.info = {"adapter": "lora", **outcome.info, "lora_rank": settings.rank, "lora_alpha": settings.alpha,
+                    "lora_dropout": settings.dropout, "lora_layers": len(targets),
+                    "lora_targets": sorted({name.rsplit(".", 1)[-1] for name in targets})}
+    return outcome
