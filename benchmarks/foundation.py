@@ -1,4 +1,4 @@
-"""Linear probe, fine-tuning and from-scratch on the shared image, text and speech tasks.
+"""Every strategy, and training from scratch, on the shared image, text and speech tasks.
 
 Each run happens in its own process, so its peak memory (max RSS) is its own. Results go to
 ``benchmarks/results/foundation.json`` and the table in ``benchmarks/RESULTS.md``.
@@ -35,7 +35,8 @@ TASKS: dict[str, dict[str, Any]] = {
              "finetune": {"epochs": 5, "lr": 1e-4, "batch_size": 32},
              "scratch": {"epochs": 5, "lr": 1e-3, "batch_size": 32}},
 }
-METHODS = ("linear_probe", "finetune", "lp_ft", "scratch")
+# partial, gradual, lp_ft and lora get fine-tuning's budget (epochs, batch size); each keeps its own default rates
+METHODS = ("linear_probe", "finetune", "partial", "gradual", "lp_ft", "lora", "scratch")
 
 
 def load_task(task: str, data: Path) -> tuple[Any, Any]:
@@ -72,8 +73,11 @@ def run_one(task: str, method: str, data: Path) -> dict[str, Any]:
                               "progress": False, "seed": 0}
     if method == "linear_probe":
         params["strategy"] = "linear_probe"
-    elif method == "lp_ft":  # same budget as finetune; lp_ft halves the learning rate itself
-        params.update({**conf["finetune"], "strategy": "lp_ft"})
+    elif method in ("partial", "gradual", "lp_ft"):  # lp_ft halves the learning rate itself
+        params.update({**conf["finetune"], "strategy": method})
+    elif method == "lora":  # adapters start at zero: LoRA's own (higher) default rates
+        params.update({k: v for k, v in conf["finetune"].items() if k != "lr"})
+        params["strategy"] = "lora"
     else:
         params.update({"strategy": "finetune", **conf[method]})
         params["pretrained"] = method != "scratch"
@@ -82,7 +86,10 @@ def run_one(task: str, method: str, data: Path) -> dict[str, Any]:
     fit_seconds = time.perf_counter() - start
     metrics = clf.evaluate(test)
     total = time.perf_counter() - start
+    info = clf.strategy_info_
+    head = sum(p.numel() for p in clf.model_.head.parameters())
     return {"task": task, "method": method, "backbone": conf["backbone"], "split": conf["metric_split"],
+            "trainable_params": info.get("trainable_params", head),
             "n_train": len(train), "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
             "fit_seconds": round(fit_seconds, 1), "wall_seconds": round(total, 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0),
@@ -91,12 +98,13 @@ def run_one(task: str, method: str, data: Path) -> dict[str, Any]:
 
 
 def write_results_md(rows: list[dict[str, Any]], path: Path) -> None:
-    lines = ["| task | eval split | method | backbone | accuracy | macro-F1 | wall time (s) | peak RSS (MB) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| task | eval split | method | backbone | accuracy | macro-F1 | trainable params | wall time (s) | "
+             "peak RSS (MB) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        trainable = f"{r['trainable_params']:,}" if "trainable_params" in r else "n/a"
         lines.append(f"| {r['task']} | {r['split']} | {r['method']} | {r['backbone']}"
                      f"{' (random init)' if r['method'] == 'scratch' else ''} | {r['accuracy']:.3f} | "
-                     f"{r['macro_f1']:.3f} | {r['wall_seconds']:.0f} | {r['peak_rss_mb']:.0f} |")
+                     f"{r['macro_f1']:.3f} | {trainable} | {r['wall_seconds']:.0f} | {r['peak_rss_mb']:.0f} |")
     table = "\n".join(lines)
     text = path.read_text() if path.exists() else "# Benchmark results\n"
     start, end = "<!-- foundation:start -->", "<!-- foundation:end -->"

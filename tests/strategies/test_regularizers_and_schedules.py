@@ -91,3 +91,28 @@ def test_l2sp_keeps_weights_closer_to_pretrained(tiny_bert_dir: Path) -> None:
     plain = drift(*_fit(tiny_bert_dir, strategy="finetune", epochs=3))
     pulled = drift(*_fit(tiny_bert_dir, strategy="finetune", epochs=3, regularizers=("l2sp",), l2sp_alpha=50.0))
     assert pulled < 0.8 * plain
+
+
+def test_supcon_is_low_for_class_clusters_and_high_when_classes_mix() -> None:
+    from transferkit.strategies.regularizers import supervised_contrastive_loss
+
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    directions = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    clustered = directions[labels] + 0.01 * torch.randn(6, 2, generator=torch.Generator().manual_seed(0))
+    mixed = directions[torch.tensor([0, 1, 0, 1, 0, 1])]
+    low = supervised_contrastive_loss(clustered, labels, temperature=0.1)
+    high = supervised_contrastive_loss(mixed, labels, temperature=0.1)
+    assert float(low) < 1.0 < float(high)
+    # no sample with a same-class partner: nothing to pull together
+    assert float(supervised_contrastive_loss(clustered[[0, 3]], labels[[0, 3]], temperature=0.1)) == 0.0
+
+
+def test_contrastive_refits_the_head_on_tuned_features(tiny_bert_dir: Path) -> None:
+    texts, labels = support.sentiment_texts(16, seed=1)
+    clf = TransferClassifier(backbone=f"hf:{tiny_bert_dir}", strategy="contrastive", epochs=3, lr=1e-3,
+                             regularizers=("l2sp",), progress=False, val_fraction=0.0).fit(texts, labels)
+    info = clf.strategy_info_
+    assert set(info["regularizers"]) == {"l2sp", "supcon"} and "probe_c" in info
+    assert clf.backbone_trained_
+    test_texts, test_labels = support.sentiment_texts(10, seed=7)
+    assert clf.score(test_texts, test_labels) >= 0.7

@@ -42,6 +42,8 @@ class FitConfig:
         l2sp_beta: plain L2 on the new head under L2-SP.
         bss_eta: weight of batch spectral shrinkage.
         bss_k: number of smallest singular values of the batch features that BSS shrinks.
+        supcon_weight: weight of the supervised contrastive term (``supcon`` regulariser).
+        supcon_temperature: temperature of the supervised contrastive term.
         unfreeze_every: epochs between two unfreezing steps of ``gradual``.
         checkpoint_dir: folder where strategies that train with the loop keep checkpoints (None: none).
         checkpoint_every: also checkpoint every this many optimizer steps (None: after each epoch only).
@@ -69,6 +71,8 @@ class FitConfig:
     l2sp_beta: float = 0.01
     bss_eta: float = 0.001
     bss_k: int = 1
+    supcon_weight: float = 1.0
+    supcon_temperature: float = 0.1
     unfreeze_every: int = 1
     checkpoint_dir: str | None = None
     checkpoint_every: int | None = None

@@ -119,6 +119,20 @@ def lp_ft(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOut
     return outcome
 
 
+@register_strategy("contrastive", description="fine-tune with a supervised contrastive term on the pooled "
+                   "features (SetFit's idea, on batches), then refit the head as a linear probe on the tuned features")
+def contrastive(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOutcome:
+    from transferkit.strategies.linear_probe import linear_probe
+
+    regularizers = config.regularizers if "supcon" in config.regularizers else (*config.regularizers, "supcon")
+    outcome = _finetune(model, data, replace(config, regularizers=regularizers), head_lr_scale=config.head_lr_scale)
+    # the tuned features are not the pretrained ones: never read or write them in the feature cache
+    probe = linear_probe(model, FitData(train=data.train, train_ids=data.train_ids, classes=data.classes),
+                         replace(config, use_cache=False))
+    outcome.info = {**outcome.info, **probe.info}
+    return outcome
+
+
 def _finetune(model: TransferModel, data: FitData, config: FitConfig, *, head_lr_scale: float,
               extra_hooks: tuple[TrainHooks, ...] = (), param_groups: GroupBuilder | None = None) -> StrategyOutcome:
     """Train with the loop: checkpoints and resume, out-of-memory retries, regularisers, BatchNorm handling.

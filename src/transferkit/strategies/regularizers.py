@@ -7,6 +7,10 @@ Each is a ``TrainHooks`` built by a registered factory ``(model, config) -> Trai
 * ``bss``: Batch Spectral Shrinkage (Chen et al., NeurIPS 2019), ``eta * sum(sigma_min_k^2)`` of
   the batch of pooled features entering the head, which suppresses the feature directions that
   transfer badly.
+* ``supcon``: supervised contrastive loss (Khosla et al., NeurIPS 2020) on the L2-normalised
+  features entering the head: samples of one class pulled together, other classes pushed apart.
+  It is SetFit's idea (contrastive tuning of the sentence encoder) done on whole batches rather
+  than on generated pairs, so it costs no more than fine-tuning; see the ``contrastive`` strategy.
 """
 
 from __future__ import annotations
@@ -67,26 +71,78 @@ class L2SP(TrainHooks):
         return 0.5 * self.alpha * pull + 0.5 * self.beta * head  # type: ignore[return-value]
 
 
-class BatchSpectralShrinkage(TrainHooks):
-    """Penalise the k smallest singular values of each batch's pooled features."""
+class HeadInputHooks(TrainHooks):
+    """Base for regularisers on the pooled features of each training batch (the head's input)."""
 
-    def __init__(self, model: TransferModel, eta: float, k: int) -> None:
-        self.eta, self.k = eta, k
+    def __init__(self, model: TransferModel) -> None:
         self.features: torch.Tensor | None = None
         self.handle = model.head.register_forward_pre_hook(self._capture)
 
     def _capture(self, _module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-        self.features = args[0]  # (B, D), the head's input
+        self.features = args[0]  # (B, D)
 
-    def extra_loss(self, model: nn.Module, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
+    def trained_features(self) -> torch.Tensor | None:
+        """This batch's features, if the backbone is training (not under a frozen or no-grad pass)."""
         if self.features is None or not self.features.requires_grad:
             return None
-        singular = torch.linalg.svdvals(self.features.float())  # (min(B, D),), descending
-        return self.eta * (singular[-self.k:] ** 2).sum()
+        return self.features.float()
 
     def on_train_end(self, model: nn.Module) -> None:
         self.handle.remove()
         self.features = None
+
+
+class BatchSpectralShrinkage(HeadInputHooks):
+    """Penalise the k smallest singular values of each batch's pooled features."""
+
+    def __init__(self, model: TransferModel, eta: float, k: int) -> None:
+        super().__init__(model)
+        self.eta, self.k = eta, k
+
+    def extra_loss(self, model: nn.Module, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
+        features = self.trained_features()
+        if features is None:
+            return None
+        singular = torch.linalg.svdvals(features)  # (min(B, D),), descending
+        return self.eta * (singular[-self.k:] ** 2).sum()
+
+
+def supervised_contrastive_loss(features: torch.Tensor, labels: torch.Tensor, *, temperature: float) -> torch.Tensor:
+    """SupCon: mean over anchors of ``-mean_p log softmax_a(sim(anchor, a) / t)[p]`` over its positives p.
+
+    Args:
+        features: ``(B, D)`` batch features (normalised here).
+        labels: ``(B,)`` class indices.
+        temperature: softmax temperature over cosine similarities.
+
+    Returns:
+        A scalar; 0 when no sample in the batch shares its class with another.
+    """
+    z = nn.functional.normalize(features, dim=-1)
+    similarity = z @ z.T / temperature  # (B, B)
+    self_mask = torch.eye(len(z), dtype=torch.bool, device=z.device)
+    log_prob = similarity.masked_fill(self_mask, float("-inf")).log_softmax(dim=1)
+    positives = (labels[:, None] == labels[None, :]) & ~self_mask  # (B, B)
+    counts = positives.sum(dim=1)
+    anchors = counts > 0
+    if not anchors.any():
+        return similarity.new_zeros(())
+    pulled = log_prob.masked_fill(~positives, 0.0).sum(dim=1)[anchors] / counts[anchors]
+    return -pulled.mean()
+
+
+class SupervisedContrastive(HeadInputHooks):
+    """Weighted SupCon on each batch's pooled features."""
+
+    def __init__(self, model: TransferModel, weight: float, temperature: float) -> None:
+        super().__init__(model)
+        self.weight, self.temperature = weight, temperature
+
+    def extra_loss(self, model: nn.Module, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
+        features = self.trained_features()
+        if features is None:
+            return None
+        return self.weight * supervised_contrastive_loss(features, labels, temperature=self.temperature)
 
 
 @register_regularizer("l2sp")
@@ -97,3 +153,8 @@ def l2sp(model: TransferModel, config: FitConfig) -> TrainHooks:
 @register_regularizer("bss")
 def bss(model: TransferModel, config: FitConfig) -> TrainHooks:
     return BatchSpectralShrinkage(model, config.bss_eta, config.bss_k)
+
+
+@register_regularizer("supcon")
+def supcon(model: TransferModel, config: FitConfig) -> TrainHooks:
+    return SupervisedContrastive(model, config.supcon_weight, config.supcon_temperature)
