@@ -93,7 +93,7 @@ def fit(
     layer_decay: Annotated[float | None, typer.Option(help="learning-rate factor per layer group toward the input")]
     = None,
     train_last_k: Annotated[int | None, typer.Option(help="fine-tune only the last k layer groups")] = None,
-    regularizer: Annotated[list[str] | None, typer.Option(help="fine-tuning regulariser, repeatable: l2sp, bss")]
+    regularizer: Annotated[list[str] | None, typer.Option(help="regulariser, repeatable: l2sp, bss, supcon")]
     = None,
     l2sp_alpha: Annotated[float, typer.Option(help="L2-SP pull towards the pretrained weights")] = 0.01,
     bss_eta: Annotated[float, typer.Option(help="batch spectral shrinkage weight")] = 0.001,
