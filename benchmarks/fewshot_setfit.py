@@ -26,6 +26,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "linear_probe": {"strategy": "linear_probe"},
     "finetune": {"strategy": "finetune", "epochs": 10, "lr": 1e-4, "batch_size": 16, "val_fraction": 0.0},
     "lp_ft": {"strategy": "lp_ft", "epochs": 10, "lr": 1e-4, "batch_size": 16, "val_fraction": 0.0},
+    "contrastive": {"strategy": "contrastive", "epochs": 10, "lr": 1e-4, "batch_size": 16, "val_fraction": 0.0},
 }
 
 
