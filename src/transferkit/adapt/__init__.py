@@ -10,5 +10,8 @@ from transferkit.adapt.base import (
            split_domains,
 )
 
-__all__ = ["AdaptMethod", "AdaptOutcome", "FittedAdapter", "get_adapter", "register_adapter",
+from transferkit.adapt import feature_methods  # noqa: F401,E402  (registers the feature-level methods)
+from transferkit.adapt.estimator import DomainAdaptationClassifier  # noqa: E402
+
+__all__ = ["DomainAdaptationClassifier", "AdaptMethod", "AdaptOutcome", "FittedAdapter", "get_adapter", "register_adapter",
            "registered_adapters", "split_domains"]

@@ -10,7 +10,7 @@ Each grid point is fitted once with a validation share of the source hidden (its
 * ``snd``: soft neighbourhood density of the target predictions (Saito et al. 2021).
 * ``source_val``: plain accuracy on the hidden source rows (ignores the shift; for comparison).
 
-The chosen point is refitted on all source labels. When target labels are passed (``target_y``),
+The chosen point is refitted on all source labels. When labelled target data are passed (``oracle_eval``),
 every candidate's target accuracy is also recorded and the oracle choice refitted, for the report
 only: it never influences the label-free choice.
 """
@@ -97,7 +97,7 @@ def _score(fitted: AlignedClassifier, source_y: np.ndarray, hidden: np.ndarray, 
 
 def search_features(method: AdaptMethod, source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *,
                     criterion: str = "dev", fixed: Mapping[str, Any] | None = None, seed: int = 0,
-                    holdout: float = 0.2, target_y: np.ndarray | None = None,
+                    holdout: float = 0.2, oracle_eval: tuple[np.ndarray, np.ndarray] | None = None,
                     progress: Callable[[str], None] | None = None) -> SearchOutcome:
     """Fit ``method`` with hyperparameters chosen from its grid by a label-free ``criterion``.
 
@@ -107,7 +107,8 @@ def search_features(method: AdaptMethod, source_x: np.ndarray, source_y: np.ndar
         criterion: one of ``CRITERIA``.
         fixed: hyperparameters the user set; only the rest of the grid is searched.
         holdout: share of each source class hidden for validation.
-        target_y: target class indices (``-1`` unknown), for reporting the oracle choice only.
+        oracle_eval: labelled target ``(x, class indices)``, only to report each candidate's target
+            accuracy and the oracle choice; it never influences the label-free choice.
         progress: called with one line per candidate.
 
     Raises:
@@ -126,15 +127,18 @@ def search_features(method: AdaptMethod, source_x: np.ndarray, source_y: np.ndar
     points = grid_points(method.grid, fixed)
     hidden = holdout_labels(source_y, fraction=holdout, seed=seed)
     masked = np.where(hidden, -1, source_y)
-    labelled_target = target_y is not None and bool((np.asarray(target_y) >= 0).any())
+    if oracle_eval is not None:
+        eval_x, eval_y = oracle_eval
+        known = np.asarray(eval_y) >= 0
+        eval_x, eval_y = np.asarray(eval_x)[known], np.asarray(eval_y)[known]
+    labelled_target = oracle_eval is not None and len(eval_y) > 0
     candidates: list[Candidate] = []
     for params in points:
         fitted = method.fn(source_x, masked, target_x, seed=seed, **params)
         target_probs = fitted.predict_proba(target_x)
         scores = _score(fitted, source_y, hidden, target_x, target_probs, seed)
         if labelled_target:
-            known = np.asarray(target_y) >= 0
-            scores["target_accuracy"] = float((target_probs.argmax(axis=1)[known] == np.asarray(target_y)[known]).mean())
+            scores["target_accuracy"] = float((fitted.predict_proba(eval_x).argmax(axis=1) == eval_y).mean())
         candidates.append(Candidate(params, scores))
         if progress is not None:
             progress(f"{method.name} {params}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
