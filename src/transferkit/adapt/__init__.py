@@ -10,8 +10,10 @@ from transferkit.adapt.base import (
            split_domains,
 )
 
-from transferkit.adapt import feature_methods  # noqa: F401,E402  (registers the feature-level methods)
+__all__ = ["AdaptMethod", "AdaptOutcome", "FittedAdapter", "get_adapter", "register_adapter",
+           "registered_adapters", "split_domains"]
+
+from transferkit.adapt import feature_methods  # noqa: E402,F401  (registers the feature-level methods)
 from transferkit.adapt.estimator import DomainAdaptationClassifier  # noqa: E402
 
-__all__ = ["DomainAdaptationClassifier", "AdaptMethod", "AdaptOutcome", "FittedAdapter", "get_adapter", "register_adapter",
-           "registered_adapters", "split_domains"]
+__all__ += ["DomainAdaptationClassifier"]

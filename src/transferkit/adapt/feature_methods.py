@@ -136,7 +136,7 @@ def sinkhorn_plan(source: np.ndarray, target: np.ndarray, *, reg: float, seed: i
     cost = ot.dist(source, target)  # (N_s, N_t) squared Euclidean
     cost /= max(float(cost.mean()), 1e-12)
     a, b = np.full(len(source), 1 / len(source)), np.full(len(target), 1 / len(target))
-    return ot.sinkhorn(a, b, cost, reg, numItermax=1000, stopThr=1e-7, method="sinkhorn_log")
+    return ot.sinkhorn(a, b, cost, reg, numItermax=1000, stopThr=1e-7)
 
 
 def _standardised(source_x: np.ndarray, target_x: np.ndarray) -> tuple[Affine, np.ndarray, np.ndarray]:
@@ -183,7 +183,7 @@ def subspace_alignment(source_x: np.ndarray, source_y: np.ndarray, target_x: np.
     return _finish(fit_logistic(aligned, source_y, C=C, seed=seed), full_map, aligned, _num_classes(source_y))
 
 
-@register_adapter("entropic_ot", level="features", grid={"reg": (0.05, 0.1, 0.5), "C": (0.1, 1.0)},
+@register_adapter("entropic_ot", level="features", grid={"reg": (0.05, 0.2), "C": (0.1, 1.0)},
                   description="entropic optimal transport (Courty et al. 2017): move the source to its "
                               "barycentric image in the target")
 def entropic_ot(source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *, seed: int = 0,
@@ -194,7 +194,7 @@ def entropic_ot(source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray
     return _finish(fit_logistic(moved, source_y, C=C, seed=seed), target_map, moved, _num_classes(source_y))
 
 
-@register_adapter("ot_label_propagation", level="features", grid={"reg": (0.05, 0.1, 0.5), "C": (0.1, 1.0)},
+@register_adapter("ot_label_propagation", level="features", grid={"reg": (0.05, 0.2), "C": (0.1, 1.0)},
                   description="OT label propagation (Redko et al. 2019): carry source labels along an entropic "
                               "plan, fit on the target")
 def ot_label_propagation(source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *, seed: int = 0,
