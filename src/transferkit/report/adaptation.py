@@ -68,16 +68,23 @@ def write_adaptation_report(folder: str | Path, summary: dict[str, Any], plot_na
              f"<p>source {html.escape(summary['source'])} ({summary['n_source']} samples) → target "
              f"{html.escape(summary['target'])} ({summary['n_target']} unlabelled samples); backbone "
              f"{html.escape(str(summary.get('backbone')))}.</p>"]
-    selection = summary["selection"]
-    parts.append(f"<h2>Label-free selection ({html.escape(selection['criterion'])})</h2>"
-                 f"<p>chosen: <code>{html.escape(json.dumps(selection['params']))}</code>"
-                 + (f"; oracle (with target labels, for comparison only): "
-                    f"<code>{html.escape(json.dumps(selection['oracle_params']))}</code>"
-                    if selection.get("oracle_params") is not None else "") + "</p>")
-    rows = [[json.dumps(c["params"]), *(f"{c['scores'][k]:.4f}" if k in c["scores"] else "—"
-                                        for k in ("dev", "iwv", "snd", "source_val", "target_accuracy"))]
-            for c in selection["candidates"]]
-    parts.append(_table(rows, ["params", "dev", "iwv", "snd", "source val acc", "target acc (oracle only)"]))
+    selection = summary.get("selection")
+    if selection is not None:
+        parts.append(f"<h2>Label-free selection ({html.escape(selection['criterion'])})</h2>"
+                     f"<p>chosen: <code>{html.escape(json.dumps(selection['params']))}</code>"
+                     + (f"; oracle (with target labels, for comparison only): "
+                        f"<code>{html.escape(json.dumps(selection['oracle_params']))}</code>"
+                        if selection.get("oracle_params") is not None else "") + "</p>")
+        rows = [[json.dumps(c["params"]), *(f"{c['scores'][k]:.4f}" if k in c["scores"] else "—"
+                                            for k in ("dev", "iwv", "snd", "source_val", "target_accuracy"))]
+                for c in selection["candidates"]]
+        parts.append(_table(rows, ["params", "dev", "iwv", "snd", "source val acc", "target acc (oracle only)"]))
+    history = summary.get("history")
+    if history:
+        keys = list(dict.fromkeys(k for row in history for k in row))
+        parts.append("<h2>Training history</h2>")
+        parts.append(_table([[f"{row[k]:.4g}" if isinstance(row.get(k), float) else str(row.get(k, ""))
+                              for k in keys] for row in history], keys))
     accuracy = summary.get("accuracy", {})
     if accuracy:
         parts.append("<h2>Accuracy before and after</h2>")
