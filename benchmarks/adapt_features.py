@@ -162,18 +162,20 @@ def run_skada(make: Callable[[], Any], task: Task) -> dict[str, Any]:
     y = np.r_[ys, np.full(len(xt), -1)]
     domain = np.r_[np.ones(len(xs), dtype=int), -np.ones(len(xt), dtype=int)]
     start = time.perf_counter()
-    model = make().fit(x, y, sample_domain=domain)
-    seconds = time.perf_counter() - start
-    accuracy = float((model.predict(xt, sample_domain=-np.ones(len(xt), dtype=int)) == yt).mean())
-    return {"accuracy": accuracy, "seconds": seconds}
+    try:
+        model = make().fit(x, y, sample_domain=domain)
+        accuracy = float((model.predict(xt, sample_domain=-np.ones(len(xt), dtype=int)) == yt).mean())
+    except ValueError as exc:  # e.g. NaN features after an underflowing Sinkhorn plan: count it as a failure
+        print(f"  skada failed on {task[0]}: {str(exc).splitlines()[0]}", flush=True)
+        accuracy = float("nan")
+    return {"accuracy": accuracy, "seconds": time.perf_counter() - start}
 
 
-def run_suite(name: str, tasks: list[Task], methods: list[str], selection: str, with_skada: bool) -> dict[str, Any]:
+def run_suite(name: str, tasks: list[Task], methods: list[str], selection: str, skada: list[str]) -> dict[str, Any]:
     rows: dict[str, dict[str, Any]] = {}
     runners: dict[str, Callable[[Task], dict[str, Any]]] = {
         m: (lambda task, m=m: run_ours(m, task, selection)) for m in methods}
-    if with_skada:
-        runners.update({k: (lambda task, f=f: run_skada(f, task)) for k, f in skada_methods().items()})
+    runners.update({k: (lambda task, f=f: run_skada(f, task)) for k, f in skada_methods().items() if k in skada})
     for label, runner in runners.items():
         per_task = {}
         for task in tasks:
@@ -231,15 +233,17 @@ def main() -> None:
     parser.add_argument("--suites", default="office_caltech,amazon400")
     parser.add_argument("--methods", default=",".join(OURS))
     parser.add_argument("--selection", default="dev")
-    parser.add_argument("--no-skada", action="store_true")
+    parser.add_argument("--skada", default="source-only,CORAL,subspace alignment,entropic OT",
+                        help="skada methods to run side by side (comma-separated; empty for none)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "adapt_features.json")
     args = parser.parse_args()
     results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
     for suite in args.suites.split(","):
         tasks = SUITES[suite](args.data)
-        results[suite] = run_suite(suite, tasks, args.methods.split(","), args.selection, not args.no_skada)
-        results[suite]["command"] = "python benchmarks/adapt_features.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in (("suites", suite), ("selection", args.selection)))
+        skada = [f"skada {m}" for m in args.skada.split(",") if m]
+        results[suite] = run_suite(suite, tasks, args.methods.split(","), args.selection, skada)
+        results[suite]["command"] = (f"python benchmarks/adapt_features.py --suites {suite} "
+                                     f"--selection {args.selection} --methods {args.methods} --skada '{args.skada}'")
         args.out.write_text(json.dumps(results, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown(results, "python benchmarks/adapt_features.py") + "\n")
 
