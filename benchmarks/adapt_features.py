@@ -217,12 +217,16 @@ def markdown(results: dict[str, Any], command: str) -> str:
             lines.append(f"| {label} | {cells} | **{row['avg']:.1f}** | {oracle} | {row['seconds']:.1f} |")
         ours = {k: v for k, v in res["methods"].items() if not k.startswith("skada")}
         peers = {k: v for k, v in res["methods"].items() if k.startswith("skada")}
-        best = max(ours, key=lambda k: ours[k]["avg"])
-        lines += ["", f"Best of ours (label-free): {best} {ours[best]['avg']:.1f} vs source-only "
-                      f"{ours['source_only']['avg']:.1f}" if "source_only" in ours else ""]
+        summary = []
+        if ours:
+            best = max(ours, key=lambda k: ours[k]["avg"])
+            baseline = f" vs source-only {ours['source_only']['avg']:.1f}" if "source_only" in ours else ""
+            summary.append(f"best of ours (label-free): {best} {ours[best]['avg']:.1f}{baseline}")
         if peers:
             peer = max(peers, key=lambda k: peers[k]["avg"])
-            lines[-1] += f"; best skada run here: {peer} {peers[peer]['avg']:.1f}."
+            summary.append(f"best skada run here: {peer} {peers[peer]['avg']:.1f}")
+        text = "; ".join(summary)
+        lines += ["", text[:1].upper() + text[1:] + "."]
         if res["published"]:
             lines += ["", "Published / earlier: " + "; ".join(f"{k} {v}" for k, v in res["published"].items())]
         lines.append("")
@@ -245,7 +249,7 @@ def main() -> None:
         skada = [f"skada {m}" for m in args.skada.split(",") if m]
         results[suite] = run_suite(suite, tasks, args.methods.split(","), args.selection, skada)
         results[suite]["command"] = (f"python benchmarks/adapt_features.py --suites {suite} "
-                                     f"--selection {args.selection} --methods {args.methods} --skada '{args.skada}'")
+                                     f"--selection {args.selection} --methods '{args.methods}' --skada '{args.skada}'")
         args.out.write_text(json.dumps(results, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown(results, "python benchmarks/adapt_features.py") + "\n")
 
