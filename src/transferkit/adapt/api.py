@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,7 @@ def adapt(source: str | os.PathLike[str] | Samples, target: str | os.PathLike[st
           params: dict[str, Any] | None = None, seed: int = 0, batch_size: int = 32,
           backbone_options: dict[str, Any] | None = None, deep_options: dict[str, Any] | None = None,
           modality: str | None = None, progress: bool = True, overwrite: bool = False,
-          log: Any = None, **read_options: Any) -> dict[str, Any]:
+          log: Callable[[str], None] | None = None, **read_options: Any) -> dict[str, Any]:
     """Adapt from labelled ``source`` to unlabelled ``target`` with a registered method; write a report.
 
     Feature-level methods run on the backbone's cached features, with hyperparameters chosen from
@@ -149,7 +150,7 @@ def _features(backbone: Any, samples: Samples, batch_size: int, progress: bool) 
 
 
 def _adapt_features(backbone: Any, data: AdaptData, classes: list[str], method: str, selection: str,
-                    params: dict[str, Any], seed: int, batch_size: int, progress: bool, say: Any
+                    params: dict[str, Any], seed: int, batch_size: int, progress: bool, say: Callable[[str], None]
                     ) -> tuple[dict[str, Any], np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
     fs = _features(backbone, data.source, batch_size, progress)
     ft = _features(backbone, data.target, batch_size, progress)
