@@ -12,9 +12,7 @@ each other domain out of distribution.
 from __future__ import annotations
 
 import argparse
-import html
 import json
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -32,13 +30,11 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 def read_reviews(folder: Path) -> tuple[list[str], list[str]]:
     """Texts and labels ("positive"/"negative") of one domain's pseudo-XML review files."""
-    texts, labels = [], []
-    for label in ("positive", "negative"):
-        raw = (folder / f"{label}.review").read_text(encoding="latin-1")
-        for body in re.findall(r"<review_text>(.*?)</review_text>", raw, flags=re.S):
-            texts.append(html.unescape(" ".join(body.split())))
-            labels.append(label)
-    return texts, labels
+    from transferkit.data import read_review_folder
+
+    samples = read_review_folder(folder)
+    order = sorted(range(len(samples)), key=lambda i: samples.labels[i] != "positive")  # positives first, as before
+    return [samples.items[i] for i in order], [samples.labels[i] for i in order]
 
 
 def main() -> None:

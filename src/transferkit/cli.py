@@ -240,6 +240,85 @@ def strategies() -> None:
 
 
 @app.command()
+def adapters() -> None:
+    """List the registered domain-adaptation methods (feature-level and deep) and their search grids."""
+    from transferkit.adapt import registered_adapters  # importing the package registers every method
+
+    for entry in sorted(registered_adapters(), key=lambda m: (m.level, m.name)):
+        grid = " ".join(f"{k}={','.join(map(str, v))}" for k, v in entry.grid.items())
+        free = " (source-free)" if entry.source_free else ""
+        shown = f"  [grid: {grid}]" if grid else ""
+        typer.echo(f"{entry.name:<22} {entry.level:<9} {entry.description}{free}{shown}")
+
+
+def _parse_params(values: list[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` options as a dict; values are read as JSON when they parse (numbers, true/false)."""
+    params: dict[str, Any] = {}
+    for item in values or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise TransferkitError(f"--param expects KEY=VALUE, got {item!r}")
+        try:
+            params[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key] = raw
+    return params
+
+
+@app.command()
+@user_errors
+def adapt(
+    source: Annotated[Path, typer.Option(help="labelled source data (folder, table, .review folder)")],
+    target: Annotated[Path, typer.Option(help="target-domain data; read WITHOUT labels")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder (adapt.json, predictions.csv, "
+                                                          "embedding.png, report.html)")],
+    method: Annotated[str, typer.Option(help="adaptation method (see `transferkit adapters`)")] = "cbst",
+    target_eval: Annotated[Path | None, typer.Option(help="labelled target data, used ONLY for the report "
+                                                          "(accuracy before/after, oracle choice)")] = None,
+    backbone: Annotated[str, typer.Option(help="registered name, timm:NAME, hf:NAME_OR_PATH or a local "
+                                               "directory; default: the zoo backbone of the data's modality")] = "",
+    selection: Annotated[str, typer.Option(help="label-free hyperparameter selection: dev, iwv, snd, source_val")]
+    = "dev",
+    param: Annotated[list[str] | None, typer.Option(help="fix a method hyperparameter, KEY=VALUE (repeatable); "
+                                                         "the rest of the grid is searched")] = None,
+    epochs: Annotated[int | None, typer.Option(help="deep methods: training epochs")] = None,
+    lr: Annotated[float | None, typer.Option(help="deep methods: learning rate")] = None,
+    batch_size: Annotated[int, typer.Option(help="batch size")] = 32,
+    image_size: Annotated[int | None, typer.Option(help="image side in pixels")] = None,
+    max_length: Annotated[int | None, typer.Option(help="text length in tokens")] = None,
+    modality: ModalityOpt = None,
+    text_column: TextColOpt = None,
+    label_column: LabelColOpt = None,
+    on_error: OnErrorOpt = OnError.skip,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing output folder")] = False,
+) -> None:
+    """Adapt a classifier from labelled SOURCE data to unlabelled TARGET data.
+
+    Feature-level methods (coral, subspace_alignment, entropic_ot, cbst, ...) work on the backbone's
+    cached features; their hyperparameters are chosen WITHOUT target labels (--selection). Labels in
+    --target-eval only feed the report, where the oracle choice is shown beside the label-free one.
+    """
+    from transferkit.adapt.api import adapt as run_adapt
+
+    _short_warnings()
+    deep = {key: value for key, value in (("epochs", epochs), ("lr", lr)) if value is not None}
+    read = {key: value for key, value in (("text_column", text_column), ("label_column", label_column))
+            if value is not None}
+    summary = run_adapt(source, target, method=method, backbone=backbone, out=out, target_eval=target_eval,
+                        selection=selection, params=_parse_params(param), seed=seed, batch_size=batch_size,
+                        backbone_options=_backbone_options(image_size, max_length) or None, deep_options=deep or None,
+                        modality=modality, overwrite=overwrite, on_error=on_error.value,
+                        log=lambda line: typer.echo(line, err=True), **read)
+    if "selection" in summary:
+        typer.echo(f"{method}: chose {json.dumps(summary['selection']['params'])} by {selection} (no target labels)")
+    for label, row in summary.get("accuracy", {}).items():
+        source_part = f"held-out source {row['source_val']:.4f}   " if "source_val" in row else ""
+        typer.echo(f"{label:<52} {source_part}target {row['target']:.4f}")
+    typer.echo(f"adapted in {summary['seconds']:.1f}s; wrote {out}")
+
+
+@app.command()
 @user_errors
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="folder for the three run directories")] =

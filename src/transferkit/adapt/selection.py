@@ -64,3 +64,54 @@ def confident_pseudo_labels(target_probs: np.ndarray, *, fraction: float = 0.5,
     if threshold is not None:
         indices = indices[confidence[indices] >= threshold]
     return indices, predicted[indices]
+
+
+def density_ratio(source_x: np.ndarray, target_x: np.ndarray, *, seed: int = 0, clip: float = 20.0) -> np.ndarray:
+    """Importance weights ``p_target(x) / p_source(x)`` of the source samples, from a domain classifier.
+
+    A logistic regression tells source from target; its out-of-fold probabilities (so that a
+    sample's weight is not fitted to that sample) give ``w = P(t|x) / P(s|x) * n_s / n_t``
+    (Bickel et al., 2007). Weights are clipped at ``clip`` and renormalised to mean 1, since a few
+    huge weights would otherwise decide the whole estimate.
+
+    Args:
+        source_x: ``(N_s, D)`` source features.
+        target_x: ``(N_t, D)`` target features, in the same space.
+
+    Returns:
+        ``(N_s,)`` weights with mean 1.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x = np.vstack([source_x, target_x])
+    domain = np.r_[np.zeros(len(source_x)), np.ones(len(target_x))]
+    folds = StratifiedKFold(n_splits=3, shuffle=True, random_state=seed)
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=300))
+    p_target = cross_val_predict(model, x, domain, cv=folds, method="predict_proba")[: len(source_x), 1]
+    p_target = np.clip(p_target, 1e-6, 1 - 1e-6)
+    weights = p_target / (1 - p_target) * len(source_x) / len(target_x)
+    weights = np.minimum(weights / weights.mean(), clip)
+    return weights / weights.mean()
+
+
+def importance_weighted_risk(losses: np.ndarray, weights: np.ndarray, *, control_variate: bool = True) -> float:
+    """Target risk estimated from source validation losses and density-ratio weights.
+
+    Plain importance-weighted validation (Sugiyama et al., JMLR 2007) averages ``w * loss``; with
+    ``control_variate`` the weights' own known mean (1) removes much of its variance, as Deep
+    Embedded Validation does (You et al., ICML 2019): ``mean(w l) + eta * mean(w) - eta`` with
+    ``eta = -cov(w l, w) / var(w)``.
+
+    Args:
+        losses: ``(N,)`` per-sample losses on held-out source samples.
+        weights: ``(N,)`` their density-ratio weights.
+    """
+    losses, weights = np.asarray(losses, dtype=np.float64), np.asarray(weights, dtype=np.float64)
+    weighted = weights * losses
+    if not control_variate or weights.var() < 1e-12:
+        return float(weighted.mean())
+    eta = -np.cov(weighted, weights)[0, 1] / weights.var(ddof=1)
+    return float(weighted.mean() + eta * weights.mean() - eta)

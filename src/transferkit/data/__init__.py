@@ -13,6 +13,7 @@ from transferkit.data.decode import (
     load_image,
 )
 from transferkit.data.readers import read_dataset, read_inputs
+from transferkit.data.reviews import read_review_folder
 from transferkit.data.samples import (
     AUDIO_EXTENSIONS,
     IMAGE_EXTENSIONS,
@@ -42,6 +43,7 @@ __all__ = [
     "load_image",
     "read_dataset",
     "read_inputs",
+    "read_review_folder",
     "require_classes",
     "samples_from_arrays",
     "split_samples",

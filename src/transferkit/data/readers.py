@@ -6,6 +6,7 @@ from typing import Any
 
 from transferkit.data.decode import keep_readable
 from transferkit.data.folders import folder_modality, read_folder, scan_media
+from transferkit.data.reviews import is_review_folder, read_review_folder
 from transferkit.data.samples import (
     TABLE_EXTENSIONS,
     Samples,
@@ -37,6 +38,8 @@ def read_dataset(
       * a CSV, TSV or JSONL (``.jsonl``, ``.ndjson``, ``.json`` lines or array) file with a header,
         holding texts and labels, or paths to media files (relative to the table's folder, or
         absolute) and labels;
+      * a folder of multi-domain sentiment ``.review`` files (``positive.review``,
+        ``negative.review``; Blitzer et al. 2007), the class being the file name;
       * a ``.txt`` file of unlabelled texts, one per line (only when ``require_labels`` is false).
 
     The modality is inferred from file extensions, and for tables from whether a path column
@@ -81,6 +84,8 @@ def read_dataset(
         named = [k for k, v in given.items() if v is not None]
         if named:
             raise ConfigError(f"{', '.join(named)} applies to CSV/TSV/JSONL files, but {p} is a folder")
+        if is_review_folder(p) and modality in (None, "text"):
+            return read_review_folder(p, require_labels=require_labels)
         return read_folder(p, modality=modality, on_error=on_error, require_labels=require_labels)
     if not p.is_file():
         raise DataError(f"no such file or folder: {p}")

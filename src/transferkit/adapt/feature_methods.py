@@ -1,0 +1,237 @@
+"""Feature-level domain adaptation: align source and target arrays, then fit a linear classifier.
+
+Every method here works on ``(N, D)`` arrays (cached backbone features or any user array) and
+follows the ``"features"`` contract of ``transferkit.adapt.base``: it is called as
+``fn(source_x, source_y, target_x, *, seed, **params)`` with ``source_y`` holding class indices
+``0..C-1`` and returns an ``AlignedClassifier``. Target labels never reach these functions.
+
+Source rows labelled ``-1`` take part in the (label-free) alignment but not in training the
+classifier: label-free model selection hides a validation share of the source that way and then
+reads its aligned features from ``AlignedClassifier.source_features``.
+
+All methods first standardise each domain with its own mean and standard deviation: matching the
+first two moments per feature is the cheapest alignment there is and makes the rest better
+conditioned. Then:
+
+* ``source_only``: the baseline every method is compared with; it standardises the target with the
+  source statistics, i.e. does not adapt at all.
+* ``coral``: CORAL (Sun, Feng & Saenko, AAAI 2016) recolours the whitened source with the target
+  covariance.
+* ``subspace_alignment``: SA (Fernando et al., ICCV 2013) maps the source PCA basis onto the target one.
+* ``entropic_ot``: an entropic optimal-transport plan (Courty et al., TPAMI 2017, with POT) moves
+  each source sample to the barycentre of the target samples it is coupled with.
+* ``ot_label_propagation``: the same kind of plan carries source labels onto target samples
+  (Redko et al., AISTATS 2019); a classifier is then fitted on the target itself.
+* ``cbst``: class-balanced self-training (Zou et al., ECCV 2018) on top of CORAL: the classifier is
+  refitted on source plus a growing, class-balanced share of confidently pseudo-labelled target
+  samples, so class-conditional structure of the target shapes the boundary (the idea of JDA/BDA).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import linalg
+from sklearn.linear_model import LogisticRegression
+
+from transferkit.adapt.base import register_adapter
+from transferkit.adapt.selection import confident_pseudo_labels
+
+C_GRID = (0.01, 0.1, 1.0)
+
+
+@dataclass
+class Affine:
+    """``x -> (x - shift) / scale @ matrix``: how target-domain inputs enter the classifier's space."""
+
+    shift: np.ndarray  # (D,)
+    scale: np.ndarray  # (D,)
+    matrix: np.ndarray | None = None  # (D, K) or None for the identity
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        z = (np.asarray(x, dtype=np.float64) - self.shift) / self.scale
+        return z if self.matrix is None else z @ self.matrix
+
+
+@dataclass
+class AlignedClassifier:
+    """A fitted feature-level adapter.
+
+    Attributes:
+        classifier: fitted on ``source_features`` (and, for self-training, on pseudo-labelled target rows).
+        target_map: maps raw target-domain inputs into the classifier's space.
+        source_features: the source in that space after alignment, ``(N_s, K)`` (for plots and checks).
+        info: what the method wants to report (e.g. pseudo-label counts).
+    """
+
+    classifier: LogisticRegression
+    target_map: Callable[[np.ndarray], np.ndarray]
+    source_features: np.ndarray
+    num_classes: int
+    info: dict[str, float]
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Target-domain inputs ``(N, D)`` in the aligned space ``(N, K)``."""
+        return self.target_map(x)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(N, C)`` for target-domain inputs, columns in class-index order."""
+        z = self.transform(x)
+        probs = np.zeros((len(z), self.num_classes))
+        probs[:, self.classifier.classes_] = self.classifier.predict_proba(z)
+        return probs
+
+
+def domain_standardiser(x: np.ndarray) -> Affine:
+    """Per-feature standardisation with the statistics of ``x`` (constant features keep scale 1)."""
+    x = np.asarray(x, dtype=np.float64)
+    std = x.std(axis=0)
+    return Affine(shift=x.mean(axis=0), scale=np.where(std > 1e-12, std, 1.0))
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, *, C: float, seed: int,
+                 sample_weight: np.ndarray | None = None) -> LogisticRegression:
+    """The classifier every feature-level method ends with: L2 logistic regression on rows with ``y >= 0``."""
+    known = y >= 0
+    weight = None if sample_weight is None else sample_weight[known]
+    return LogisticRegression(C=C, max_iter=1000, random_state=seed).fit(x[known], y[known], sample_weight=weight)
+
+
+def _sym_power(cov: np.ndarray, power: float) -> np.ndarray:
+    """``cov ** power`` for a symmetric positive-definite matrix, via its eigendecomposition."""
+    values, vectors = linalg.eigh(cov)
+    return (vectors * np.maximum(values, 1e-12) ** power) @ vectors.T
+
+
+def coral_map(source: np.ndarray, target: np.ndarray, *, reg: float = 1.0) -> np.ndarray:
+    """CORAL: the source whitened with its own covariance and recoloured with the target's.
+
+    Args:
+        source: ``(N_s, D)``, already standardised.
+        target: ``(N_t, D)``, already standardised.
+        reg: ridge added to both covariances (1 in the paper, on standardised features).
+
+    Returns:
+        The aligned source ``(N_s, D)``, centred on the target mean.
+    """
+    eye = np.eye(source.shape[1])
+    cs = np.cov(source, rowvar=False) + reg * eye  # (D, D)
+    ct = np.cov(target, rowvar=False) + reg * eye
+    return (source - source.mean(axis=0)) @ _sym_power(cs, -0.5) @ _sym_power(ct, 0.5) + target.mean(axis=0)
+
+
+def pca_basis(x: np.ndarray, k: int) -> np.ndarray:
+    """The top-``k`` principal directions of ``x`` as columns ``(D, k)``."""
+    centred = x - x.mean(axis=0)
+    _, _, vt = linalg.svd(centred, full_matrices=False)
+    return vt[:k].T
+
+
+def sinkhorn_plan(source: np.ndarray, target: np.ndarray, *, reg: float, seed: int) -> np.ndarray:
+    """Entropic OT plan ``(N_s, N_t)`` between uniform weights, squared Euclidean cost scaled to mean 1."""
+    import ot
+
+    cost = ot.dist(source, target)  # (N_s, N_t) squared Euclidean
+    cost /= max(float(cost.mean()), 1e-12)
+    a, b = np.full(len(source), 1 / len(source)), np.full(len(target), 1 / len(target))
+    return ot.sinkhorn(a, b, cost, reg, numItermax=1000, stopThr=1e-7)
+
+
+def _standardised(source_x: np.ndarray, target_x: np.ndarray) -> tuple[Affine, np.ndarray, np.ndarray]:
+    source_map, target_map = domain_standardiser(source_x), domain_standardiser(target_x)
+    return target_map, source_map(source_x), target_map(target_x)
+
+
+def _finish(classifier: LogisticRegression, target_map: Affine, source: np.ndarray, num_classes: int,
+            **info: float) -> AlignedClassifier:
+    return AlignedClassifier(classifier, target_map, source, num_classes, dict(info))
+
+
+def _num_classes(source_y: np.ndarray) -> int:
+    return int(np.max(source_y)) + 1
+
+
+@register_adapter("source_only", level="features", grid={"C": C_GRID},
+                  description="no adaptation: standardise with source statistics, logistic regression on the source")
+def source_only(source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *, seed: int = 0,
+                C: float = 0.1) -> AlignedClassifier:
+    source_map = domain_standardiser(source_x)  # the target is treated as more source data: no adaptation
+    xs = source_map(source_x)
+    return _finish(fit_logistic(xs, source_y, C=C, seed=seed), source_map, xs, _num_classes(source_y))
+
+
+@register_adapter("coral", level="features", grid={"C": C_GRID},
+                  description="CORAL (Sun et al. 2016): recolour the source with the target covariance")
+def coral(source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *, seed: int = 0, C: float = 0.1,
+          reg: float = 1.0) -> AlignedClassifier:
+    target_map, xs, xt = _standardised(source_x, target_x)
+    aligned = coral_map(xs, xt, reg=reg)
+    return _finish(fit_logistic(aligned, source_y, C=C, seed=seed), target_map, aligned, _num_classes(source_y))
+
+
+@register_adapter("subspace_alignment", level="features", grid={"n_components": (16, 32, 64), "C": (0.1, 1.0)},
+                  description="subspace alignment (Fernando et al. 2013): map the source PCA basis onto the target's")
+def subspace_alignment(source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *, seed: int = 0,
+                       n_components: int = 32, C: float = 1.0) -> AlignedClassifier:
+    target_map, xs, xt = _standardised(source_x, target_x)
+    k = max(1, min(n_components, len(xs) - 1, len(xt) - 1, xs.shape[1]))
+    ps, pt = pca_basis(xs, k), pca_basis(xt, k)  # (D, k) each
+    aligned = (xs - xs.mean(axis=0)) @ ps @ (ps.T @ pt)  # source in the target basis: X_s P_s M, M = P_s^T P_t
+    full_map = Affine(target_map.shift, target_map.scale, pt)  # standardised target is centred already
+    return _finish(fit_logistic(aligned, source_y, C=C, seed=seed), full_map, aligned, _num_classes(source_y))
+
+
+@register_adapter("entropic_ot", level="features", grid={"reg": (0.05, 0.2), "C": (0.1, 1.0)},
+                  description="entropic optimal transport (Courty et al. 2017): move the source to its "
+                              "barycentric image in the target")
+def entropic_ot(source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *, seed: int = 0,
+                reg: float = 0.1, C: float = 1.0) -> AlignedClassifier:
+    target_map, xs, xt = _standardised(source_x, target_x)
+    plan = sinkhorn_plan(xs, xt, reg=reg, seed=seed)  # (N_s, N_t)
+    moved = (plan @ xt) / np.maximum(plan.sum(axis=1, keepdims=True), 1e-300)
+    return _finish(fit_logistic(moved, source_y, C=C, seed=seed), target_map, moved, _num_classes(source_y))
+
+
+@register_adapter("ot_label_propagation", level="features", grid={"reg": (0.05, 0.2), "C": (0.1, 1.0)},
+                  description="OT label propagation (Redko et al. 2019): carry source labels along an entropic "
+                              "plan, fit on the target")
+def ot_label_propagation(source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *, seed: int = 0,
+                         reg: float = 0.1, C: float = 1.0) -> AlignedClassifier:
+    target_map, xs, xt = _standardised(source_x, target_x)
+    num_classes = _num_classes(source_y)
+    plan = sinkhorn_plan(xs, xt, reg=reg, seed=seed)
+    # class mass each target sample receives, with source classes reweighted to equal total mass
+    known = source_y >= 0
+    onehot = np.zeros((len(source_y), num_classes))
+    onehot[known, source_y[known]] = 1.0 / np.bincount(source_y[known], minlength=num_classes)[source_y[known]]
+    mass = plan.T @ onehot  # (N_t, C)
+    labels = mass.argmax(axis=1)
+    confidence = mass.max(axis=1) / np.maximum(mass.sum(axis=1), 1e-300)
+    if len(np.unique(labels)) < 2:  # a degenerate plan: fall back to the standardised source
+        clf = fit_logistic(xs, source_y, C=C, seed=seed)
+    else:
+        clf = fit_logistic(xt, labels, C=C, seed=seed, sample_weight=confidence)
+    return _finish(clf, target_map, xs, num_classes, propagated_confidence=float(confidence.mean()))
+
+
+@register_adapter("cbst", level="features", grid={"C": C_GRID},
+                  description="class-balanced self-training (Zou et al. 2018) on confident pseudo-labelled target "
+                              "samples, each domain standardised (align=True adds CORAL)")
+def cbst(source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *, seed: int = 0, C: float = 0.1,
+         rounds: int = 5, align: bool = False, target_weight: float = 1.0) -> AlignedClassifier:
+    target_map, xs, xt = _standardised(source_x, target_x)
+    aligned = coral_map(xs, xt) if align else xs
+    clf = fit_logistic(aligned, source_y, C=C, seed=seed)
+    kept = 0
+    for r in range(1, rounds + 1):
+        probs = clf.predict_proba(xt)
+        # the pseudo-labelled share grows from 1/rounds to all of each predicted class (curriculum)
+        indices, label_pos = confident_pseudo_labels(probs, fraction=r / rounds)
+        x = np.vstack([aligned, xt[indices]])
+        y = np.concatenate([source_y, clf.classes_[label_pos]])
+        weight = np.concatenate([np.ones(len(aligned)), np.full(len(indices), target_weight)])
+        clf = fit_logistic(x, y, C=C, seed=seed, sample_weight=weight)
+        kept = len(indices)
+    return _finish(clf, target_map, aligned, _num_classes(source_y), pseudo_labelled=float(kept))

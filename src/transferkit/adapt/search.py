@@ -1,0 +1,164 @@
+"""Choosing a feature-level method's hyperparameters from its grid without target labels.
+
+Each grid point is fitted once with a validation share of the source hidden (its labels set to
+``-1``; the label-free alignment still sees those rows) and scored by a label-free criterion:
+
+* ``dev``: importance-weighted error on the hidden source rows with a control variate (Deep
+  Embedded Validation, You et al. 2019); the density ratio is estimated in the classifier's input
+  space, between the aligned source and the mapped target.
+* ``iwv``: the same without the control variate (Sugiyama et al. 2007).
+* ``snd``: soft neighbourhood density of the target predictions (Saito et al. 2021).
+* ``source_val``: plain accuracy on the hidden source rows (ignores the shift; for comparison).
+
+The chosen point is refitted on all source labels. When labelled target data are passed (``oracle_eval``),
+every candidate's target accuracy is also recorded and the oracle choice refitted, for the report
+only: it never influences the label-free choice.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from transferkit.adapt.base import AdaptMethod
+from transferkit.adapt.feature_methods import AlignedClassifier
+from transferkit.adapt.selection import density_ratio, importance_weighted_risk, soft_neighbourhood_density
+from transferkit.errors import ConfigError
+
+CRITERIA: tuple[str, ...] = ("dev", "iwv", "snd", "source_val")
+
+
+@dataclass
+class Candidate:
+    """One grid point and its scores (higher is better for every score)."""
+
+    params: dict[str, Any]
+    scores: dict[str, float]
+
+
+@dataclass
+class SearchResult:
+    """What the search tried and chose; ``oracle_*`` only when target labels were given for reporting."""
+
+    method: str
+    criterion: str
+    params: dict[str, Any]
+    candidates: list[Candidate] = field(default_factory=list)
+    oracle_params: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SearchOutcome:
+    model: AlignedClassifier
+    result: SearchResult
+    oracle_model: AlignedClassifier | None = None
+
+
+def grid_points(grid: Mapping[str, Any], fixed: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every combination of the grid, with the keys in ``fixed`` pinned to the given values."""
+    fixed = dict(fixed or {})
+    free = {k: list(v) for k, v in grid.items() if k not in fixed}
+    keys = sorted(free)
+    return [{**dict(zip(keys, values, strict=True)), **fixed} for values in itertools.product(*(free[k] for k in keys))]
+
+
+def holdout_labels(source_y: np.ndarray, *, fraction: float, seed: int) -> np.ndarray:
+    """A boolean mask of source rows to hide: ``fraction`` of each class (at least one row of any class with two)."""
+    rng = np.random.default_rng(seed)
+    hidden = np.zeros(len(source_y), dtype=bool)
+    for label in np.unique(source_y):
+        members = rng.permutation(np.flatnonzero(source_y == label))
+        if len(members) >= 2:
+            hidden[members[: max(1, int(round(fraction * len(members))))]] = True
+    return hidden
+
+
+def _score(fitted: AlignedClassifier, source_y: np.ndarray, hidden: np.ndarray, target_x: np.ndarray,
+           target_probs: np.ndarray, seed: int) -> dict[str, float]:
+    z_source, z_target = fitted.source_features, fitted.transform(target_x)
+    probs = np.zeros((int(hidden.sum()), fitted.num_classes))
+    probs[:, fitted.classifier.classes_] = fitted.classifier.predict_proba(z_source[hidden])
+    errors = (probs.argmax(axis=1) != source_y[hidden]).astype(np.float64)
+    weights = density_ratio(z_source, z_target, seed=seed)[hidden]
+    return {
+        "dev": -importance_weighted_risk(errors, weights, control_variate=True),
+        "iwv": -importance_weighted_risk(errors, weights, control_variate=False),
+        "snd": soft_neighbourhood_density(target_probs),
+        "source_val": 1.0 - float(errors.mean()),
+    }
+
+
+def search_features(method: AdaptMethod, source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *,
+                    criterion: str = "dev", fixed: Mapping[str, Any] | None = None, seed: int = 0,
+                    holdout: float = 0.2, oracle_eval: tuple[np.ndarray, np.ndarray] | None = None,
+                    progress: Callable[[str], None] | None = None) -> SearchOutcome:
+    """Fit ``method`` with hyperparameters chosen from its grid by a label-free ``criterion``.
+
+    Args:
+        method: a registered ``"features"`` method.
+        source_x: ``(N_s, D)``; source_y: ``(N_s,)`` class indices; target_x: ``(N_t, D)``.
+        criterion: one of ``CRITERIA``.
+        fixed: hyperparameters the user set; only the rest of the grid is searched.
+        holdout: share of each source class hidden for validation.
+        oracle_eval: labelled target ``(x, class indices)``, only to report each candidate's target
+            accuracy and the oracle choice; it never influences the label-free choice.
+        progress: called with one line per candidate.
+
+    Raises:
+        ConfigError: an unknown criterion, a method that is not feature-level, or a fixed
+            hyperparameter the method does not take.
+
+    Example:
+        >>> outcome = search_features(get_adapter("coral"), xs, ys, xt, criterion="dev")
+        >>> outcome.result.params, outcome.model.predict_proba(xt).shape
+    """
+    if criterion not in CRITERIA:
+        raise ConfigError(f"unknown selection criterion {criterion!r}; choose one of {', '.join(CRITERIA)}")
+    if method.level != "features":
+        raise ConfigError(f"{method.name} is a {method.level}-level method; search_features takes feature-level ones")
+    _check_params(method, fixed or {})
+    points = grid_points(method.grid, fixed)
+    hidden = holdout_labels(source_y, fraction=holdout, seed=seed)
+    masked = np.where(hidden, -1, source_y)
+    if oracle_eval is not None:
+        eval_x, eval_y = oracle_eval
+        known = np.asarray(eval_y) >= 0
+        eval_x, eval_y = np.asarray(eval_x)[known], np.asarray(eval_y)[known]
+    labelled_target = oracle_eval is not None and len(eval_y) > 0
+    candidates: list[Candidate] = []
+    for params in points:
+        fitted = method.fn(source_x, masked, target_x, seed=seed, **params)
+        target_probs = fitted.predict_proba(target_x)
+        scores = _score(fitted, source_y, hidden, target_x, target_probs, seed)
+        if labelled_target:
+            scores["target_accuracy"] = float((fitted.predict_proba(eval_x).argmax(axis=1) == eval_y).mean())
+        candidates.append(Candidate(params, scores))
+        if progress is not None:
+            progress(f"{method.name} {params}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+    best = max(candidates, key=lambda c: (c.scores[criterion], c.scores["snd"]))  # SND breaks exact ties
+    model = method.fn(source_x, source_y, target_x, seed=seed, **best.params)
+    result = SearchResult(method.name, criterion, best.params, candidates)
+    oracle_model = None
+    if labelled_target:
+        oracle = max(candidates, key=lambda c: c.scores["target_accuracy"])
+        result.oracle_params = oracle.params
+        oracle_model = model if oracle.params == best.params else method.fn(source_x, source_y, target_x, seed=seed,
+                                                                             **oracle.params)
+    return SearchOutcome(model, result, oracle_model)
+
+
+def _check_params(method: AdaptMethod, params: Mapping[str, Any]) -> None:
+    import inspect
+
+    accepted = set(inspect.signature(method.fn).parameters) - {"source_x", "source_y", "target_x", "seed"}
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise ConfigError(f"{method.name} takes no hyperparameter {', '.join(map(repr, unknown))}; "
+                          f"it takes {', '.join(sorted(accepted)) or 'none'}")

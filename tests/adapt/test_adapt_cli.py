@@ -1,0 +1,123 @@
+"""`transferkit adapt` and `transferkit adapters` on tiny text data with a tiny BERT, offline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from support import invoke, sentiment_texts
+from test_cli import assert_user_error, write_csv
+
+
+@pytest.fixture(scope="module")
+def domains(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    folder = tmp_path_factory.mktemp("adapt_cli")
+    source = write_csv(folder / "source.csv", *sentiment_texts(15, seed=0))
+    texts, labels = sentiment_texts(12, seed=1)
+    target = write_csv(folder / "target.csv", [f"very very {t} the plot" for t in texts], labels)  # shifted wording
+    return source, target, folder
+
+
+def test_adapters_lists_feature_methods_with_grids() -> None:
+    result = invoke("adapters")
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()}
+    assert {"coral", "subspace_alignment", "entropic_ot", "cbst", "source_only"} <= lines.keys()
+    assert "features" in lines["coral"] and "grid: C=" in lines["coral"]
+
+
+def test_adapt_writes_report_predictions_and_label_free_choice(domains: tuple[Path, Path, Path],
+                                                               tiny_bert_dir: Path) -> None:
+    source, target, folder = domains
+    out = folder / "run"
+    result = invoke("adapt", "--source", source, "--target", target, "--target-eval", target, "--method", "coral",
+                    "--backbone", f"hf:{tiny_bert_dir}", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "by dev (no target labels)" in result.stdout and f"wrote {out}" in result.stdout
+    summary = json.loads((out / "adapt.json").read_text())
+    assert summary["n_target"] == 24 and summary["classes"] == ["neg", "pos"]
+    assert summary["selection"]["criterion"] == "dev" and summary["selection"]["oracle_params"] is not None
+    accuracy = summary["accuracy"]
+    assert {"source_only (before)", "coral (after, label-free choice)"} <= accuracy.keys()
+    assert accuracy["coral (after, label-free choice)"]["target"] > 0.6
+    assert set(summary["per_class"]["coral (after, label-free choice)"]) == {"neg", "pos"}
+    rows = (out / "predictions.csv").read_text().splitlines()
+    assert rows[0] == "origin,label,confidence" and len(rows) == 25
+    assert (out / "embedding.png").stat().st_size > 1000
+    assert "oracle" in (out / "report.html").read_text()
+    again = invoke("adapt", "--source", source, "--target", target, "--method", "coral",
+                   "--backbone", f"hf:{tiny_bert_dir}", "--out", out)
+    assert_user_error(again, "already exists")
+
+
+def test_adapt_names_bad_input(domains: tuple[Path, Path, Path], tiny_bert_dir: Path, tmp_path: Path) -> None:
+    source, target, _ = domains
+    backbone = f"hf:{tiny_bert_dir}"
+    odd = write_csv(tmp_path / "odd.csv", ["good film", "meh film"], ["pos", "meh"])
+    result = invoke("adapt", "--source", source, "--target", target, "--target-eval", odd, "--backbone", backbone,
+                    "--out", tmp_path / "a")
+    assert_user_error(result, "['meh']", "absent from the source")
+    images = tmp_path / "images"
+    for label in ("a", "b"):
+        (images / label).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(images / label / f"{i}.png")
+    result = invoke("adapt", "--source", source, "--target", images, "--backbone", backbone, "--out", tmp_path / "b")
+    assert_user_error(result, "is text but the target", "is image")
+    unlabelled = tmp_path / "plain.txt"
+    unlabelled.write_text("good film\nawful film\n")
+    result = invoke("adapt", "--source", unlabelled, "--target", target, "--backbone", backbone,
+                    "--out", tmp_path / "c")
+    assert_user_error(result, "without labels")
+    result = invoke("adapt", "--source", source, "--target", target, "--method", "nope", "--out", tmp_path / "d")
+    assert_user_error(result, "unknown adaptation method 'nope'")
+    result = invoke("adapt", "--source", source, "--target", target, "--param", "gamma=2", "--backbone", backbone,
+                    "--out", tmp_path / "e")
+    assert_user_error(result, "no hyperparameter 'gamma'")
+    assert not any(p.name.startswith(("a", "b", "c", "d", "e")) for p in tmp_path.iterdir() if p.is_dir())
+
+
+def test_deep_methods_are_dispatched_to_adapt_deep(domains: tuple[Path, Path, Path], tiny_bert_dir: Path,
+                                                   tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deep-level method goes to ``transferkit.adapt.deep.adapt_model`` (replaced here by a stand-in)."""
+    import sys
+    import types
+    from dataclasses import dataclass
+
+    import transferkit.adapt
+    from transferkit.adapt import AdaptOutcome, registered_adapters
+    from transferkit.adapt.api import adapt
+
+    calls: list[tuple[str, int, list[str], dict]] = []
+
+    @dataclass
+    class DeepAdaptConfig:
+        epochs: int = 1
+        lr: float = 1e-3
+        batch_size: int = 32
+        seed: int = 0
+        progress: bool = False
+
+    def adapt_model(model, source, target, classes, method, config, params):  # noqa: ANN001, ANN202
+        calls.append((method, config.epochs, classes, params))
+        return AdaptOutcome(history=[{"epoch": 0, "loss": 1.0}], info={"stand_in": True})
+
+    fake = types.ModuleType("transferkit.adapt.deep")
+    fake.DeepAdaptConfig, fake.adapt_model = DeepAdaptConfig, adapt_model
+    monkeypatch.setitem(sys.modules, "transferkit.adapt.deep", fake)
+    monkeypatch.setattr(transferkit.adapt, "deep", fake, raising=False)
+    if "test_stand_in_deep" not in {m.name for m in registered_adapters("deep")}:
+        transferkit.adapt.register_adapter("test_stand_in_deep", level="deep", description="test stand-in")(
+            adapt_model)
+    source, target, _ = domains
+    summary = adapt(source, target, method="test_stand_in_deep", backbone=f"hf:{tiny_bert_dir}",
+                    target_eval=target, out=tmp_path / "deep", deep_options={"epochs": 2}, params={"trade_off": 1.0},
+                    progress=False)
+    assert calls == [("test_stand_in_deep", 2, ["neg", "pos"], {"trade_off": 1.0})]
+    assert summary["level"] == "deep" and summary["info"] == {"stand_in": True}
+    assert "test_stand_in_deep (after)" in summary["accuracy"]
+    assert (tmp_path / "deep" / "report.html").is_file() and (tmp_path / "deep" / "embedding.png").is_file()
