@@ -203,7 +203,10 @@ class SelfTrainingClassifier(ClassifierMixin, BaseEstimator):
         starter = clone(self.starter).fit(samples)
         probs = starter.predict_proba(samples)
         classes = [str(c) for c in starter.classes_]
-        backbone: Backbone = starter.backbone_
+        backbone: Backbone | None = getattr(starter, "backbone_", None)
+        if backbone is None:
+            raise ConfigError("self-training needs a starter that embeds its inputs with a backbone "
+                              f"({type(starter).__name__} was fitted without one)")
         if self.strategy == "linear_probe":  # the features never change: train on them once extracted
             features = extract_features(backbone, samples, batch_size=self.batch_size, progress=self.progress)
             result = self_train(features, probs, rounds=self.rounds, fraction=self.fraction,
