@@ -197,16 +197,17 @@ class SelfTrainingClassifier(ClassifierMixin, BaseEstimator):
             DataError: unusable inputs.
         """
         fractions = round_fractions(self.rounds, self.fraction, self.final_fraction)
-        samples = X if isinstance(X, Samples) else samples_from_arrays(X, None)
-        samples = Samples(items=samples.items, labels=None, modality=samples.modality, origins=samples.origins)
+        if isinstance(X, Samples):  # labels that came with the data must not leak into training
+            X = Samples(items=X.items, labels=None, modality=X.modality, origins=X.origins)
         start = time.perf_counter()
-        starter = clone(self.starter).fit(samples)
-        probs = starter.predict_proba(samples)
-        classes = [str(c) for c in starter.classes_]
+        starter = clone(self.starter).fit(X)
         backbone: Backbone | None = getattr(starter, "backbone_", None)
         if backbone is None:
             raise ConfigError("self-training needs a starter that embeds its inputs with a backbone "
                               f"({type(starter).__name__} was fitted without one)")
+        samples = X if isinstance(X, Samples) else samples_from_arrays(X, None, modality=backbone.modality)
+        probs = starter.predict_proba(samples)
+        classes = [str(c) for c in starter.classes_]
         if self.strategy == "linear_probe":  # the features never change: train on them once extracted
             features = extract_features(backbone, samples, batch_size=self.batch_size, progress=self.progress)
             result = self_train(features, probs, rounds=self.rounds, fraction=self.fraction,

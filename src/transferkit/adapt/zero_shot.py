@@ -175,4 +175,5 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """The class name with the highest (centred) similarity, per text."""
-        return self.classes_[self.decision_function(X).argmax(axis=1)]
+        scores = self.decision_function(X)  # first, so that an unfitted model raises NotFittedError
+        return self.classes_[scores.argmax(axis=1)]
