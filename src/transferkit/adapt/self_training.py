@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,10 +25,12 @@ from transferkit.adapt.selection import confident_pseudo_labels
 from transferkit.backbones import Backbone
 from transferkit.data import Samples, samples_from_arrays
 from transferkit.errors import ConfigError, DataError, NotFittedError
-from transferkit.estimator import TransferClassifier
 from transferkit.features import extract_features
 from transferkit.heads import LinearHead, TransferModel
 from transferkit.strategies.linear_probe import fit_probe
+
+if TYPE_CHECKING:  # the estimator imports every strategy; adapt is imported by some of them
+    from transferkit.estimator import TransferClassifier
 
 
 @dataclass
@@ -131,6 +133,8 @@ def probe_classifier(backbone: Backbone, classes: list[str], weight: np.ndarray,
     It is what ``fit(strategy="linear_probe")`` would have built had the pseudo-labels been real
     ones: it predicts, evaluates and saves a run directory that ``transferkit predict`` loads.
     """
+    from transferkit.estimator import TransferClassifier
+
     spec = backbone.spec
     clf = TransferClassifier(backbone=spec.name, strategy="linear_probe", pretrained=spec.pretrained,
                              backbone_options=dict(spec.options) or None, batch_size=batch_size, seed=seed,
@@ -226,6 +230,8 @@ class SelfTrainingClassifier(ClassifierMixin, BaseEstimator):
     def _fit_rounds(self, samples: Samples, probs: np.ndarray, classes: list[str], backbone: Backbone,
                     fractions: list[float]) -> tuple[TransferClassifier, list[dict[str, Any]]]:
         """Self-training with a strategy that trains the backbone: a new fit from pretrained weights per round."""
+        from transferkit.estimator import TransferClassifier
+
         spec = backbone.spec
         classifier: TransferClassifier | None = None
         history: list[dict[str, Any]] = []
