@@ -93,3 +93,19 @@ def sklearn_digits(side: int = 32) -> tuple[Samples, np.ndarray]:
     samples = Samples(items=images, labels=[str(v) for v in digits.target], modality="image",
                       origins=[f"digits[{i}]" for i in range(len(images))])
     return samples, digits.data.astype(np.float32)
+
+
+def mnist_subset(data: Path, *, per_class: int = 200, seed: int = 0) -> tuple[Samples, np.ndarray]:
+    """``per_class`` random MNIST test digits per class as 28x28 grey images, and their raw pixels."""
+    import gzip
+    import pickle
+
+    with gzip.open(data / "digits" / "mnist" / "mnist.pkl.gz", "rb") as f:
+        _, _, (x, y) = pickle.load(f, encoding="latin1")  # a trusted, fixed file (see ../shared/data/README.md)
+    rng = np.random.default_rng(seed)
+    pick = np.sort(np.concatenate([rng.choice(np.flatnonzero(y == c), size=per_class, replace=False)
+                                   for c in range(10)]))
+    images = [(x[i].reshape(28, 28) * 255).astype(np.uint8) for i in pick]
+    samples = Samples(items=images, labels=[str(int(y[i])) for i in pick], modality="image",
+                      origins=[f"mnist test[{i}]" for i in pick])
+    return samples, x[pick].astype(np.float32)
