@@ -62,7 +62,7 @@ def sms_spam(data: Path) -> Samples:
 
 
 def hymenoptera(data: Path) -> Samples:
-    """All 397 ants/bees photos (train and val together: clustering uses no split)."""
+    """All 398 ants/bees images, train and val together (clustering uses no split; one is a placeholder GIF)."""
     root = data / "images" / "hymenoptera"
     train, val = read_dataset(root / "train", on_error="fail"), read_dataset(root / "val", on_error="fail")
     return Samples(items=train.items + val.items, labels=(train.labels or []) + (val.labels or []),
