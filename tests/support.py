@@ -97,3 +97,13 @@ def invoke(*args: object):
     from transferkit.cli import app
 
     return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_user_error(result, *fragments: str) -> None:
+    """Exit status 2 and exactly one ``error:`` line on stderr (no traceback) naming the fragments."""
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0]

@@ -8,21 +8,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from typer.testing import Result
 
 import support
-from support import invoke
+from support import assert_user_error, invoke
 from transferkit.data import SkippedItemWarning
-
-
-def assert_user_error(result: Result, *fragments: str) -> None:
-    """Exit status 2 and exactly one ``error:`` line on stderr (no traceback) naming the fragments."""
-    assert result.exit_code == 2, result.output
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in errors[0]
 
 
 def write_csv(path: Path, texts: list[str], labels: list[str]) -> Path:

@@ -19,6 +19,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +61,7 @@ def save_run(out: str | Path, model: TransferModel, manifest: dict[str, Any], *,
         ArtifactError: ``out`` exists and ``overwrite`` is false.
     """
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise ArtifactError(f"run directory {out} already exists; choose another --out or pass --overwrite")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    with staged_directory(out, overwrite=overwrite, what="run directory") as staging:
         save_model(model.head, str(staging / "head.safetensors"))
         full = {"format_version": FORMAT_VERSION, **manifest, "backbone_trained": backbone_trained}
         if adapter_only:
@@ -73,6 +71,24 @@ def save_run(out: str | Path, model: TransferModel, manifest: dict[str, Any], *,
         write_json(staging / MANIFEST, full)
         for name, data in (extra_json or {}).items():
             write_json(staging / name, data)
+    return out
+
+
+@contextmanager
+def staged_directory(out: Path, *, overwrite: bool = False, what: str = "output directory") -> Iterator[Path]:
+    """Write a directory atomically: the block fills a hidden staging folder next to ``out``, which
+    replaces ``out`` only when the block succeeds; on any error nothing is left behind.
+
+    Raises:
+        ArtifactError: ``out`` exists and ``overwrite`` is false.
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ArtifactError(f"{what} {out} already exists; choose another --out or pass --overwrite")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        yield staging
         if out.exists():
             trash = out.with_name(f".{out.name}.old-{os.getpid()}")
             out.replace(trash)
@@ -83,7 +99,6 @@ def save_run(out: str | Path, model: TransferModel, manifest: dict[str, Any], *,
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return out
 
 
 def read_manifest(run: str | Path) -> dict[str, Any]:

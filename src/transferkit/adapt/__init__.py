@@ -1,19 +1,14 @@
-"""Transductive and source-free transfer: domain-adaptation losses, methods and label-free selection."""
+"""Transductive and unsupervised transfer: domain-adaptation methods and label-free selection,
+zero-shot classification, clustering and self-training."""
 
-from transferkit.adapt.base import (
-           AdaptMethod,
-           AdaptOutcome,
-           FittedAdapter,
-           get_adapter,
-           register_adapter,
-           registered_adapters,
-           split_domains,
-)
+from transferkit.adapt import feature_methods  # noqa: F401  (registers the feature-level methods)
+from transferkit.adapt.base import AdaptMethod, AdaptOutcome, FittedAdapter, get_adapter, register_adapter
+from transferkit.adapt.base import registered_adapters, split_domains
+from transferkit.adapt.clustering import FeatureClusterer, clustering_scores
+from transferkit.adapt.estimator import DomainAdaptationClassifier
+from transferkit.adapt.self_training import SelfTrainingClassifier, self_train
+from transferkit.adapt.zero_shot import ZeroShotClassifier
 
-__all__ = ["AdaptMethod", "AdaptOutcome", "FittedAdapter", "get_adapter", "register_adapter",
-           "registered_adapters", "split_domains"]
-
-from transferkit.adapt import feature_methods  # noqa: E402,F401  (registers the feature-level methods)
-from transferkit.adapt.estimator import DomainAdaptationClassifier  # noqa: E402
-
-__all__ += ["DomainAdaptationClassifier"]
+__all__ = ["AdaptMethod", "AdaptOutcome", "DomainAdaptationClassifier", "FeatureClusterer", "FittedAdapter",
+           "SelfTrainingClassifier", "ZeroShotClassifier", "clustering_scores", "get_adapter", "register_adapter",
+           "registered_adapters", "self_train", "split_domains"]
