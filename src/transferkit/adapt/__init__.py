@@ -2,8 +2,15 @@
 zero-shot classification, clustering and self-training."""
 
 from transferkit.adapt import feature_methods  # noqa: F401  (registers the feature-level methods)
-from transferkit.adapt.base import AdaptMethod, AdaptOutcome, FittedAdapter, get_adapter, register_adapter
-from transferkit.adapt.base import registered_adapters, split_domains
+from transferkit.adapt.base import (
+           AdaptMethod,
+           AdaptOutcome,
+           FittedAdapter,
+           get_adapter,
+           register_adapter,
+           registered_adapters,
+           split_domains,
+)
 from transferkit.adapt.clustering import FeatureClusterer, clustering_scores
 from transferkit.adapt.estimator import DomainAdaptationClassifier
 from transferkit.adapt.self_training import SelfTrainingClassifier, self_train
