@@ -36,14 +36,14 @@ IMAGES = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "scr
 
 # One fine-tuning protocol per task, the same for every candidate. Small on purpose (2 shared cores).
 TASKS: dict[str, dict[str, Any]] = {
-    "hymenoptera": {"candidates": IMAGES, "options": {"image_size": 128}, "epochs": 3, "lr": 5e-4,
-                    "batch_size": 16, "split": "val (153)"},
-    "digits": {"candidates": IMAGES, "options": {"image_size": 96, "hflip": False, "crop_scale": 0.8}, "epochs": 3,
-               "lr": 5e-4, "batch_size": 32, "split": "400 held-out scans"},
     "fsdd": {"candidates": ["whisper_tiny_en", "whisper_base", "scratch:whisper_tiny_en"], "options": {},
-             "epochs": 3, "lr": 1e-4, "batch_size": 32, "split": "test (200, official split)"},
-    "sst2": {"candidates": ["minilm", "scratch:minilm"], "options": {"max_length": 64}, "epochs": 2, "lr": 1e-4,
+             "epochs": 3, "lr": 1e-4, "batch_size": 16, "split": "test (200, official split)"},
+    "digits": {"candidates": IMAGES, "options": {"image_size": 64, "hflip": False, "crop_scale": 0.8}, "epochs": 3,
+               "lr": 5e-4, "batch_size": 16, "split": "300 held-out scans"},
+    "sst2": {"candidates": ["minilm", "scratch:minilm"], "options": {"max_length": 32}, "epochs": 2, "lr": 1e-4,
              "batch_size": 32, "split": "dev (872)"},
+    "hymenoptera": {"candidates": IMAGES, "options": {"image_size": 112}, "epochs": 2, "lr": 5e-4,
+                    "batch_size": 16, "split": "val (153)"},
 }
 
 
@@ -74,28 +74,28 @@ def load_task(task: str, data: Path) -> tuple[Any, Any, str]:
         digits = load_digits()
         images = np.clip(digits.images * 16, 0, 255).astype(np.uint8)  # 0..16 -> 0..255
         order = rng.permutation(len(images))
-        train_idx, test_idx = order[:300], order[300:700]
+        train_idx, test_idx = order[:200], order[200:500]
         labels = digits.target.astype(str)
 
         def part(idx: np.ndarray) -> Samples:
             return Samples(items=[np.repeat(images[i][:, :, None], 3, axis=2) for i in idx],
                            labels=[labels[i] for i in idx], modality="image", origins=[f"digits[{i}]" for i in idx])
 
-        return part(train_idx), part(test_idx), "scikit-learn digits 8x8: 300 train, 400 test (random, seed 0)"
+        return part(train_idx), part(test_idx), "scikit-learn digits 8x8: 200 train, 300 test (random, seed 0)"
     if task == "fsdd":
         files = sorted((data / "speech" / "fsdd" / "recordings").glob("*.wav"))
         parts = [f.stem.split("_") for f in files]
         full = Samples(items=list(files), labels=[p[0] for p in parts], modality="audio",
                        origins=[str(f) for f in files])
         test = [i for i, p in enumerate(parts) if int(p[2]) < 5]
-        # 10 train clips per (digit, speaker): indices 5..14 of the official training part
-        train = [i for i, p in enumerate(parts) if 5 <= int(p[2]) < 15]
-        return full.subset(train), full.subset(test), "FSDD: 400 train clips (indices 5-14), official test split"
+        # 5 train clips per (digit, speaker): indices 5..9 of the official training part
+        train = [i for i, p in enumerate(parts) if 5 <= int(p[2]) < 10]
+        return full.subset(train), full.subset(test), "FSDD: 200 train clips (indices 5-9), official test split"
     if task == "sst2":
         train = read_dataset(data / "text" / "sst2" / "train.tsv", on_error="fail")
-        pick = rng.choice(len(train), size=2000, replace=False)
+        pick = rng.choice(len(train), size=1000, replace=False)
         dev = read_dataset(data / "text" / "sst2" / "dev.tsv", on_error="fail")
-        return train.subset(pick), dev, "SST-2: 2,000 random train sentences (seed 0), dev set"
+        return train.subset(pick), dev, "SST-2: 1,000 random train sentences (seed 0), dev set"
     raise SystemExit(f"unknown task {task!r}")
 
 
