@@ -93,9 +93,9 @@ def load_task(task: str, data: Path) -> tuple[Any, Any, str]:
         return full.subset(train), full.subset(test), "FSDD: 200 train clips (indices 5-9), official test split"
     if task == "sst2":
         train = read_dataset(data / "text" / "sst2" / "train.tsv", on_error="fail")
-        pick = rng.choice(len(train), size=1000, replace=False)
+        pick = rng.choice(len(train), size=500, replace=False)
         dev = read_dataset(data / "text" / "sst2" / "dev.tsv", on_error="fail")
-        return train.subset(pick), dev, "SST-2: 1,000 random train sentences (seed 0), dev set"
+        return train.subset(pick), dev, "SST-2: 500 random train sentences (seed 0), dev set"
     raise SystemExit(f"unknown task {task!r}")
 
 
