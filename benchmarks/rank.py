@@ -11,6 +11,7 @@ the time of ranking as a fraction of the time of fine-tuning all candidates.
     python benchmarks/rank.py --data ../shared/data                 # every task (tens of minutes)
     python benchmarks/rank.py --tasks fsdd,sst2                     # some tasks; others kept from the JSON
     python benchmarks/rank.py --only digits                         # one task in this process, JSON out
+    python benchmarks/rank.py --report                              # rewrite the markdown from the JSON
 
 Each task runs in its own process with its own empty feature cache. Timings are on shared,
 contended CPU cores; ranking and fine-tuning of a task run back to back in one process.
@@ -103,15 +104,26 @@ def correlations(scores: list[float | None], accuracies: list[float]) -> dict[st
     """Kendall tau and weighted tau between a score and fine-tuned accuracy, over candidates with a score."""
     from scipy.stats import kendalltau, weightedtau
 
-    pairs = [(s, a) for s, a in zip(scores, accuracies, strict=True) if s is not None]
+    # scores equal to 6 significant digits are ties: a saturated score (H-score at C - 1 when N < D)
+    # must not be credited with an order that only floating-point noise decides
+    pairs = [(float(f"{s:.6g}"), a) for s, a in zip(scores, accuracies, strict=True) if s is not None]
     if len(pairs) < 2:
-        return {"n": len(pairs), "tau": None, "weighted_tau": None, "top1": None}
+        return {"n": len(pairs), "tau": None, "weighted_tau": None, "top1": None, "all_tied": False}
     x, y = np.array(pairs).T
+    if np.all(x == x[0]):
+        return {"n": len(pairs), "tau": None, "weighted_tau": None, "top1": None, "all_tied": True}
     tau = kendalltau(x, y).statistic
     wtau = weightedtau(x, y).statistic
-    top1 = bool(y[int(np.argmax(x))] == y.max())
+    top1 = bool(y[int(np.argmax(x))] == y.max()) and int((x == x.max()).sum()) == 1
     return {"n": len(pairs), "tau": None if np.isnan(tau) else float(tau),
-            "weighted_tau": None if np.isnan(wtau) else float(wtau), "top1": top1}
+            "weighted_tau": None if np.isnan(wtau) else float(wtau), "top1": top1, "all_tied": False}
+
+
+def task_correlations(row: dict[str, Any]) -> dict[str, Any]:
+    """Correlations of every score of a task row with its fine-tuned accuracies."""
+    names = list(row["candidates"][0]["scores"])
+    accuracies = [c["accuracy"] for c in row["candidates"]]
+    return {name: correlations([c["scores"][name] for c in row["candidates"]], accuracies) for name in names}
 
 
 def run_task(task: str, data: Path) -> dict[str, Any]:
@@ -177,7 +189,8 @@ def write_markdown(rows: list[dict[str, Any]], path: Path) -> None:
         for name in names:
             c = row["correlations"][name]
             top = "-" if c["top1"] is None else ("yes" if c["top1"] else "no")
-            out.append(f"| {name} (over {c['n']}) | {_fmt(c['tau'])} | {_fmt(c['weighted_tau'])} | {top} |")
+            tied = " (all tied)" if c.get("all_tied") else ""
+            out.append(f"| {name} (over {c['n']}){tied} | {_fmt(c['tau'])} | {_fmt(c['weighted_tau'])} | {top} |")
         out.append("")
     out += ["### Summary: Kendall tau per score and task", "",
             "| score | " + " | ".join(r["task"] for r in rows) + " | mean |", "|---|" + "---|" * (len(rows) + 1)]
@@ -196,7 +209,16 @@ def main() -> None:
     parser.add_argument("--only", help="one task, run in this process; prints RESULT + JSON")
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "rank.json")
+    parser.add_argument("--report", action="store_true", help="only rewrite the correlations and the markdown "
+                                                                   "from the JSON")
     args = parser.parse_args()
+    if args.report:
+        rows = json.loads(args.out.read_text())
+        for r in rows:
+            r["correlations"] = task_correlations(r)
+        args.out.write_text(json.dumps(rows, indent=2) + "\n")
+        write_markdown(rows, args.out.with_suffix(".md"))
+        return
     if args.only:
         print("RESULT " + json.dumps(run_task(args.only, args.data)), flush=True)
         return
@@ -212,6 +234,8 @@ def main() -> None:
             continue
         row = json.loads(result)
         rows = [r for r in rows if r["task"] != task] + [row]
+        for r in rows:
+            r["correlations"] = task_correlations(r)
         taus = ", ".join(f"{n} {_fmt(c['tau'])}" for n, c in row["correlations"].items())
         print(f"{task}: rank {row['rank_seconds']:.0f}s = {100 * row['rank_fraction']:.0f}% of fine-tuning; "
               f"tau: {taus}", flush=True)
