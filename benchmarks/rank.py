@@ -43,7 +43,7 @@ TASKS: dict[str, dict[str, Any]] = {
                "lr": 5e-4, "batch_size": 16, "split": "300 held-out scans"},
     "sst2": {"candidates": ["minilm", "scratch:minilm"], "options": {"max_length": 32}, "epochs": 2, "lr": 1e-4,
              "batch_size": 32, "split": "dev (872)"},
-    "hymenoptera": {"candidates": IMAGES, "options": {"image_size": 112}, "epochs": 2, "lr": 5e-4,
+    "hymenoptera": {"candidates": IMAGES, "options": {"image_size": 80}, "epochs": 2, "lr": 5e-4,
                     "batch_size": 16, "split": "val (153)"},
 }
 
