@@ -610,6 +610,65 @@ def cluster(
         typer.echo(f"wrote {out}")
 
 
+@app.command()
+@user_errors
+def rank(
+    data: DataArg,
+    candidates: Annotated[str, typer.Option(help="comma-separated backbones to compare (scratch:NAME for the same "
+                                                 "net randomly initialised); default: every offline zoo backbone "
+                                                 "of the data's modality")] = "",
+    scores: Annotated[str, typer.Option(help="comma-separated scores to compute (see `transferkit scores`); "
+                                             "default: all registered")] = "",
+    sort_by: Annotated[str | None, typer.Option(help="score to rank by (default: transferkit.select.DEFAULT_SCORE, "
+                                                     "logme)")] = None,
+    batch_size: Annotated[int, typer.Option(help="feature-extraction batch size")] = 32,
+    image_size: Annotated[int | None, typer.Option(help="image side in pixels")] = None,
+    max_length: Annotated[int | None, typer.Option(help="text length in tokens")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the ranking as JSON")] = False,
+    modality: ModalityOpt = None,
+    text_column: TextColOpt = None,
+    label_column: LabelColOpt = None,
+    path_column: PathColOpt = None,
+    on_error: OnErrorOpt = OnError.skip,
+) -> None:
+    """Rank candidate backbones for labelled DATA by transferability scores, without training them.
+
+    Extracts each candidate's frozen features once (cached, so a later linear-probe fit reuses them),
+    computes every score and prints the candidates best first, with the time the ranking took.
+    LEEP and NCE need the source task's head (the ImageNet classifier of the image zoo); other
+    candidates show '-' for them.
+    """
+    from transferkit.select import rank_backbones, registered_scores
+
+    _short_warnings()
+    samples = _read(data, modality, text_column, label_column, path_column, on_error)
+    names = _split_list(candidates) or None
+    score_names = _split_list(scores) or [entry.name for entry in registered_scores()]
+    typer.echo(f"ranking {len(names) if names else 'the offline'} candidates on {len(samples)} "
+               f"{samples.modality} samples", err=True)
+    ranking = rank_backbones(samples, names, score_names, sort_by=sort_by,
+                             backbone_options=_backbone_options(image_size, max_length) or None, batch_size=batch_size)
+    if as_json:
+        typer.echo(json.dumps(ranking.to_dict(), indent=2))
+        return
+    typer.echo(ranking.format())
+    typer.echo(f"best by {ranking.sort_by}: {ranking.best}")
+
+
+def _split_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+@app.command("scores")
+def list_scores() -> None:
+    """List the registered transferability scores (for `transferkit rank --scores`)."""
+    from transferkit.select import registered_scores
+
+    for entry in registered_scores():
+        needs = "needs source head" if entry.needs_source_probs else ""
+        typer.echo(f"{entry.name:<16} {needs:<18} {entry.description}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

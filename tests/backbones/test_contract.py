@@ -58,8 +58,11 @@ def specs(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> dict
     run = TransferClassifier(backbone=f"hf:{tiny_bert_dir}", progress=False).fit(texts, labels).save(root / "run")
     return {
         "efficientnet_lite0": BackboneSpec("efficientnet_lite0", pretrained=False, options={"image_size": 64}),
+        "efficientnet_lite1": BackboneSpec("efficientnet_lite1", pretrained=False, options={"image_size": 64}),
+        "efficientnet_lite2": BackboneSpec("efficientnet_lite2", pretrained=False, options={"image_size": 64}),
         "minilm": BackboneSpec("minilm", pretrained=False, options={"max_length": 16}),
         "whisper_tiny_en": BackboneSpec("whisper_tiny_en", pretrained=False),
+        "whisper_base": BackboneSpec("whisper_base", pretrained=False),
         "timm:": BackboneSpec("timm:test_efficientnet", pretrained=False, options={"image_size": 32}),
         "hf:": BackboneSpec(f"hf:{tiny_bert_dir}"),
         "hf:vision": BackboneSpec(f"hf:{tiny_vit_dir(root)}"),
@@ -84,7 +87,9 @@ def test_every_registered_entry_has_a_tiny_spec(specs: dict[str, BackboneSpec]) 
 
 
 @pytest.mark.parametrize(
-    "key", ["efficientnet_lite0", "minilm", "whisper_tiny_en", "timm:", "hf:", "hf:vision", "hf:audio", "local:"]
+    "key",
+    ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "minilm", "whisper_tiny_en", "whisper_base",
+     "timm:", "hf:", "hf:vision", "hf:audio", "local:"],
 )
 def test_backbone_contract(specs: dict[str, BackboneSpec], key: str) -> None:
     backbone = create_backbone(specs[key])

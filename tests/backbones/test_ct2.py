@@ -239,3 +239,40 @@ def test_whisper_encoder_state_dict_missing_variable() -> None:
         whisper_encoder_state_dict(variables)
     with pytest.raises(BackboneError, match="no Whisper encoder layers"):
         whisper_encoder_state_dict({"decoder/num_heads": np.array(6, np.int16)})
+
+
+def test_a_file_split_in_parts_reads_as_the_whole(tmp_path: Path) -> None:
+    whole = read_ct2_variables(write_ct2(tmp_path / "model.bin", _sample_variables(), aliases={"x": "encoder/w32"}))
+    data = (tmp_path / "model.bin").read_bytes()
+    cut = len(data) // 3  # anywhere, even inside a variable's bytes
+    (tmp_path / "model.bin.part1").write_bytes(data[:cut])
+    (tmp_path / "model.bin.part2").write_bytes(data[cut:])
+
+    parts = read_ct2_variables([tmp_path / "model.bin.part1", tmp_path / "model.bin.part2"])
+
+    assert list(parts) == list(whole)
+    for name in whole:
+        np.testing.assert_array_equal(parts[name], whole[name])
+    with pytest.raises(BackboneError, match=r"model\.bin\.part1.*truncated"):
+        read_ct2_variables([tmp_path / "model.bin.part1"])  # the second half missing
+    with pytest.raises(BackboneError, match=r"model\.bin\.part3"):
+        read_ct2_variables([tmp_path / "model.bin.part1", tmp_path / "model.bin.part3"])
+
+
+def test_whisper_dimensions_are_read_from_the_file(tmp_path: Path) -> None:
+    from transferkit.backbones.whisper import load_ct2_whisper_encoder, whisper_config, whisper_config_from_ct2
+
+    source = _tiny_encoder()
+    path = write_ct2(tmp_path / "model.bin", ct2_whisper_encoder_variables(source), spec="WhisperSpec")
+
+    config = whisper_config_from_ct2(read_ct2_variables(path))
+    for field in ("d_model", "encoder_layers", "encoder_attention_heads", "encoder_ffn_dim", "num_mel_bins",
+                  "max_source_positions"):
+        assert getattr(config, field) == getattr(source.config, field), field
+    encoder = load_ct2_whisper_encoder(path).eval()  # no config given: built from the file's dimensions
+    features = torch.randn(1, 8, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(features).last_hidden_state, source(features).last_hidden_state,
+                                   rtol=1e-2, atol=1e-2)
+    with pytest.raises(BackboneError, match=r"model\.bin.*d_model 16 \(expected 32\)"):
+        load_ct2_whisper_encoder(path, whisper_config(32, 2, num_mel_bins=8, max_source_positions=12))

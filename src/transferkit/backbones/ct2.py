@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -84,11 +85,12 @@ def _decode_array(raw: memoryview, dtype_name: str, shape: tuple[int, ...]) -> n
     return np.frombuffer(raw, dtype=numpy_dtype).astype(np.dtype(dtype_name)).reshape(shape)
 
 
-def read_ct2_variables(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+def read_ct2_variables(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> dict[str, np.ndarray]:
     """Read every variable of a CTranslate2 model file into numpy arrays, aliases resolved.
 
     Args:
-        path: a ``model.bin`` file, or the model directory that holds one.
+        path: a ``model.bin`` file, the model directory that holds one, or the ordered parts of a
+            ``model.bin`` that was split into several files (their bytes are joined in that order).
 
     Returns:
         Variable name (``encoder/layer_0/ffn/linear_0/weight``) to array, in file order, with
@@ -106,11 +108,15 @@ def read_ct2_variables(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         >>> variables["encoder/conv1/weight"].shape  # doctest: +SKIP
         (384, 80, 3)
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.bin"
+    parts = [Path(p) for p in path] if isinstance(path, Sequence) and not isinstance(path, str) else [Path(path)]
+    if not parts:
+        raise BackboneError("no CTranslate2 file to read (an empty list of parts)")
+    if len(parts) == 1 and parts[0].is_dir():
+        parts = [parts[0] / "model.bin"]
+    # error messages name the single file, or the joined parts as "first+second"
+    path = parts[0] if len(parts) == 1 else Path("+".join(str(p) for p in parts))
     try:
-        data = path.read_bytes()
+        data = parts[0].read_bytes() if len(parts) == 1 else b"".join(p.read_bytes() for p in parts)
     except OSError as err:
         raise BackboneError(f"cannot read CTranslate2 file {path}: {err}") from err
 

