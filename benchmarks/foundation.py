@@ -35,8 +35,8 @@ TASKS: dict[str, dict[str, Any]] = {
              "finetune": {"epochs": 5, "lr": 1e-4, "batch_size": 32},
              "scratch": {"epochs": 5, "lr": 1e-3, "batch_size": 32}},
 }
-# partial, gradual, lp_ft and lora get fine-tuning's budget (epochs, batch size); each keeps its own default rates
-METHODS = ("linear_probe", "finetune", "partial", "gradual", "lp_ft", "lora", "scratch")
+# partial, gradual, lp_ft, contrastive and lora get fine-tuning's budget (epochs, batch size); each keeps its own default rates
+METHODS = ("linear_probe", "finetune", "partial", "gradual", "lp_ft", "contrastive", "lora", "scratch")
 
 
 def load_task(task: str, data: Path) -> tuple[Any, Any]:
@@ -73,7 +73,7 @@ def run_one(task: str, method: str, data: Path) -> dict[str, Any]:
                               "progress": False, "seed": 0}
     if method == "linear_probe":
         params["strategy"] = "linear_probe"
-    elif method in ("partial", "gradual", "lp_ft"):  # lp_ft halves the learning rate itself
+    elif method in ("partial", "gradual", "lp_ft", "contrastive"):  # lp_ft halves the learning rate itself
         params.update({**conf["finetune"], "strategy": method})
     elif method == "lora":  # adapters start at zero: LoRA's own (higher) default rates
         params.update({k: v for k, v in conf["finetune"].items() if k != "lr"})
