@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from transferkit.backbones.zoo import DEFAULT_BACKBONE
 from transferkit.errors import ConfigError, DataError, TransferkitError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -152,9 +153,6 @@ def fit(
     typer.echo(f"fitted in {clf.fit_seconds_:.1f}s; wrote {run}")
     if clf.validation_metrics_ is not None:
         typer.echo(format_metrics(clf.validation_metrics_))
-
-
-DEFAULT_BACKBONE = {"image": "efficientnet_lite0", "text": "minilm", "audio": "whisper_tiny_en"}
 
 
 def raise_error(message: str) -> None:

@@ -122,7 +122,7 @@ def adapt(source: str | os.PathLike[str] | Samples, target: str | os.PathLike[st
         raise ArtifactError(f"output directory {out} already exists; choose another or pass overwrite")
     data = read_adapt_data(source, target, target_eval, modality=modality, **read_options)
     from transferkit.backbones import create_backbone
-    from transferkit.cli import DEFAULT_BACKBONE
+    from transferkit.backbones.zoo import DEFAULT_BACKBONE
 
     name = backbone or DEFAULT_BACKBONE[data.source.modality]
     model = create_backbone(name, **(backbone_options or {}))

@@ -22,6 +22,9 @@ from transferkit.backbones.hf import TextTransformerBackbone
 from transferkit.backbones.image import ImageBackbone, ImagePreprocessing
 from transferkit.errors import BackboneError
 
+# The zoo entry each command uses when the user names no backbone, by the data's modality.
+DEFAULT_BACKBONE = {"image": "efficientnet_lite0", "text": "minilm", "audio": "whisper_tiny_en"}
+
 
 def imagenet_labels() -> list[str]:
     """The 1,000 ImageNet-1k class names, in the order of ImageNet classifier outputs."""
