@@ -65,6 +65,7 @@ def specs(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> dict
         "hf:vision": BackboneSpec(f"hf:{tiny_vit_dir(root)}"),
         "hf:audio": BackboneSpec(f"hf:{tiny_wav2vec2_dir(root)}"),
         "local:": BackboneSpec(f"local:{run}"),
+        "lenet": BackboneSpec("lenet", pretrained=False, options={"width": 4}),
     }
 
 
@@ -84,7 +85,8 @@ def test_every_registered_entry_has_a_tiny_spec(specs: dict[str, BackboneSpec]) 
 
 
 @pytest.mark.parametrize(
-    "key", ["efficientnet_lite0", "minilm", "whisper_tiny_en", "timm:", "hf:", "hf:vision", "hf:audio", "local:"]
+    "key", ["efficientnet_lite0", "minilm", "whisper_tiny_en", "timm:", "hf:", "hf:vision", "hf:audio", "local:",
+            "lenet"]
 )
 def test_backbone_contract(specs: dict[str, BackboneSpec], key: str) -> None:
     backbone = create_backbone(specs[key])
