@@ -35,6 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 TASKS = {"mnist_usps": ("mnist", "usps"), "usps_mnist": ("usps", "mnist")}
+EPOCHS = {"mnist_usps": 3, "usps_mnist": 8}  # about 1,200 and 460 steps of 128 source digits
 METHODS = ("deep_source_only", "dann", "deep_coral", "mcc", "cdan", "self_training")
 REFERENCE = {  # SKADA-Bench, deep digits, selected with target labels (reference-results.md)
     "deep_source_only": {"mnist_usps": 94.2, "usps_mnist": 73.4},
@@ -85,8 +86,9 @@ def run_one(task: str, method: str, params: dict[str, Any], domains: dict[str, A
     test = domains[target_name]["test"]
     classes = [str(d) for d in range(10)]
     torch.manual_seed(args.seed)
-    model = TransferModel(create_backbone("lenet", pretrained=False), LinearHead(500, 10))
-    config = DeepAdaptConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, progress=False,
+    epochs = args.epochs or EPOCHS[task]
+    model = TransferModel(create_backbone("lenet", pretrained=False, width=args.width), LinearHead(500, 10))
+    config = DeepAdaptConfig(epochs=epochs, batch_size=args.batch_size, seed=args.seed, progress=False,
                              source_epochs=args.source_epochs, oracle=test)
     unlabelled = target.subset(range(len(target)))
     unlabelled.labels = None  # adaptation never gets target labels
@@ -97,13 +99,14 @@ def run_one(task: str, method: str, params: dict[str, Any], domains: dict[str, A
     accuracy = float((probs.argmax(axis=1) == np.array([int(v) for v in test.labels])).mean())
     info = outcome.info
     return {"task": task, "method": method, "params": params, "source_samples": len(source),
-            "target_samples": len(target), "test_samples": len(test), "epochs": args.epochs,
+            "target_samples": len(target), "test_samples": len(test), "epochs": epochs, "width": args.width,
             "source_epochs": args.source_epochs if method in ("self_training", "shot") else 0,
             "batch_size": args.batch_size, "seed": args.seed,
             "kept_epoch": info["kept_epoch"], "label_free_accuracy": round(100 * accuracy, 2),
             "oracle_epoch": info["oracle_epoch"], "oracle_accuracy": round(100 * max(info["oracle_accuracy"]), 2),
-            "kept_snd": round(float(info["target_snd"][info["kept_epoch"] - 1]), 4),
+            "kept_score": round(float(outcome.history[info["kept_epoch"] - 1]["selection_score"]), 4),
             "snd_per_epoch": [round(float(v), 4) for v in info["target_snd"]],
+            "entropy_per_epoch": [round(float(row["target_entropy"]), 4) for row in outcome.history],
             "test_accuracy_per_epoch": [round(100 * v, 2) for v in info["oracle_accuracy"]],
             "wall_s": round(seconds, 1)}
 
@@ -132,7 +135,7 @@ def report(path: Path) -> str:
     for task in TASKS:
         for method in dict.fromkeys(r["method"] for r in full if r["task"] == task):
             runs = [r for r in full if r["task"] == task and r["method"] == method]
-            chosen = max(runs, key=lambda r: r["kept_snd"])
+            chosen = max(runs, key=lambda r: r["kept_score"])
             oracle = max(runs, key=lambda r: r["oracle_accuracy"])
             reference = REFERENCE.get(method, {}).get(task)
             setting = ", ".join(f"{k}={v}" for k, v in chosen["params"].items()) or "defaults"
@@ -150,7 +153,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=None, help="default: 3 for mnist_usps, 8 for usps_mnist")
+    parser.add_argument("--width", type=int, default=16, help="channels of LeNet's first convolution")
     parser.add_argument("--source-epochs", type=int, default=2, help="source pre-training of self_training / shot")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)

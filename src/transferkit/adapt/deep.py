@@ -17,6 +17,7 @@ Entry point: ``adapt_model(model, source, target, classes, method, config, param
 from __future__ import annotations
 
 import inspect
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -230,7 +231,13 @@ class JointForward(TrainHooks):
 
 
 class LabelFreeSelection(TrainHooks):
-    """After each epoch: soft neighbourhood density and mean entropy of target predictions (no labels)."""
+    """After each epoch: soft neighbourhood density and mean entropy of target predictions (no labels).
+
+    ``selection_score`` is the density, except for an epoch whose mean prediction entropy is above half
+    the entropy of a uniform guess: near-uniform predictions look dense too (SND's blind spot), and an
+    early, still unsure model would otherwise win. Ties (every epoch that unsure) go to the lowest
+    training loss.
+    """
 
     def __init__(self, samples: Samples, *, batch_size: int) -> None:
         self.samples, self.batch_size = samples, batch_size
@@ -239,7 +246,10 @@ class LabelFreeSelection(TrainHooks):
         assert isinstance(model, TransferModel)
         _, probs = predict(model, self.samples, batch_size=self.batch_size)
         mean_entropy = float(entropy(torch.log(torch.from_numpy(probs).clamp_min(1e-12))).mean())
-        return {"target_snd": soft_neighbourhood_density(probs), "target_entropy": mean_entropy}
+        density = soft_neighbourhood_density(probs)
+        unsure = mean_entropy > 0.5 * math.log(probs.shape[1])
+        return {"target_snd": density, "target_entropy": mean_entropy,
+                "selection_score": -math.inf if unsure else density}
 
 
 class OracleReport(TrainHooks):
@@ -322,7 +332,7 @@ def train_adapted(model: TransferModel, data: DeepAdaptData, config: DeepAdaptCo
     if config.oracle is not None:
         hook_list.append(OracleReport(config.oracle, data.classes, batch_size=256))
     loop = LoopConfig(epochs=epochs, patience=None, mixed_precision=config.mixed_precision, progress=config.progress,
-                      monitor="target_snd" if config.selection == "snd" else None)
+                      monitor="selection_score" if config.selection == "snd" else None)
     return train_loop(model, optimizer, scheduler, loader, None, loop, CombinedHooks(hook_list))
 
 

@@ -125,9 +125,9 @@ def coral_loss(*, features_s: torch.Tensor, features_t: torch.Tensor) -> torch.T
 
 def mmd_loss(*, features_s: torch.Tensor, features_t: torch.Tensor, kernel_mul: float = 2.0,
              kernel_num: int = 5) -> torch.Tensor:
-    """Multi-kernel maximum mean discrepancy (DAN, Long et al., ICML 2015), biased estimator.
+    """Multi-kernel maximum mean discrepancy (DAN, Long et al., ICML 2015), biased estimator, in [0, 2].
 
-    A sum of ``kernel_num`` Gaussian kernels whose bandwidths are ``kernel_mul`` apart, centred on the
+    The mean of ``kernel_num`` Gaussian kernels whose bandwidths are ``kernel_mul`` apart, centred on the
     mean squared distance in the joint batch (the bandwidth is not differentiated through). The squared
     MMD of two batches from one distribution is near 0 and grows as the distributions part.
     """
@@ -137,8 +137,8 @@ def mmd_loss(*, features_s: torch.Tensor, features_t: torch.Tensor, kernel_mul: 
     count = len(joint)
     bandwidth = distances.detach().sum() / max(count * count - count, 1)
     bandwidth = bandwidth / kernel_mul ** (kernel_num // 2)
-    kernels = sum(torch.exp(-distances / (bandwidth * kernel_mul**i).clamp_min(1e-12)) for i in range(kernel_num))
-    assert isinstance(kernels, torch.Tensor)
+    kernels = torch.stack([torch.exp(-distances / (bandwidth * kernel_mul**i).clamp_min(1e-12))
+                           for i in range(kernel_num)]).mean(dim=0)  # (N, N), in [0, 1] whatever kernel_num
     size_s = len(features_s)
     k_ss, k_tt, k_st = kernels[:size_s, :size_s], kernels[size_s:, size_s:], kernels[:size_s, size_s:]
     return k_ss.mean() + k_tt.mean() - 2 * k_st.mean()
