@@ -157,3 +157,28 @@ def test_user_errors_name_the_value(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(base._METHODS, "arrays_only", features_only)
     with pytest.raises(ConfigError, match="feature arrays"):
         adapt_model(fresh_model(), SOURCE, TARGET, CLASSES, "arrays_only", config, {})
+
+
+def test_shot_clustering_corrects_confident_mistakes_inside_a_cluster() -> None:
+    from transferkit.adapt.shot import cluster_pseudo_labels
+
+    rng = np.random.default_rng(0)
+    truth = np.arange(60) % 3
+    features = np.eye(3)[truth] * 5 + rng.normal(0, 0.3, (60, 3))
+    probs = np.eye(3)[truth] * 0.8 + 0.1
+    wrong = np.arange(0, 60, 6)  # a sixth of the samples predicted as the next class
+    probs[wrong] = np.eye(3)[(truth[wrong] + 1) % 3] * 0.8 + 0.1
+    assert (probs.argmax(axis=1) == truth).mean() == pytest.approx(5 / 6)
+    assert (cluster_pseudo_labels(features.astype(np.float32), probs) == truth).all()
+
+
+def test_shot_never_trains_the_head_or_reads_the_source_after_pretraining() -> None:
+    model = fresh_model()
+    config = DeepAdaptConfig(epochs=2, batch_size=32, lr=1e-2, progress=False, source_epochs=0)
+    head = {k: v.clone() for k, v in model.head.state_dict().items()}
+    scrambled = Samples(SOURCE.items[::-1], SOURCE.labels, "audio", SOURCE.origins)  # wrong labels
+    outcome = adapt_model(model, scrambled, unlabelled(TARGET), CLASSES, "shot", config, {})
+    assert outcome.info["source_history"] == []
+    for name, value in model.head.state_dict().items():
+        assert torch.equal(value, head[name]), name
+    assert transferkit.adapt.get_adapter("shot").source_free

@@ -1,6 +1,6 @@
 """Transductive and source-free transfer: domain-adaptation losses, methods and label-free selection."""
 
-from transferkit.adapt import deep_methods  # noqa: F401  (registers the deep methods)
+from transferkit.adapt import deep_methods, shot  # noqa: F401  (registers the deep methods)
 from transferkit.adapt.base import (
            AdaptMethod,
            AdaptOutcome,
