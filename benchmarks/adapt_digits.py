@@ -177,6 +177,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--grid", action="store_true", help="also run each method's trade-off grid")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="run these settings one by one (repeatable), e.g. --set trade_off=10")
     parser.add_argument("--from-grid", action="store_true",
                         help="run the full sets once, with the setting the saved grid runs chose without labels")
     parser.add_argument("--source-limit", type=int, default=None, help="use at most this many source digits")
@@ -197,7 +199,10 @@ def main() -> None:
         for task in args.tasks.split(","):
             for method in args.methods.split(","):
                 grid = get_adapter(method).grid if args.grid else {}
-                settings = [{}] + [{key: value} for key, values in grid.items() for value in values]
+                # each method's default is one of its grid values: the grid alone covers it
+                settings = [{key: value} for key, values in grid.items() for value in values] or [{}]
+                if args.set:
+                    settings = [{key: json.loads(value)} for key, value in (item.split("=", 1) for item in args.set)]
                 if args.from_grid:
                     picked = grid_choice(json.loads(args.out.read_text()) if args.out.exists() else [], task, method)
                     if picked is None:

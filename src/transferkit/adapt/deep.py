@@ -336,6 +336,14 @@ def train_adapted(model: TransferModel, data: DeepAdaptData, config: DeepAdaptCo
     return train_loop(model, optimizer, scheduler, loader, None, loop, CombinedHooks(hook_list))
 
 
+def pretrain_on_source(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig) -> list[dict[str, Any]]:
+    """``config.source_epochs`` of source training (the source model that self-training and SHOT start
+    from); nothing when it is 0, i.e. the model given is already the source model. Its history."""
+    if config.source_epochs <= 0:
+        return []
+    return train_adapted(model, data, config, epochs=config.source_epochs).history
+
+
 def outcome_of(result: TrainResult, *, trade_off: float | None = None, **info: Any) -> AdaptOutcome:
     """The outcome of an adaptation run: its history, the kept epoch and the per-epoch scores."""
     history = result.history

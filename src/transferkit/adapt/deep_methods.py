@@ -22,6 +22,7 @@ from transferkit.adapt.deep import (
     model_device,
     outcome_of,
     predict,
+    pretrain_on_source,
     train_adapted,
 )
 from transferkit.adapt.losses import (
@@ -209,8 +210,7 @@ def adabn(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, *,
 def self_training(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, *,
                   trade_off: float | None = None, fraction: float = 0.5,
                   threshold: float | None = None) -> AdaptOutcome:
-    source_history = train_adapted(model, data, config, epochs=config.source_epochs).history \
-        if config.source_epochs > 0 else []
+    source_history = pretrain_on_source(model, data, config)
     pseudo = PseudoLabels()
     rates: list[float] = []
 

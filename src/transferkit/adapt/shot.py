@@ -13,7 +13,14 @@ import torch
 from torch import nn
 
 from transferkit.adapt.base import AdaptOutcome, register_adapter
-from transferkit.adapt.deep import DeepAdaptConfig, DeepAdaptData, outcome_of, predict, train_adapted
+from transferkit.adapt.deep import (
+    DeepAdaptConfig,
+    DeepAdaptData,
+    outcome_of,
+    predict,
+    pretrain_on_source,
+    train_adapted,
+)
 from transferkit.adapt.losses import information_maximization_loss
 from transferkit.data import Samples
 from transferkit.heads import TransferModel
@@ -87,8 +94,7 @@ def shot(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, *, 
     The loss is ``CE(pseudo-labels) + IM / beta``, SHOT's ``IM + beta * CE`` scaled by ``1 / beta``
     (the same minimiser; AdamW's steps barely depend on the scale).
     """
-    source_history = train_adapted(model, data, config, epochs=config.source_epochs).history \
-        if config.source_epochs > 0 else []
+    source_history = pretrain_on_source(model, data, config)
     pseudo = [0] * len(data.target)
     relabel = ClusterPseudoLabels(data.target, pseudo, rounds=rounds)
     result = train_adapted(model, data, config, hooks=(relabel, InformationMaximization(1.0 / beta)),
