@@ -103,7 +103,7 @@ def run_one(task: str, method: str, params: dict[str, Any], domains: dict[str, A
     return {"task": task, "method": method, "params": params, "source_samples": len(source),
             "target_samples": len(target), "test_samples": len(test), "epochs": epochs, "width": args.width,
             "source_epochs": args.source_epochs if method in ("self_training", "shot") else 0,
-            "batch_size": args.batch_size, "seed": args.seed,
+            "batch_size": args.batch_size, "seed": args.seed, "trade_off": info.get("trade_off"),
             "kept_epoch": info["kept_epoch"], "label_free_accuracy": round(100 * accuracy, 2),
             "oracle_epoch": info["oracle_epoch"], "oracle_accuracy": round(100 * max(info["oracle_accuracy"]), 2),
             "kept_score": round(float(outcome.history[info["kept_epoch"] - 1]["selection_score"]), 4),
@@ -131,6 +131,11 @@ def grid_choice(rows: list[dict[str, Any]], task: str, method: str) -> dict[str,
     return max(grid, key=lambda r: r["kept_score"]) if grid else None
 
 
+def effective(run: dict[str, Any]) -> dict[str, Any]:
+    """A run's parameters with the trade-off it actually used (a method default when not given)."""
+    return {**run["params"], **({"trade_off": run["trade_off"]} if run.get("trade_off") is not None else {})}
+
+
 def report(path: Path) -> str:
     """The markdown section: per task and method, the label-free choice, the oracle and the reference."""
     rows = json.loads(path.read_text())
@@ -150,11 +155,11 @@ def report(path: Path) -> str:
         for method in dict.fromkeys(r["method"] for r in full):
             runs = [r for r in full if r["method"] == method]
             picked = grid_choice(rows, task, method)
-            matching = [r for r in runs if picked is not None and r["params"] == picked["params"]]
+            matching = [r for r in runs if picked is not None and effective(r) == effective(picked)]
             chosen = matching[0] if matching else max(runs, key=lambda r: r["kept_score"])
             oracle = max(runs, key=lambda r: r["oracle_accuracy"])
             reference = REFERENCE.get(method, {}).get(task)
-            setting = ", ".join(f"{k}={v}" for k, v in chosen["params"].items()) or "method defaults"
+            setting = ", ".join(f"{k}={v}" for k, v in effective(chosen).items()) or "method defaults"
             if matching:
                 grid = [r for r in rows if r["task"] == task and r["method"] == method
                         and r["source_samples"] < full_size(task)]
