@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from transferkit.checkpoint import Checkpoints, read_progress
 from transferkit.features import EpochSampler
 from transferkit.train import (
+    CombinedHooks,
     LoopConfig,
     TrainHooks,
     TrainingError,
@@ -123,6 +124,53 @@ def test_the_best_validation_epoch_is_restored() -> None:
     # the returned weights are epoch 1's, not the last epoch's
     assert val_loss_of(model, val) == pytest.approx(val_losses[0], rel=1e-5)
     assert val_loss_of(model, val) < val_losses[-1]
+
+
+class ScoreEachEpoch(TrainHooks):
+    """Reports a made-up score after each epoch: highest after the second."""
+
+    def __init__(self) -> None:
+        self.weights: list[torch.Tensor] = []
+
+    def on_epoch_end(self, epoch: int, model: nn.Module) -> dict[str, float] | None:
+        self.weights.append(model.fc.weight.detach().clone())
+        return {"score": [0.1, 0.9, 0.5, 0.2][epoch]}
+
+
+def test_a_monitored_hook_score_picks_the_kept_epoch_without_validation() -> None:
+    model, optimizer, scheduler = setup()
+    hook = ScoreEachEpoch()
+    result = train_loop(model, optimizer, scheduler, loader(blobs(64, 0)), None, config(epochs=4, monitor="score"),
+                        hook)
+    assert [row["score"] for row in result.history] == [0.1, 0.9, 0.5, 0.2]
+    assert result.best_epoch == 2
+    assert torch.equal(model.fc.weight, hook.weights[1])
+    assert not torch.equal(model.fc.weight, hook.weights[-1])
+
+
+def test_a_monitored_column_that_no_hook_reports_is_an_error() -> None:
+    model, optimizer, scheduler = setup()
+    with pytest.raises(TrainingError, match="'score'"):
+        train_loop(model, optimizer, scheduler, loader(blobs(16, 0)), None, config(epochs=1, monitor="score"))
+
+
+class SwappedLabels(TrainHooks):
+    """Replaces the forward: logits with the two classes swapped."""
+
+    def forward(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return model(**batch).flip(1)
+
+
+def test_a_hook_may_replace_the_forward_and_only_one() -> None:
+    model, optimizer, scheduler = setup()
+    hooks = CombinedHooks([TrainHooks(), SwappedLabels()])
+    train_loop(model, optimizer, scheduler, loader(blobs(64, 0)), None, config(epochs=4), hooks)
+    with torch.no_grad():
+        data = blobs(64, 0)
+        accuracy = (model(x=data.tensors[0]).argmax(1) == data.tensors[1]).float().mean()
+    assert accuracy < 0.1  # trained through the swapped forward, so the plain forward is backwards
+    with pytest.raises(ValueError, match="only one hook"):
+        CombinedHooks([SwappedLabels(), SwappedLabels()])
 
 
 def test_early_stopping_waits_patience_epochs_after_the_best() -> None:

@@ -41,6 +41,9 @@ class LoopConfig:
         mixed_precision: ``"no"``, ``"fp16"`` or ``"bf16"`` (Accelerate's names).
         max_grad_norm: clip gradients to this norm (None: no clipping).
         progress: show progress bars.
+        monitor: without a validation loader, the history column (added by ``TrainHooks.on_epoch_end``)
+            whose highest value picks the epoch whose weights are kept, e.g. a label-free adaptation score
+            (None: keep the last epoch).
     """
 
     epochs: int = 5
@@ -49,6 +52,7 @@ class LoopConfig:
     mixed_precision: str = "no"
     max_grad_norm: float | None = 1.0
     progress: bool = True
+    monitor: str | None = None
 
 
 class TrainHooks:
@@ -60,8 +64,16 @@ class TrainHooks:
     def train_mode(self, model: nn.Module) -> None:
         """Adjust modes after the loop's ``model.train()`` (e.g. keep BatchNorm statistics frozen)."""
 
+    def forward(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The labelled batch's logits (adaptation methods forward unlabelled target samples alongside)."""
+        return model(**batch)
+
     def extra_loss(self, model: nn.Module, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
         """A term added to the cross-entropy (regularisers, adaptation losses)."""
+        return None
+
+    def on_epoch_end(self, epoch: int, model: nn.Module) -> dict[str, float] | None:
+        """Called after each epoch's training; the returned values join the epoch's history row."""
         return None
 
     def on_train_end(self, model: nn.Module) -> None:
@@ -69,10 +81,14 @@ class TrainHooks:
 
 
 class CombinedHooks(TrainHooks):
-    """Several hooks applied in order; their extra losses add up."""
+    """Several hooks applied in order; their extra losses add up, at most one replaces ``forward``."""
 
     def __init__(self, hooks: list[TrainHooks]) -> None:
         self.hooks = hooks
+        forwards = [hook for hook in hooks if type(hook).forward is not TrainHooks.forward]
+        if len(forwards) > 1:
+            raise ValueError(f"only one hook may replace forward, got {[type(h).__name__ for h in forwards]}")
+        self.forwarding = forwards[0] if forwards else None
 
     def on_epoch_start(self, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         for hook in self.hooks:
@@ -82,9 +98,16 @@ class CombinedHooks(TrainHooks):
         for hook in self.hooks:
             hook.train_mode(model)
 
+    def forward(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.forwarding.forward(model, batch) if self.forwarding else model(**batch)
+
     def extra_loss(self, model: nn.Module, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
         terms = [t for t in (hook.extra_loss(model, logits, labels) for hook in self.hooks) if t is not None]
         return torch.stack(terms).sum() if terms else None
+
+    def on_epoch_end(self, epoch: int, model: nn.Module) -> dict[str, float] | None:
+        rows = [row for row in (hook.on_epoch_end(epoch, model) for hook in self.hooks) if row]
+        return {k: v for row in rows for k, v in row.items()} or None
 
     def on_train_end(self, model: nn.Module) -> None:
         for hook in self.hooks:
@@ -165,7 +188,8 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: An
                     state.optimizer_steps += 1
                     if checkpoints and checkpoints.due(state.optimizer_steps) and state.step < batches_per_epoch:
                         _save(checkpoints, state, accelerator, model, optimizer, scheduler)
-            row = _end_epoch(state, epoch, model, optimizer, val_loader, accelerator, config)
+            scores = hooks.on_epoch_end(epoch, accelerator.unwrap_model(model)) or {}
+            row = _end_epoch(state, epoch, model, optimizer, val_loader, accelerator, config, scores)
             if checkpoints:
                 _save(checkpoints, state, accelerator, model, optimizer, scheduler)
             if show:
@@ -182,7 +206,7 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: An
 
 
 def _loss(model: nn.Module, batch: dict[str, torch.Tensor], labels: torch.Tensor, hooks: TrainHooks) -> torch.Tensor:
-    logits = model(**batch)  # (B, C)
+    logits = hooks.forward(model, batch)  # (B, C)
     loss = F.cross_entropy(logits.float(), labels)
     extra = hooks.extra_loss(model, logits, labels)
     return loss if extra is None else loss + extra
@@ -199,13 +223,20 @@ def _optimize(loss: torch.Tensor, model: nn.Module, optimizer: torch.optim.Optim
 
 
 def _end_epoch(state: LoopState, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer,
-               val_loader: DataLoader | None, accelerator: Accelerator, config: LoopConfig) -> dict[str, Any]:
+               val_loader: DataLoader | None, accelerator: Accelerator, config: LoopConfig,
+               scores: dict[str, float]) -> dict[str, Any]:
     """Validate, keep the best weights, decide on early stopping; the epoch's history row."""
     row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": state.running_loss / max(state.seen, 1),
-                           "lr": optimizer.param_groups[-1]["lr"]}
+                           "lr": optimizer.param_groups[-1]["lr"], **scores}
+    key: tuple[float, float] | None = None
     if val_loader is not None:
         row["val_loss"], row["val_accuracy"] = evaluate_loss_accuracy(model, val_loader, accelerator)
         key = (row["val_accuracy"], -row["val_loss"])
+    elif config.monitor is not None:
+        if config.monitor not in row:
+            raise TrainingError(f"no {config.monitor!r} to monitor in the history row ({', '.join(row)})")
+        key = (float(row[config.monitor]), -row["train_loss"])
+    if key is not None:
         if state.best_key is None or key > state.best_key:
             state.best_key, state.bad_epochs, state.best_epoch = key, 0, epoch + 1
             weights = accelerator.unwrap_model(model).state_dict()

@@ -68,6 +68,7 @@ def specs(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> dict
         "hf:vision": BackboneSpec(f"hf:{tiny_vit_dir(root)}"),
         "hf:audio": BackboneSpec(f"hf:{tiny_wav2vec2_dir(root)}"),
         "local:": BackboneSpec(f"local:{run}"),
+        "lenet": BackboneSpec("lenet", pretrained=False, options={"width": 4}),
     }
 
 
@@ -89,7 +90,7 @@ def test_every_registered_entry_has_a_tiny_spec(specs: dict[str, BackboneSpec]) 
 @pytest.mark.parametrize(
     "key",
     ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "minilm", "whisper_tiny_en", "whisper_base",
-     "timm:", "hf:", "hf:vision", "hf:audio", "local:"],
+     "timm:", "hf:", "hf:vision", "hf:audio", "local:", "lenet"],
 )
 def test_backbone_contract(specs: dict[str, BackboneSpec], key: str) -> None:
     backbone = create_backbone(specs[key])

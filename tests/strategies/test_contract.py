@@ -11,7 +11,6 @@ import support
 from transferkit import TransferClassifier, load
 from transferkit.strategies import registered_strategies
 
-
 # LoRA's updates start at zero; on a random 32-wide BERT they need a higher rate than full fine-tuning
 LEARNING_RATE = {"lora": 5e-3}
 

@@ -1,7 +1,7 @@
 """Transductive and unsupervised transfer: domain-adaptation methods and label-free selection,
 zero-shot classification, clustering and self-training."""
 
-from transferkit.adapt import feature_methods  # noqa: F401  (registers the feature-level methods)
+from transferkit.adapt import deep_methods, feature_methods, shot  # noqa: F401  (register the methods)
 from transferkit.adapt.base import (
            AdaptMethod,
            AdaptOutcome,

@@ -1,6 +1,6 @@
 """Where pretrained models come from: one contract, one registry, one file per source."""
 
-from transferkit.backbones import hf, local, timm_source, zoo
+from transferkit.backbones import hf, lenet, local, timm_source, zoo
 from transferkit.backbones.base import (
     Backbone,
     BackboneEntry,
@@ -11,5 +11,5 @@ from transferkit.backbones.base import (
     resolve_entry,
 )
 
-__all__ = ["Backbone", "BackboneEntry", "BackboneSpec", "create_backbone", "hf", "local", "register_backbone",
+__all__ = ["Backbone", "BackboneEntry", "BackboneSpec", "create_backbone", "hf", "lenet", "local", "register_backbone",
            "registered_backbones", "resolve_entry", "timm_source", "zoo"]
