@@ -35,7 +35,7 @@ TASKS: dict[str, dict[str, Any]] = {
              "finetune": {"epochs": 5, "lr": 1e-4, "batch_size": 32},
              "scratch": {"epochs": 5, "lr": 1e-3, "batch_size": 32}},
 }
-# partial, gradual, lp_ft, contrastive and lora get fine-tuning's budget (epochs, batch size); each keeps its own default rates
+# partial, gradual, lp_ft, contrastive and lora get fine-tuning's budget (epochs, batch size), each its own rates
 METHODS = ("linear_probe", "finetune", "partial", "gradual", "lp_ft", "contrastive", "lora", "scratch")
 
 
