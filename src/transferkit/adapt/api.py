@@ -203,7 +203,9 @@ def _adapt_deep(backbone: Any, data: AdaptData, classes: list[str], method: str,
     fs_before = _features(backbone, data.source, batch_size, progress)
     ft_before = _features(backbone, data.target, batch_size, progress)
     model = TransferModel(backbone, LinearHead(backbone.num_features, len(classes)))
-    config = deep.DeepAdaptConfig(seed=seed, batch_size=batch_size, progress=progress, **deep_options)
+    # labelled target samples, if given, are only scored each epoch for the report (the oracle column)
+    config = deep.DeepAdaptConfig(seed=seed, batch_size=batch_size, progress=progress, oracle=data.target_eval,
+                                  **deep_options)
     outcome = deep.adapt_model(model, data.source, data.target, classes, method, config, params)
     model.eval()
 
