@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -231,11 +229,10 @@ def _adapt_deep(backbone: Any, data: AdaptData, classes: list[str], method: str,
 def _write_outputs(out: Path, summary: dict[str, Any], target: Samples, classes: list[str], target_probs: np.ndarray,
                    panels: dict[str, tuple[np.ndarray, np.ndarray]], source_labels: np.ndarray) -> None:
     """Write the output folder via a staging folder and a rename, so a failure leaves nothing half-written."""
+    from transferkit.artifact import staged_directory
     from transferkit.report import embedding_plot, write_adaptation_report
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    with staged_directory(out, overwrite=True, what="adaptation output") as staging:
         write_json(staging / "adapt.json", summary)
         with (staging / "predictions.csv").open("w", newline="") as f:
             writer = csv.writer(f)
@@ -244,13 +241,3 @@ def _write_outputs(out: Path, summary: dict[str, Any], target: Samples, classes:
                 writer.writerow([origin, classes[int(row.argmax())], f"{row.max():.4f}"])
         embedding_plot(staging / "embedding.png", panels, source_labels=source_labels)
         write_adaptation_report(staging, summary, "embedding.png")
-        if out.exists():
-            trash = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.replace(trash)
-            staging.replace(out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            staging.replace(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
