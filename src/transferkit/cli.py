@@ -225,6 +225,8 @@ def backbones() -> None:
 
     for entry in registered_backbones():
         where = "offline" if entry.offline else "needs internet for weights"
+        if not entry.pretrained_weights:
+            where = "random init only"
         typer.echo(f"{entry.name:<20} {entry.modality or 'any':<6} {where:<26} {entry.description}")
 
 

@@ -127,6 +127,8 @@ class BackboneEntry:
         modality: the modality of a zoo entry; None for sources that serve several.
         description: one line for ``transferkit backbones``.
         offline: True when the weights install with the package (no hub download needed).
+        pretrained_weights: False for architectures that only exist randomly initialised (trained
+            from scratch, e.g. ``lenet``): not a candidate when ranking pretrained backbones.
     """
 
     name: str
@@ -134,13 +136,14 @@ class BackboneEntry:
     modality: str | None
     description: str
     offline: bool
+    pretrained_weights: bool = True
 
 
 _REGISTRY: dict[str, BackboneEntry] = {}
 
 
-def register_backbone(name: str, *, modality: str | None, description: str,
-                      offline: bool) -> Callable[[BackboneFactory], BackboneFactory]:
+def register_backbone(name: str, *, modality: str | None, description: str, offline: bool,
+                      pretrained_weights: bool = True) -> Callable[[BackboneFactory], BackboneFactory]:
     """Register a backbone factory under an exact name, or a source under a ``prefix:``.
 
     Example:
@@ -151,7 +154,7 @@ def register_backbone(name: str, *, modality: str | None, description: str,
     def decorate(factory: BackboneFactory) -> BackboneFactory:
         if name in _REGISTRY:
             raise ValueError(f"backbone {name!r} is already registered")
-        _REGISTRY[name] = BackboneEntry(name, factory, modality, description, offline)
+        _REGISTRY[name] = BackboneEntry(name, factory, modality, description, offline, pretrained_weights)
         return factory
 
     return decorate

@@ -75,7 +75,7 @@ class LeNetBackbone(ImageBackbone):
         return [("conv1", self.conv1), ("conv2", self.conv2), ("fc", self.fc)]
 
 
-@register_backbone("lenet", modality="image", offline=True,
+@register_backbone("lenet", modality="image", offline=True, pretrained_weights=False,
                    description="LeNet-style CNN for 28 px grayscale digits, 500-d, no pretrained weights "
                    "(use pretrained=False)")
 def lenet(spec: BackboneSpec) -> Backbone:

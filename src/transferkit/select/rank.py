@@ -54,8 +54,9 @@ def candidate_label(spec: BackboneSpec) -> str:
 
 
 def offline_candidates(modality: str) -> list[str]:
-    """Every registered zoo backbone of ``modality`` whose weights install with the package."""
-    return [entry.name for entry in registered_backbones() if entry.offline and entry.modality == modality]
+    """Every registered zoo backbone of ``modality`` whose pretrained weights install with the package."""
+    return [entry.name for entry in registered_backbones()
+            if entry.offline and entry.pretrained_weights and entry.modality == modality]
 
 
 @dataclass
