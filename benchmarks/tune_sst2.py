@@ -27,6 +27,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "tune_sst2.json")
+    parser.add_argument("--candidates", type=json.loads, default=CANDIDATES,
+                        help="JSON list of TransferClassifier parameter dicts (default: the list in this file)")
     args = parser.parse_args()
     from transferkit import TransferClassifier
     from transferkit.data import read_dataset
@@ -37,13 +39,15 @@ def main() -> None:
     held_out = np.random.default_rng(1).choice(rest, size=1000, replace=False)
     fit_on, score_on = train.subset(order), train.subset(held_out)
     rows = []
-    for params in CANDIDATES:
+    for params in args.candidates:
         start = time.perf_counter()
-        clf = TransferClassifier(backbone="minilm", backbone_options={"max_length": 64}, progress=False, **params)
+        params = {"backbone": "minilm", "backbone_options": {"max_length": 64}, **params}
+        clf = TransferClassifier(progress=False, **params)
         accuracy = clf.fit(fit_on).evaluate(score_on)["accuracy"]
         rows.append({**params, "held_out_accuracy": accuracy, "seconds": round(time.perf_counter() - start, 1)})
         print(json.dumps(rows[-1]), flush=True)
-    args.out.write_text(json.dumps(rows, indent=2) + "\n")
+        previous = json.loads(args.out.read_text()) if args.out.exists() else []
+        args.out.write_text(json.dumps([*previous, rows[-1]], indent=2) + "\n")  # each row kept as soon as it ends
 
 
 if __name__ == "__main__":

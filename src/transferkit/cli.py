@@ -271,7 +271,7 @@ def adapt(
     source: Annotated[Path, typer.Option(help="labelled source data (folder, table, .review folder)")],
     target: Annotated[Path, typer.Option(help="target-domain data; read WITHOUT labels")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder (adapt.json, predictions.csv, "
-                                                          "embedding.png, report.html)")],
+                                                          "embedding.png, report.html, model/ run directory)")],
     method: Annotated[str, typer.Option(help="adaptation method (see `transferkit adapters`)")] = "cbst",
     target_eval: Annotated[Path | None, typer.Option(help="labelled target data, used ONLY for the report "
                                                           "(accuracy before/after, oracle choice)")] = None,
@@ -316,6 +316,7 @@ def adapt(
         source_part = f"held-out source {row['source_val']:.4f}   " if "source_val" in row else ""
         typer.echo(f"{label:<52} {source_part}target {row['target']:.4f}")
     typer.echo(f"adapted in {summary['seconds']:.1f}s; wrote {out}")
+    typer.echo(f"the adapted model: transferkit predict {out / 'model'} INPUTS...")
 
 
 @app.command()

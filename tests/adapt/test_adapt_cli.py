@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -49,6 +50,16 @@ def test_adapt_writes_report_predictions_and_label_free_choice(domains: tuple[Pa
     assert rows[0] == "origin,label,confidence" and len(rows) == 25
     assert (out / "embedding.png").stat().st_size > 1000
     assert "oracle" in (out / "report.html").read_text()
+    # the adapted model is a run directory: loading it gives back the labels of predictions.csv
+    from transferkit import load
+
+    clf = load(out / "model")
+    texts = [row["text"] for row in csv.DictReader(target.open())]
+    saved = list(csv.reader(rows[1:]))
+    assert clf.predict(texts).tolist() == [label for _, label, _ in saved]
+    assert np.allclose(clf.predict_proba(texts).max(axis=1), [float(c) for _, _, c in saved], atol=1e-3)
+    predicted = invoke("predict", out / "model", texts[0], "--json")
+    assert predicted.exit_code == 0 and saved[0][1] in predicted.stdout
     again = invoke("adapt", "--source", source, "--target", target, "--method", "coral",
                    "--backbone", f"hf:{tiny_bert_dir}", "--out", out)
     assert_user_error(again, "already exists")
@@ -94,3 +105,9 @@ def test_a_deep_method_runs_end_to_end_with_the_oracle_reported(domains: tuple[P
     assert "oracle_accuracy" in summary["history"][-1]  # recorded beside the label-free choice, never used by it
     assert 0.0 <= summary["accuracy"]["dann (after)"]["target"] <= 1.0
     assert (tmp_path / "deep" / "report.html").is_file() and (tmp_path / "deep" / "embedding.png").is_file()
+    # the adapted backbone and head are saved whole and load back to the same target predictions
+    from transferkit import load
+
+    saved = [row["label"] for row in csv.DictReader((tmp_path / "deep" / "predictions.csv").open())]
+    texts = [row["text"] for row in csv.DictReader(target.open())]
+    assert load(tmp_path / "deep" / "model").predict(texts).tolist() == saved

@@ -55,6 +55,30 @@ def test_contract_probabilities_and_aligned_space(name: str) -> None:
     assert len(model.source_features) == len(xs)
 
 
+@pytest.mark.parametrize("name", [m.name for m in registered_adapters("features")])
+def test_every_adapter_folds_into_one_linear_layer(name: str) -> None:
+    """``as_linear`` is what a saved adapted model predicts with: it must equal ``predict_proba``."""
+    from scipy.special import softmax
+
+    xs, ys, xt, _ = shifted_domains(n=60)
+    model = get_adapter(name).fn(xs, ys, xt, seed=0)
+    weight, bias = model.as_linear()
+    np.testing.assert_allclose(softmax(xt @ weight.T + bias, axis=1), model.predict_proba(xt), atol=1e-8)
+
+
+def test_folded_binary_adapter_and_a_class_it_never_saw() -> None:
+    from scipy.special import softmax
+
+    xs, ys, xt, _ = shifted_domains(n=60)
+    keep = ys < 2  # two classes seen; the adapter is told there are three
+    model = get_adapter("coral").fn(xs[keep], ys[keep], xt, seed=0)
+    model.num_classes = 3
+    weight, bias = model.as_linear()
+    probs = softmax(xt @ weight.T + bias, axis=1)
+    np.testing.assert_allclose(probs, model.predict_proba(xt), atol=1e-8)
+    assert probs[:, 2].max() < 1e-12
+
+
 def test_hidden_source_rows_are_aligned_but_not_learned() -> None:
     xs, ys, xt, _ = shifted_domains(n=60)
     masked = np.where(np.arange(60) % 2 == 0, -1, ys)

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from transferkit import __version__
 from transferkit.adapt.base import get_adapter
 from transferkit.adapt.feature_methods import AlignedClassifier, domain_standardiser
 from transferkit.adapt.search import SearchOutcome, search_features
@@ -24,6 +26,7 @@ from transferkit.artifact import write_json
 from transferkit.data import Samples, read_dataset
 from transferkit.errors import ArtifactError, DataError
 from transferkit.evaluate import classification_metrics
+from transferkit.heads import LinearHead, TransferModel
 
 BASELINE = "source_only"
 
@@ -96,7 +99,8 @@ def adapt(source: str | os.PathLike[str] | Samples, target: str | os.PathLike[st
         method: a registered method (``transferkit adapters``).
         backbone: backbone name; default the zoo backbone of the data's modality.
         out: folder to write (``adapt.json``, ``predictions.csv``, ``embedding.png``,
-            ``report.html``), atomically; None writes nothing.
+            ``report.html``, and the adapted model as the run directory ``model/`` for
+            ``transferkit.load`` / ``transferkit predict``), atomically; None writes nothing.
         target_eval: labelled target data, used only for the report.
         selection: label-free criterion (``dev``, ``iwv``, ``snd``, ``source_val``).
         params: hyperparameters to fix; the rest of the grid is searched.
@@ -127,17 +131,24 @@ def adapt(source: str | os.PathLike[str] | Samples, target: str | os.PathLike[st
     classes = data.source.classes
     start = time.perf_counter()
     if method_entry.level == "deep":
-        summary, target_probs, plot_panels = _adapt_deep(model, data, classes, method, params or {}, seed,
-                                                         batch_size, deep_options or {}, progress)
+        summary, target_probs, plot_panels, adapted = _adapt_deep(model, data, classes, method, params or {}, seed,
+                                                                  batch_size, deep_options or {}, progress)
     else:
-        summary, target_probs, plot_panels = _adapt_features(model, data, classes, method, selection, params or {},
-                                                             seed, batch_size, progress, say)
+        summary, target_probs, plot_panels, adapted = _adapt_features(model, data, classes, method, selection,
+                                                                      params or {}, seed, batch_size, progress, say)
     summary = {"method": method, "level": method_entry.level, "backbone": name, **data.names,
                "n_source": len(data.source), "n_target": len(data.target), "classes": classes,
                "seconds": round(time.perf_counter() - start, 2), **summary}
     if out is not None:
+        manifest = {"transferkit_version": __version__, "backbone": adapted.backbone.spec.to_dict(),
+                    "modality": data.source.modality, "classes": classes, "strategy": f"adapt:{method}",
+                    "estimator_params": {"backbone": name, "backbone_options": backbone_options, "seed": seed,
+                                         "batch_size": batch_size},
+                    "strategy_info": {"adapt": {k: summary[k] for k in ("method", "level", "source", "target")}},
+                    "backbone_info": adapted.backbone.describe(), "fit_seconds": summary["seconds"]}
         _write_outputs(Path(out), summary, data.target, classes, target_probs, plot_panels,
-                       np.array([classes.index(label) for label in data.source.labels or []]))
+                       np.array([classes.index(label) for label in data.source.labels or []]),
+                       model=(adapted, manifest, method_entry.level == "deep"))
     return summary
 
 
@@ -149,7 +160,7 @@ def _features(backbone: Any, samples: Samples, batch_size: int, progress: bool) 
 
 def _adapt_features(backbone: Any, data: AdaptData, classes: list[str], method: str, selection: str,
                     params: dict[str, Any], seed: int, batch_size: int, progress: bool, say: Callable[[str], None]
-                    ) -> tuple[dict[str, Any], np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
+                    ) -> tuple[dict[str, Any], np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]], Any]:
     fs = _features(backbone, data.source, batch_size, progress)
     ft = _features(backbone, data.target, batch_size, progress)
     ys = np.array([classes.index(label) for label in data.source.labels or []])
@@ -186,17 +197,20 @@ def _adapt_features(backbone: Any, data: AdaptData, classes: list[str], method: 
     panels = {"before adaptation (raw features)": (before(fs), before(ft)),
               f"after {method} (classifier's input space)": (chosen.model.source_features,
                                                              chosen.model.transform(ft))}
-    return summary, chosen.model.predict_proba(ft), panels
+    # the adapter is affine + logistic regression: it folds into a linear head on the frozen backbone
+    weight, bias = chosen.model.as_linear()
+    head = LinearHead(backbone.num_features, len(classes))
+    with torch.no_grad():
+        head.fc.weight.copy_(torch.from_numpy(weight))
+        head.fc.bias.copy_(torch.from_numpy(bias))
+    return summary, chosen.model.predict_proba(ft), panels, TransferModel(backbone, head).eval()
 
 
 def _adapt_deep(backbone: Any, data: AdaptData, classes: list[str], method: str, params: dict[str, Any], seed: int,
                 batch_size: int, deep_options: dict[str, Any], progress: bool
-                ) -> tuple[dict[str, Any], np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    import torch
-
+                ) -> tuple[dict[str, Any], np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]], Any]:
     from transferkit.adapt import deep  # the deep methods; imported only when one is asked for
     from transferkit.features import extract_features
-    from transferkit.heads import LinearHead, TransferModel
 
     fs_before = _features(backbone, data.source, batch_size, progress)
     ft_before = _features(backbone, data.target, batch_size, progress)
@@ -223,16 +237,23 @@ def _adapt_deep(backbone: Any, data: AdaptData, classes: list[str], method: str,
         summary.update(accuracy={f"{method} (after)": {"target": metrics["accuracy"]}},
                        per_class={f"{method} (after)": metrics["per_class"]})
     panels = {"before adaptation": (fs_before, ft_before), f"after {method}": (fs_after, ft_after)}
-    return summary, target_probs, panels
+    return summary, target_probs, panels, model
 
 
 def _write_outputs(out: Path, summary: dict[str, Any], target: Samples, classes: list[str], target_probs: np.ndarray,
-                   panels: dict[str, tuple[np.ndarray, np.ndarray]], source_labels: np.ndarray) -> None:
-    """Write the output folder via a staging folder and a rename, so a failure leaves nothing half-written."""
-    from transferkit.artifact import staged_directory
+                   panels: dict[str, tuple[np.ndarray, np.ndarray]], source_labels: np.ndarray, *,
+                   model: tuple[Any, dict[str, Any], bool]) -> None:
+    """Write the output folder via a staging folder and a rename, so a failure leaves nothing half-written.
+
+    ``model`` is (adapted ``TransferModel``, manifest, backbone trained): saved as the run directory
+    ``out/model`` that ``transferkit.load`` and ``transferkit predict`` read.
+    """
+    from transferkit.artifact import save_run, staged_directory
     from transferkit.report import embedding_plot, write_adaptation_report
 
+    adapted, manifest, backbone_trained = model
     with staged_directory(out, overwrite=True, what="adaptation output") as staging:
+        save_run(staging / "model", adapted, manifest, backbone_trained=backbone_trained)
         write_json(staging / "adapt.json", summary)
         with (staging / "predictions.csv").open("w", newline="") as f:
             writer = csv.writer(f)

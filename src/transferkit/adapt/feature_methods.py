@@ -83,6 +83,32 @@ class AlignedClassifier:
         probs[:, self.classifier.classes_] = self.classifier.predict_proba(z)
         return probs
 
+    def as_linear(self) -> tuple[np.ndarray, np.ndarray]:
+        """The whole adapter as one linear layer on raw target inputs: ``(weight (C, D), bias (C,))``.
+
+        The target map is affine and the classifier is logistic regression, so
+        ``softmax(x @ weight.T + bias)`` equals ``predict_proba(x)``; a class the classifier never
+        saw gets a bias of -1e4 (probability 0). This is how an adapted model becomes an ordinary
+        linear head on the backbone's features.
+        """
+        mapping = self.target_map
+        if not isinstance(mapping, Affine):
+            raise TypeError(f"the target map is a {type(mapping).__name__}, not an Affine map")
+        coef = self.classifier.coef_
+        intercept = self.classifier.intercept_
+        if coef.shape[0] == 1:  # binary: scikit-learn keeps one row, the logit of the second class
+            coef = np.vstack([np.zeros_like(coef), coef])
+            intercept = np.array([0.0, intercept[0]])
+        # (x - shift) / scale @ M @ coef.T + b  ==  x @ (A coef.T) + (b - shift/scale @ M @ coef.T)
+        matrix = np.eye(len(mapping.shift)) if mapping.matrix is None else mapping.matrix
+        a = (matrix / mapping.scale[:, None]) @ coef.T  # (D, C_seen)
+        b = intercept - (mapping.shift / mapping.scale) @ matrix @ coef.T
+        weight = np.zeros((self.num_classes, a.shape[0]))
+        bias = np.full(self.num_classes, -1e4)
+        weight[self.classifier.classes_] = a.T
+        bias[self.classifier.classes_] = b
+        return weight, bias
+
 
 def domain_standardiser(x: np.ndarray) -> Affine:
     """Per-feature standardisation with the statistics of ``x`` (constant features keep scale 1)."""
