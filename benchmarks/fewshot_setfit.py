@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import tempfile
 import time
@@ -27,6 +28,11 @@ RECIPES: dict[str, dict[str, Any]] = {
     "finetune": {"strategy": "finetune", "epochs": 10, "lr": 1e-4, "batch_size": 16, "val_fraction": 0.0},
     "lp_ft": {"strategy": "lp_ft", "epochs": 10, "lr": 1e-4, "batch_size": 16, "val_fraction": 0.0},
     "contrastive": {"strategy": "contrastive", "epochs": 10, "lr": 1e-4, "batch_size": 16, "val_fraction": 0.0},
+    # as many epochs as it takes to reach 200 optimizer steps (at least 10): tiny sets get more passes
+    "contrastive_200": {"strategy": "contrastive", "epochs": 10, "min_steps": 200, "lr": 1e-4, "batch_size": 16,
+                        "val_fraction": 0.0},
+    "lp_ft_200": {"strategy": "lp_ft", "epochs": 10, "min_steps": 200, "lr": 1e-4, "batch_size": 16,
+                  "val_fraction": 0.0},
 }
 
 
@@ -58,6 +64,10 @@ def run_transferkit(recipe: dict[str, Any], texts: list[str], labels: list[str],
                     seed: int) -> tuple[np.ndarray, float]:
     from transferkit import TransferClassifier
 
+    recipe = dict(recipe)
+    min_steps = recipe.pop("min_steps", 0)
+    steps_per_epoch = math.ceil(len(texts) / recipe.get("batch_size", 32))
+    recipe["epochs"] = max(recipe.get("epochs", 1), math.ceil(min_steps / steps_per_epoch))
     start = time.perf_counter()
     clf = TransferClassifier(backbone="minilm", backbone_options={"max_length": 64}, progress=False, seed=seed,
                              **recipe).fit(texts, labels)
@@ -72,12 +82,21 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--methods", default="setfit," + ",".join(RECIPES))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fewshot_setfit.json")
+    parser.add_argument("--score-on", choices=("dev", "train"), default="dev",
+                        help="train: score on 1,000 other SST-2 training sentences instead of dev, to choose a "
+                             "recipe without looking at dev")
     args = parser.parse_args()
     from transferkit.data import read_dataset
 
     train = read_dataset(args.data / "text" / "sst2" / "train.tsv", on_error="fail")
     dev = read_dataset(args.data / "text" / "sst2" / "dev.tsv", on_error="fail")
     dev_texts, dev_labels = list(dev.items), np.asarray(dev.labels)
+    if args.score_on == "train":  # 1,000 training sentences that no size and seed of this run draws
+        drawn = {int(i) for size in map(int, args.sizes.split(",")) for seed in map(int, args.seeds.split(","))
+                 for i in sample_per_class(train.labels or [], size, seed)}
+        pool = np.setdiff1d(np.arange(len(train)), sorted(drawn))
+        held = np.random.default_rng(1).choice(pool, size=1000, replace=False)
+        dev_texts, dev_labels = [train.items[i] for i in held], np.asarray([(train.labels or [])[i] for i in held])
     rows: list[dict[str, Any]] = json.loads(args.out.read_text()) if args.out.exists() else []
     for size in map(int, args.sizes.split(",")):
         for seed in map(int, args.seeds.split(",")):
@@ -91,8 +110,9 @@ def main() -> None:
                     predicted, seconds = run_transferkit(RECIPES[method], texts, labels, dev_texts, seed)
                 accuracy = float(np.mean(predicted.astype(str) == dev_labels))
                 row = {"size": size, "seed": seed, "method": method, "accuracy": accuracy,
-                       "train_seconds": round(seconds, 1)}
-                rows = [r for r in rows if (r["size"], r["seed"], r["method"]) != (size, seed, method)] + [row]
+                       "train_seconds": round(seconds, 1), "scored_on": args.score_on}
+                rows = [r for r in rows if (r["size"], r["seed"], r["method"], r.get("scored_on", "dev"))
+                        != (size, seed, method, args.score_on)] + [row]
                 args.out.write_text(json.dumps(rows, indent=2) + "\n")
                 print(json.dumps(row), flush=True)
     summarise(rows)
