@@ -187,7 +187,7 @@ class TargetBatches:
         try:
             batch = next(self.iterator)
         except StopIteration:
-            self.loader.sampler.set_epoch(self.passes)  # type: ignore[union-attr]
+            self.loader.sampler.set_epoch(self.passes)  # type: ignore[union-attr, attr-defined]
             self.passes, self.taken = self.passes + 1, 0
             self.iterator = iter(self.loader)
             batch = next(self.iterator)
@@ -201,7 +201,7 @@ class TargetBatches:
         """Continue the stream where ``state`` left it: the same pass, without loading the batches taken."""
         self.passes, self.taken = state["passes"], state["taken"]
         if self.passes:
-            self.loader.sampler.set_epoch(self.passes - 1)  # type: ignore[union-attr]
+            self.loader.sampler.set_epoch(self.passes - 1)  # type: ignore[union-attr, attr-defined]
             self.iterator = iter(skip_first_batches(self.loader, self.taken))
 
 
