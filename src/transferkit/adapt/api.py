@@ -220,7 +220,8 @@ def _adapt_deep(backbone: Any, data: AdaptData, classes: list[str], method: str,
 
     fs_before = _features(backbone, data.source, batch_size, progress)
     ft_before = _features(backbone, data.target, batch_size, progress)
-    torch.manual_seed(seed)  # the new head starts the same for a seed, in any process (a resumed run compares)
+    # the new head, and then a method's own modules (a discriminator), start the same for a seed in any process
+    torch.manual_seed(seed)
     model = TransferModel(backbone, LinearHead(backbone.num_features, len(classes)))
     # labelled target samples, if given, are only scored each epoch for the report (the oracle column)
     config = deep.DeepAdaptConfig(seed=seed, batch_size=batch_size, progress=progress, oracle=data.target_eval,

@@ -470,7 +470,6 @@ def adapt_model(model: TransferModel, source: Samples, target: Samples, classes:
     data = DeepAdaptData(source, label_ids(source, classes, what="source"), target, list(classes),
                          run={"method": method, "params": dict(params)})
     start = time.perf_counter()
-    torch.manual_seed(config.seed)  # a method's own modules (a discriminator) start the same for a seed
     outcome: AdaptOutcome = entry.fn(model, data, config, **params)
     for p in model.parameters():
         p.requires_grad_(False)
