@@ -4,7 +4,8 @@ A checkpoint folder holds::
 
     latest.json      loop progress (epoch, batch, history, best score, patience count), the Python
                      and NumPy generator states, the run's signature, and the name of ...
-    state-N.pt       ... the tensors: model, optimizer, scheduler, best weights so far, torch
+    state-N.pt       ... the tensors: model, optimizer, scheduler, best weights so far, the training
+                     hooks' state (an adaptation method's discriminator, pseudo-labels), torch
                      generator states (written by ``torch.save``, read with ``weights_only=True``)
 
 Each file is written under a temporary name in the same folder, flushed to disk and renamed;
@@ -204,10 +205,18 @@ def _atomic_write(path: Path, write: Any) -> None:
 
 
 def remove_checkpoints(folder: str | Path) -> None:
-    """Delete the checkpoint files in ``folder`` (only those), then the folder if that left it empty."""
+    """Delete the checkpoint files in ``folder`` and in its stage sub-folders (a run of several training
+    stages, such as a deep adaptation method, checkpoints each in its own), only those, then every folder
+    that this left empty."""
     folder = Path(folder)
     if not folder.is_dir():
         return
+    for stage in [path for path in folder.iterdir() if path.is_dir()]:
+        _remove_checkpoint_files(stage)
+    _remove_checkpoint_files(folder)
+
+
+def _remove_checkpoint_files(folder: Path) -> None:
     for path in [folder / LATEST, *folder.glob("state-*.pt"), *folder.glob(".state-*.tmp*"),
                  *folder.glob(f".{LATEST}.tmp*")]:
         path.unlink(missing_ok=True)

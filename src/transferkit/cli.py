@@ -291,23 +291,38 @@ def adapt(
     label_column: LabelColOpt = None,
     on_error: OnErrorOpt = OnError.skip,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    overwrite: Annotated[bool, typer.Option(help="replace an existing output folder")] = False,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing output folder (and the checkpoints of an "
+                                                 "interrupted run)")] = False,
+    resume: Annotated[bool, typer.Option(help="deep methods: continue an interrupted run from its last checkpoint "
+                                              "in .OUT.checkpoints/ next to OUT")] = False,
+    checkpoint_every: Annotated[int, typer.Option(help="deep methods: checkpoint every N optimizer steps as well "
+                                                       "as after each epoch (0: after each epoch only)")] = 1000,
 ) -> None:
     """Adapt a classifier from labelled SOURCE data to unlabelled TARGET data.
 
     Feature-level methods (coral, subspace_alignment, entropic_ot, cbst, ...) work on the backbone's
     cached features; their hyperparameters are chosen WITHOUT target labels (--selection). Labels in
     --target-eval only feed the report, where the oracle choice is shown beside the label-free one.
+
+    Deep methods (dann, cdan, self_training, shot, ...) train the backbone and keep checkpoints in the
+    hidden folder .OUT.checkpoints/ next to OUT until OUT is written; after a crash or a kill, the same
+    command with --resume continues from the last one (finished stages are not trained again) and ends
+    as an uninterrupted run would.
     """
     from transferkit.adapt.api import adapt as run_adapt
+    from transferkit.checkpoint import remove_checkpoints
 
     _short_warnings()
-    deep = {key: value for key, value in (("epochs", epochs), ("lr", lr)) if value is not None}
+    checkpoints = out.with_name(f".{out.name}.checkpoints")
+    if overwrite and not resume:
+        remove_checkpoints(checkpoints)
+    deep: dict[str, Any] = {key: value for key, value in (("epochs", epochs), ("lr", lr)) if value is not None}
+    deep.update(checkpoint_dir=str(checkpoints), checkpoint_every=checkpoint_every, resume=resume)
     read = {key: value for key, value in (("text_column", text_column), ("label_column", label_column))
             if value is not None}
     summary = run_adapt(source, target, method=method, backbone=backbone, out=out, target_eval=target_eval,
                         selection=selection, params=_parse_params(param), seed=seed, batch_size=batch_size,
-                        backbone_options=_backbone_options(image_size, max_length) or None, deep_options=deep or None,
+                        backbone_options=_backbone_options(image_size, max_length) or None, deep_options=deep,
                         modality=modality, overwrite=overwrite, on_error=on_error.value,
                         log=lambda line: typer.echo(line, err=True), **read)
     if "selection" in summary:

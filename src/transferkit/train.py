@@ -59,7 +59,12 @@ class TrainHooks:
     """Points where a strategy changes the loop without copying it. Defaults do nothing."""
 
     def on_epoch_start(self, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        """Called before each epoch (gradual unfreezing changes what trains here)."""
+        """Called before each epoch (gradual unfreezing changes what trains here).
+
+        A run resumed mid-epoch calls it again for that epoch, after ``load_state_dict``: a hook whose work
+        here is not a function of the epoch alone (pseudo-labels from the current model) keeps in its state
+        which epoch it last did, and does not redo it.
+        """
 
     def train_mode(self, model: nn.Module) -> None:
         """Adjust modes after the loop's ``model.train()`` (e.g. keep BatchNorm statistics frozen)."""
@@ -78,6 +83,14 @@ class TrainHooks:
 
     def on_train_end(self, model: nn.Module) -> None:
         """Called once when training stops, however it stops (remove module hooks here)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the hook carries from step to step that a resumed run needs (a discriminator's weights,
+        pseudo-labels, a stream position): tensors and plain Python values, saved with each checkpoint."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put back what ``state_dict`` returned; called on resume before the first resumed batch."""
 
 
 class CombinedHooks(TrainHooks):
@@ -113,6 +126,17 @@ class CombinedHooks(TrainHooks):
         for hook in self.hooks:
             hook.on_train_end(model)
 
+    def state_dict(self) -> dict[str, Any]:
+        # keyed by position and class, so that a state never lands in another kind of hook
+        states = {f"{i}.{type(hook).__name__}": hook.state_dict() for i, hook in enumerate(self.hooks)}
+        return {key: state for key, state in states.items() if state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for i, hook in enumerate(self.hooks):
+            key = f"{i}.{type(hook).__name__}"
+            if key in state:
+                hook.load_state_dict(state[key])
+
 
 @dataclass
 class TrainResult:
@@ -146,7 +170,8 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: An
     writes a checkpoint every ``checkpoints.every`` optimizer steps and after each epoch, and with
     ``checkpoints.resume`` it continues from the last one: the resumed epoch replays the same batch
     order (``train_loader.set_epoch``; see ``features.EpochSampler``) and skips the batches already
-    done, so on one process the result equals that of an uninterrupted run.
+    done, so on one process the result equals that of an uninterrupted run. Each checkpoint holds the
+    hooks' own state too (``TrainHooks.state_dict``), put back before the first resumed batch.
 
     Raises:
         TrainingError: the loss became NaN or infinite (the best weights so far are restored first,
@@ -159,7 +184,7 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: An
     model, optimizer, train_loader, scheduler = prepared
     if val_loader is not None:
         val_loader = accelerator.prepare(val_loader)
-    state = _resume(checkpoints, accelerator, model, optimizer, scheduler) or LoopState()
+    state = _resume(checkpoints, accelerator, model, optimizer, scheduler, hooks) or LoopState()
     batches_per_epoch = len(train_loader)
     show = config.progress and accelerator.is_local_main_process
     try:
@@ -187,11 +212,11 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: An
                 if accelerator.sync_gradients:
                     state.optimizer_steps += 1
                     if checkpoints and checkpoints.due(state.optimizer_steps) and state.step < batches_per_epoch:
-                        _save(checkpoints, state, accelerator, model, optimizer, scheduler)
+                        _save(checkpoints, state, accelerator, model, optimizer, scheduler, hooks)
             scores = hooks.on_epoch_end(epoch, accelerator.unwrap_model(model)) or {}
             row = _end_epoch(state, epoch, model, optimizer, val_loader, accelerator, config, scores)
             if checkpoints:
-                _save(checkpoints, state, accelerator, model, optimizer, scheduler)
+                _save(checkpoints, state, accelerator, model, optimizer, scheduler, hooks)
             if show:
                 tqdm.write("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
     finally:
@@ -260,12 +285,12 @@ def _bad_loss(value: float, epoch: int, state: LoopState, model: nn.Module,
 
 
 def _save(checkpoints: Checkpoints, state: LoopState, accelerator: Accelerator, model: nn.Module,
-          optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
+          optimizer: torch.optim.Optimizer, scheduler: Any, hooks: TrainHooks) -> None:
     unwrapped = accelerator.unwrap_model(model)
     # weights that overflowed would only be caught by the next loss: never let them replace a good checkpoint
     if accelerator.is_main_process and all(bool(torch.isfinite(p).all()) for p in unwrapped.parameters()):
         tensors = {"model": unwrapped.state_dict(), "optimizer": optimizer.state_dict(),
-                   "scheduler": scheduler.state_dict()}
+                   "scheduler": scheduler.state_dict(), "hooks": hooks.state_dict()}
         if accelerator.scaler is not None:
             tensors["scaler"] = accelerator.scaler.state_dict()
         checkpoints.save(state, tensors)
@@ -273,7 +298,7 @@ def _save(checkpoints: Checkpoints, state: LoopState, accelerator: Accelerator, 
 
 
 def _resume(checkpoints: Checkpoints | None, accelerator: Accelerator, model: nn.Module,
-            optimizer: torch.optim.Optimizer, scheduler: Any) -> LoopState | None:
+            optimizer: torch.optim.Optimizer, scheduler: Any, hooks: TrainHooks) -> LoopState | None:
     """Load the last checkpoint into the prepared objects; None when there is nothing to resume."""
     loaded = checkpoints.load() if checkpoints and checkpoints.resume else None
     if loaded is None:
@@ -284,7 +309,8 @@ def _resume(checkpoints: Checkpoints | None, accelerator: Accelerator, model: nn
     scheduler.load_state_dict(tensors["scheduler"])
     if accelerator.scaler is not None and "scaler" in tensors:
         accelerator.scaler.load_state_dict(tensors["scaler"])
-    restore_torch_rng(tensors)
+    hooks.load_state_dict(tensors.get("hooks", {}))
+    restore_torch_rng(tensors)  # last: loading the rest may draw random numbers
     return state
 
 

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from support import invoke, sentiment_texts
 from test_cli import assert_user_error, write_csv
+from transferkit.checkpoint import read_progress
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +113,47 @@ def test_a_deep_method_runs_end_to_end_with_the_oracle_reported(domains: tuple[P
     saved = [row["label"] for row in csv.DictReader((tmp_path / "deep" / "predictions.csv").open())]
     texts = [row["text"] for row in csv.DictReader(target.open())]
     assert load(tmp_path / "deep" / "model").predict(texts).tolist() == saved
+
+
+def test_a_killed_deep_adaptation_resumes_to_the_same_output(domains: tuple[Path, Path, Path], tiny_bert_dir: Path,
+                                                             tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from test_resume import fit_and_die
+
+    source, target, _ = domains
+    args = ["adapt", "--source", source, "--target", target, "--method", "dann", "--backbone", f"hf:{tiny_bert_dir}",
+            "--epochs", 2, "--batch-size", 8, "--lr", "1e-3", "--checkpoint-every", 2, "--param", "trade_off=0.3"]
+    reference = tmp_path / "reference"
+    assert invoke(*args, "--out", reference).exit_code == 0
+    assert not (tmp_path / ".reference.checkpoints").exists()
+
+    run, checkpoints = tmp_path / "run", tmp_path / ".run.checkpoints"
+    # 30 source texts make 4 batches an epoch: checkpoints after steps 2, 4 (end of epoch 1) and 6
+    killed = fit_and_die(tmp_path, 3, *args, "--out", run)
+    assert killed.returncode == 137, killed.stderr
+    assert not run.exists()
+    loop = read_progress(checkpoints / "adapt")["loop"]  # type: ignore[index]
+    assert (loop["epoch"], loop["step"]) == (1, 2)
+    assert_user_error(invoke(*args, "--out", run), "--resume")
+    assert_user_error(invoke(*args[:-1], "trade_off=1.0", "--out", run, "--resume"), "differs in run.params.trade_off")
+
+    resumed = invoke(*args, "--out", run, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    assert not checkpoints.exists()
+    summary, expected = (json.loads((folder / "adapt.json").read_text()) for folder in (run, reference))
+    for key in ("history", "accuracy"):
+        assert summary.get(key) == expected.get(key), key
+    assert {k: v for k, v in summary["info"].items() if k != "wall_s"} == \
+        {k: v for k, v in expected["info"].items() if k != "wall_s"}
+    assert (run / "predictions.csv").read_text() == (reference / "predictions.csv").read_text()
+    for name in ("head.safetensors", "backbone.safetensors"):
+        weights, reference_weights = load_file(run / "model" / name), load_file(reference / "model" / name)
+        for key, value in reference_weights.items():
+            assert torch.equal(weights[key], value), f"{name}: {key}"
+
+
+def test_adapt_help_says_how_to_resume() -> None:
+    result = invoke("adapt", "--help")
+    assert result.exit_code == 0
+    assert "--resume" in result.stdout and ".OUT.checkpoints" in result.stdout

@@ -23,6 +23,7 @@ from transferkit.adapt.base import get_adapter
 from transferkit.adapt.feature_methods import AlignedClassifier, domain_standardiser
 from transferkit.adapt.search import SearchOutcome, search_features
 from transferkit.artifact import write_json
+from transferkit.checkpoint import remove_checkpoints
 from transferkit.data import Samples, read_dataset
 from transferkit.errors import ArtifactError, DataError
 from transferkit.evaluate import classification_metrics
@@ -104,7 +105,10 @@ def adapt(source: str | os.PathLike[str] | Samples, target: str | os.PathLike[st
         target_eval: labelled target data, used only for the report.
         selection: label-free criterion (``dev``, ``iwv``, ``snd``, ``source_val``).
         params: hyperparameters to fix; the rest of the grid is searched.
-        deep_options: fields of the deep methods' ``DeepAdaptConfig`` (epochs, lr, ...).
+        deep_options: fields of the deep methods' ``DeepAdaptConfig`` (epochs, lr, ...); with
+            ``checkpoint_dir`` a deep run checkpoints there, ``resume=True`` continues an interrupted one,
+            and the checkpoints are removed once the run succeeded (and ``out`` is written). Feature-level
+            methods, which are fast, ignore them.
         log: called with progress lines (e.g. ``print``); None for silence.
         **read_options: passed to ``read_dataset`` (text_column, label_column, on_error, ...).
 
@@ -149,6 +153,8 @@ def adapt(source: str | os.PathLike[str] | Samples, target: str | os.PathLike[st
         _write_outputs(Path(out), summary, data.target, classes, target_probs, plot_panels,
                        np.array([classes.index(label) for label in data.source.labels or []]),
                        model=(adapted, manifest, method_entry.level == "deep"))
+    if method_entry.level == "deep" and (deep_options or {}).get("checkpoint_dir"):
+        remove_checkpoints((deep_options or {})["checkpoint_dir"])
     return summary
 
 
@@ -214,6 +220,8 @@ def _adapt_deep(backbone: Any, data: AdaptData, classes: list[str], method: str,
 
     fs_before = _features(backbone, data.source, batch_size, progress)
     ft_before = _features(backbone, data.target, batch_size, progress)
+    # the new head, and then a method's own modules (a discriminator), start the same for a seed in any process
+    torch.manual_seed(seed)
     model = TransferModel(backbone, LinearHead(backbone.num_features, len(classes)))
     # labelled target samples, if given, are only scored each epoch for the report (the oracle column)
     config = deep.DeepAdaptConfig(seed=seed, batch_size=batch_size, progress=progress, oracle=data.target_eval,

@@ -11,20 +11,28 @@ unlabelled target samples and the loop keeps the epoch with the highest soft nei
 (``transferkit.adapt.selection``). Labelled target samples given as ``DeepAdaptConfig.oracle`` are
 scored each epoch for the report only, beside that choice; they never choose anything.
 
+With ``DeepAdaptConfig.checkpoint_dir`` each run of the loop checkpoints into its own stage folder
+(``source/`` for the source pre-training of self-training and SHOT, ``adapt/`` for the adaptation),
+hooks' state included (discriminator, target batch stream, pseudo-labels), so that a run resumed with
+``resume=True`` skips finished stages and ends as the uninterrupted run would.
+
 Entry point: ``adapt_model(model, source, target, classes, method, config, params)``.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
+from accelerate.data_loader import skip_first_batches
 from torch import nn
 from torch.utils.data import DataLoader
 from transformers import get_cosine_schedule_with_warmup
@@ -32,6 +40,7 @@ from transformers import get_cosine_schedule_with_warmup
 from transferkit.adapt.base import AdaptOutcome, get_adapter
 from transferkit.adapt.losses import entropy
 from transferkit.adapt.selection import soft_neighbourhood_density
+from transferkit.checkpoint import Checkpoints, read_progress
 from transferkit.data import Samples
 from transferkit.errors import ConfigError, DataError
 from transferkit.features import make_loader
@@ -62,6 +71,12 @@ class DeepAdaptConfig:
         mixed_precision: ``"no"``, ``"fp16"`` or ``"bf16"``.
         oracle: labelled target samples whose accuracy is recorded each epoch for the report only (the
             oracle choice beside the label-free one); never used for training or selection.
+        checkpoint_dir: folder for training checkpoints, one sub-folder per stage (None: no checkpoints);
+            they stay there after the run (``transferkit.checkpoint.remove_checkpoints`` deletes them).
+        checkpoint_every: also checkpoint every this many optimizer steps (None or 0: after each epoch only).
+        resume: continue from the checkpoints in ``checkpoint_dir``: finished stages are not trained again,
+            the unfinished one goes on from its last checkpoint, and the run ends as an uninterrupted one
+            with the same settings would; a checkpoint of other settings is refused.
     """
 
     epochs: int = 10
@@ -77,16 +92,28 @@ class DeepAdaptConfig:
     selection_samples: int = 2000
     mixed_precision: str = "no"
     oracle: Samples | None = None
+    checkpoint_dir: str | None = None
+    checkpoint_every: int | None = None
+    resume: bool = False
+
+
+# fields that change how a run is kept or shown, not what it computes (the oracle enters by its size)
+_NOT_IN_SIGNATURE = ("progress", "oracle", "checkpoint_dir", "checkpoint_every", "resume")
 
 
 @dataclass
 class DeepAdaptData:
-    """Labelled source samples (class indices into ``classes``) and unlabelled target samples."""
+    """Labelled source samples (class indices into ``classes``) and unlabelled target samples.
+
+    ``run`` names the method and its parameters (set by ``adapt_model``); checkpoints carry it in their
+    signature, so a resume with another method or other parameters is refused.
+    """
 
     source: Samples
     source_ids: list[int]
     target: Samples
     classes: list[str]
+    run: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -112,13 +139,15 @@ class AdaptationTerm:
 
     Attributes:
         loss: ``AdaptBatch -> scalar``, multiplied by the trade-off and added to the source cross-entropy.
-        modules: extra trained modules (a domain discriminator); the optimizer gets them at the head's rate.
-        on_epoch_start: called with ``(epoch, model)`` before each epoch (to refresh pseudo-labels).
+        modules: extra trained modules (a domain discriminator); the optimizer gets them at the head's rate,
+            and their weights are checkpointed with the loop's.
+
+    State the loss reads that changes between epochs (pseudo-labels) lives in a ``TrainHooks`` passed
+    to ``train_adapted`` beside the term, which refreshes it and checkpoints it (``PseudoLabels``).
     """
 
     loss: Callable[[AdaptBatch], torch.Tensor]
     modules: tuple[nn.Module, ...] = ()
-    on_epoch_start: Callable[[int, TransferModel], None] | None = None
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -144,23 +173,36 @@ class TargetBatches:
     """An endless stream of shuffled, augmented target batches ``(batch, indices)``.
 
     The loader's label slot carries each sample's index into the target samples, so that a method
-    can look up per-sample state (pseudo-labels). Each pass has its own order (``EpochSampler``).
+    can look up per-sample state (pseudo-labels). Each pass has its own order (``EpochSampler``), so the
+    position in the stream (passes begun, batches taken from the current one) is all a resumed run needs.
     """
 
     def __init__(self, target: Samples, model: TransferModel, *, batch_size: int, seed: int) -> None:
         self.loader: DataLoader = make_loader(target, model.backbone, list(range(len(target))), train=True,
                                               batch_size=batch_size, seed=seed)
-        self.passes = 0
+        self.passes, self.taken = 0, 0
         self.iterator: Iterator[Any] = iter(())
 
     def __next__(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         try:
-            return next(self.iterator)
+            batch = next(self.iterator)
         except StopIteration:
-            self.loader.sampler.set_epoch(self.passes)  # type: ignore[union-attr]
-            self.passes += 1
+            self.loader.sampler.set_epoch(self.passes)  # type: ignore[union-attr, attr-defined]
+            self.passes, self.taken = self.passes + 1, 0
             self.iterator = iter(self.loader)
-            return next(self.iterator)
+            batch = next(self.iterator)
+        self.taken += 1
+        return batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"passes": self.passes, "taken": self.taken}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue the stream where ``state`` left it: the same pass, without loading the batches taken."""
+        self.passes, self.taken = state["passes"], state["taken"]
+        if self.passes:
+            self.loader.sampler.set_epoch(self.passes - 1)  # type: ignore[union-attr, attr-defined]
+            self.iterator = iter(skip_first_batches(self.loader, self.taken))
 
 
 def _joint(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
@@ -188,11 +230,6 @@ class JointForward(TrainHooks):
 
     def _capture(self, _module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
         self.captured = args[0]  # (B, D)
-
-    def on_epoch_start(self, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        if self.term.on_epoch_start is not None:
-            assert isinstance(model, TransferModel)
-            self.term.on_epoch_start(epoch, model)
 
     def forward(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         target, index = next(self.target_batches)
@@ -228,6 +265,17 @@ class JointForward(TrainHooks):
     def on_train_end(self, model: nn.Module) -> None:
         self.handle.remove()
         self.captured = self.pending = None
+
+    def state_dict(self) -> dict[str, Any]:
+        # the step sets the reversal schedule; the term's modules are not in the model's state dict
+        return {"step": self.step, "target_batches": self.target_batches.state_dict(),
+                "modules": [module.state_dict() for module in self.term.modules]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step = state["step"]
+        self.target_batches.load_state_dict(state["target_batches"])
+        for module, weights in zip(self.term.modules, state["modules"], strict=True):
+            module.load_state_dict(weights)
 
 
 class LabelFreeSelection(TrainHooks):
@@ -290,7 +338,7 @@ def selection_subset(target: Samples, config: DeepAdaptConfig) -> Samples:
 def train_adapted(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, *,
                   term: AdaptationTerm | None = None, trade_off: float = 0.0, epochs: int | None = None,
                   hooks: tuple[TrainHooks, ...] = (), train: tuple[Samples, list[int]] | None = None,
-                  train_head: bool = True) -> TrainResult:
+                  train_head: bool = True, stage: str = "adapt") -> TrainResult:
     """One run of the shared loop: cross-entropy on ``train`` (default: the labelled source) plus, with a
     ``term``, the adaptation loss on target batches drawn alongside; label-free epoch selection.
 
@@ -302,6 +350,11 @@ def train_adapted(model: TransferModel, data: DeepAdaptData, config: DeepAdaptCo
         train: the labelled samples the loop iterates, with their class indices (SHOT iterates the
             target with pseudo-labels here).
         train_head: False freezes the head (SHOT keeps the source hypothesis).
+        stage: the sub-folder of ``config.checkpoint_dir`` this run checkpoints into; each call of a
+            method needs its own, so that a resume skips the finished ones.
+
+    Raises:
+        ConfigError: resuming from a checkpoint written with other settings.
     """
     backbone = model.backbone
     pretrained = backbone.spec.pretrained
@@ -333,7 +386,19 @@ def train_adapted(model: TransferModel, data: DeepAdaptData, config: DeepAdaptCo
         hook_list.append(OracleReport(config.oracle, data.classes, batch_size=256))
     loop = LoopConfig(epochs=epochs, patience=None, mixed_precision=config.mixed_precision, progress=config.progress,
                       monitor="selection_score" if config.selection == "snd" else None)
-    return train_loop(model, optimizer, scheduler, loader, None, loop, CombinedHooks(hook_list))
+    checkpoints = None
+    if config.checkpoint_dir:
+        signature = {"run": data.run, "stage": stage, "epochs": epochs, "trade_off": trade_off,
+                     "train_head": train_head, "hooks": [type(hook).__name__ for hook in hook_list],
+                     "config": {f.name: getattr(config, f.name) for f in fields(config)
+                                if f.name not in _NOT_IN_SIGNATURE},
+                     "oracle_size": None if config.oracle is None else len(config.oracle),
+                     "backbone": backbone.spec.to_dict(), "classes": data.classes, "train_size": len(samples),
+                     "target_size": len(data.target)}
+        checkpoints = Checkpoints(Path(config.checkpoint_dir) / stage, every=config.checkpoint_every or None,
+                                  resume=config.resume, signature=json.loads(json.dumps(signature, default=repr)))
+    return train_loop(model, optimizer, scheduler, loader, None, loop, CombinedHooks(hook_list),
+                      checkpoints=checkpoints)
 
 
 def pretrain_on_source(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig) -> list[dict[str, Any]]:
@@ -341,7 +406,7 @@ def pretrain_on_source(model: TransferModel, data: DeepAdaptData, config: DeepAd
     from); nothing when it is 0, i.e. the model given is already the source model. Its history."""
     if config.source_epochs <= 0:
         return []
-    return train_adapted(model, data, config, epochs=config.source_epochs).history
+    return train_adapted(model, data, config, epochs=config.source_epochs, stage="source").history
 
 
 def outcome_of(result: TrainResult, *, trade_off: float | None = None, **info: Any) -> AdaptOutcome:
@@ -376,7 +441,9 @@ def adapt_model(model: TransferModel, source: Samples, target: Samples, classes:
         and ``info`` with the kept epoch, the SND of every epoch and the wall time.
 
     Raises:
-        ConfigError: unknown method, a feature-level method, or parameters the method does not take.
+        ConfigError: unknown method, a feature-level method, or parameters the method does not take;
+            ``config.checkpoint_dir`` holds checkpoints but ``config.resume`` is false, or checkpoints of
+            a run with other settings.
         DataError: missing source labels, labels outside ``classes``, no target samples, or domains of
             different modalities.
 
@@ -397,7 +464,11 @@ def adapt_model(model: TransferModel, source: Samples, target: Samples, classes:
         takes = [name for name, p in accepted.items() if p.kind is p.KEYWORD_ONLY]
         raise ConfigError(f"method {method!r} does not take {', '.join(unknown)}; it takes "
                           f"{', '.join(takes) or 'no parameters'}")
-    data = DeepAdaptData(source, label_ids(source, classes, what="source"), target, list(classes))
+    if config.checkpoint_dir and not config.resume and _has_checkpoints(Path(config.checkpoint_dir)):
+        raise ConfigError(f"{config.checkpoint_dir} holds checkpoints of an interrupted adaptation; continue it "
+                          "with resume=True (CLI: --resume), or remove the folder to start over")
+    data = DeepAdaptData(source, label_ids(source, classes, what="source"), target, list(classes),
+                         run={"method": method, "params": dict(params)})
     start = time.perf_counter()
     outcome: AdaptOutcome = entry.fn(model, data, config, **params)
     for p in model.parameters():
@@ -407,11 +478,36 @@ def adapt_model(model: TransferModel, source: Samples, target: Samples, classes:
     return outcome
 
 
-@dataclass
-class PseudoLabels:
-    """Per-target-sample pseudo-labels, ``-1`` where the sample has none; refreshed between epochs."""
+def _has_checkpoints(folder: Path) -> bool:
+    return folder.is_dir() and any(read_progress(stage) for stage in folder.iterdir() if stage.is_dir())
 
-    labels: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))
+
+class PseudoLabels(TrainHooks):
+    """Per-target-sample pseudo-labels, ``-1`` where the sample has none, made by ``make(model)`` before
+    each epoch.
+
+    The table, the epoch it was made for and the share of samples labelled at each refresh are the
+    hook's state: a run resumed mid-epoch goes on with the labels that epoch started with.
+    """
+
+    def __init__(self, make: Callable[[TransferModel], torch.Tensor]) -> None:
+        self.make = make
+        self.labels = torch.empty(0, dtype=torch.long)
+        self.epoch = -1
+        self.rates: list[float] = []
+
+    def on_epoch_start(self, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        if epoch == self.epoch:
+            return  # resumed inside this epoch: its labels came back with the checkpoint
+        assert isinstance(model, TransferModel)
+        self.labels, self.epoch = self.make(model), epoch
+        self.rates.append(int((self.labels >= 0).sum()) / len(self.labels))
 
     def lookup(self, index: torch.Tensor) -> torch.Tensor:
         return self.labels.to(index.device)[index]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"labels": self.labels, "epoch": self.epoch, "rates": list(self.rates)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.labels, self.epoch, self.rates = state["labels"], state["epoch"], list(state["rates"])

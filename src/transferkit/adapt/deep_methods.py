@@ -211,20 +211,19 @@ def self_training(model: TransferModel, data: DeepAdaptData, config: DeepAdaptCo
                   trade_off: float | None = None, fraction: float = 0.5,
                   threshold: float | None = None) -> AdaptOutcome:
     source_history = pretrain_on_source(model, data, config)
-    pseudo = PseudoLabels()
-    rates: list[float] = []
 
-    def refresh(epoch: int, current: TransferModel) -> None:
+    def confident(current: TransferModel) -> torch.Tensor:
         _, probs = predict(current, data.target, batch_size=256)
         indices, labels = confident_pseudo_labels(probs, fraction=fraction, threshold=threshold)
         table = torch.full((len(data.target),), -1, dtype=torch.long)
         table[torch.from_numpy(indices)] = torch.from_numpy(labels).long()
-        pseudo.labels = table
-        rates.append(len(indices) / len(data.target))
+        return table
+
+    pseudo = PseudoLabels(confident)
 
     def loss(batch: AdaptBatch) -> torch.Tensor:
         return pseudo_label_loss(logits_t=batch.logits_t, pseudo_labels=pseudo.lookup(batch.target_index))
 
     weight = _weight(trade_off, config, 1.0)
-    result = train_adapted(model, data, config, term=AdaptationTerm(loss, on_epoch_start=refresh), trade_off=weight)
-    return outcome_of(result, trade_off=weight, source_history=source_history, pseudo_label_rate=rates)
+    result = train_adapted(model, data, config, term=AdaptationTerm(loss), trade_off=weight, hooks=(pseudo,))
+    return outcome_of(result, trade_off=weight, source_history=source_history, pseudo_label_rate=pseudo.rates)

@@ -8,6 +8,8 @@ clustering target features around class centroids, refreshed before every epoch.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -58,19 +60,32 @@ class ClusterPseudoLabels(TrainHooks):
     """Before each epoch: re-label the target samples the loop trains on, by clustering.
 
     The loop's loader reads its labels from ``label_ids`` (the list handed to ``make_loader``), so they
-    are replaced in place.
+    are replaced in place. The labels, the epoch they were made for and the relabelled shares are the
+    hook's state: a run resumed mid-epoch goes on with the labels that epoch started with.
     """
 
     def __init__(self, target: Samples, label_ids: list[int], *, rounds: int) -> None:
         self.target, self.label_ids, self.rounds = target, label_ids, rounds
         self.changed: list[float] = []
+        self.epoch = -1
 
     def on_epoch_start(self, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        if epoch == self.epoch:
+            return  # resumed inside this epoch: its labels came back with the checkpoint
         assert isinstance(model, TransferModel)
         features, probs = predict(model, self.target, batch_size=256)
         labels = cluster_pseudo_labels(features, probs, rounds=self.rounds)
         self.changed.append(float((labels != probs.argmax(axis=1)).mean()))
         self.label_ids[:] = labels.tolist()
+        self.epoch = epoch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"labels": torch.tensor(self.label_ids, dtype=torch.long), "epoch": self.epoch,
+                "changed": list(self.changed)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.label_ids[:] = state["labels"].tolist()
+        self.epoch, self.changed = state["epoch"], list(state["changed"])
 
 
 class InformationMaximization(TrainHooks):
