@@ -86,13 +86,33 @@ def test_adapters_and_head_are_the_only_optimized_parameters(tiny_bert_dir: Path
     assert {id(p) for p in model.parameters() if p.requires_grad} == expected
 
 
-def test_a_backbone_without_plain_layers_is_a_config_error() -> None:
+def test_a_backbone_without_plain_layers_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import transferkit.strategies.lora as lora_module
+
     images, labels = support.blob_images(4)
-    # EfficientNet-Lite's convolutions pad in forward, which PEFT's adapter convolutions would miss
+    # as if every convolution padded in forward, which PEFT's adapter convolutions would miss
+    monkeypatch.setattr(lora_module, "_adaptable_conv", lambda module: False)
     clf = TransferClassifier(backbone="efficientnet_lite0", pretrained=False, backbone_options={"image_size": 32},
                              strategy="lora", progress=False)
     with pytest.raises(ConfigError, match="no nn.Linear or plain nn.Conv2d"):
         clf.fit(images, labels)
+
+
+def test_efficientnet_lite_adapts_its_pointwise_convolutions_without_changing_the_function() -> None:
+    """The 1x1 convolutions become plain ``nn.Conv2d`` (PEFT can wrap those); features stay the library's."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    torch.manual_seed(0)
+    backbone = create_backbone("efficientnet_lite0", pretrained=False, image_size=64).eval()
+    library = EfficientNet.from_name("efficientnet-lite0", num_classes=1000).eval()
+    library.load_state_dict(backbone.net.state_dict())  # same keys: the swap adds and drops no parameter
+    pixels = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = library.extract_features(pixels).mean(dim=(2, 3))
+        torch.testing.assert_close(backbone.forward_features(pixel_values=pixels), expected)
+    targets = lora_targets(backbone, rank=8)
+    assert len(targets) >= 30 and all(name.endswith(("_expand_conv", "_project_conv", "_conv_head"))
+                                      for name in targets)
 
 
 def test_train_last_k_out_of_range_is_a_config_error(tiny_bert_dir: Path) -> None:

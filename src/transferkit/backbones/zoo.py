@@ -47,6 +47,7 @@ class EfficientNetLiteBackbone(ImageBackbone):
             net = EfficientNet.from_pretrained(f"efficientnet-{variant}", weights_path=weights_path)
         else:
             net = EfficientNet.from_name(f"efficientnet-{variant}", num_classes=1000)
+        _plain_pointwise_convs(net)
         self.net = net
         net._fc.requires_grad_(False)  # the source-task classifier is not part of the trunk
         self.num_features = int(net._fc.in_features)
@@ -79,6 +80,23 @@ class EfficientNetLiteBackbone(ImageBackbone):
         groups.append((f"stage{len(groups) - 1}", nn.ModuleList(stage)))
         groups.append(("head_conv", nn.ModuleList([net._conv_head, net._bn1])))
         return groups
+
+
+def _plain_pointwise_convs(net: nn.Module) -> None:
+    """Swap the 1x1, stride-1 convolutions (whose "same" padding is none) for plain ``nn.Conv2d``.
+
+    They compute the same function and keep the same state-dict keys, but PEFT can only put LoRA on
+    a plain convolution (it rebuilds the adapter's convolutions with the layer's own class), so this
+    is what lets the ``lora`` strategy adapt EfficientNet-Lite's expansion and projection layers.
+    """
+    for parent in list(net.modules()):
+        for name, child in list(parent.named_children()):
+            if (type(child) is not nn.Conv2d and isinstance(child, nn.Conv2d) and child.kernel_size == (1, 1)
+                    and child.stride == (1, 1) and child.groups == 1
+                    and type(child).__name__.endswith("SamePadding")):  # "same" pads nothing at 1x1, stride 1
+                plain = nn.Conv2d(child.in_channels, child.out_channels, 1, bias=child.bias is not None)
+                plain.load_state_dict(child.state_dict())
+                setattr(parent, name, plain)
 
 
 def _efficientnet_lite(variant: str, spec: BackboneSpec) -> Backbone:

@@ -62,7 +62,8 @@ class LoraSettings:
 def _adaptable_conv(module: nn.Module) -> bool:
     """An ungrouped plain ``nn.Conv2d``. PEFT builds the adapter's convolutions with the layer's own
     class, kernel, stride and padding, which subclasses that pad in ``forward`` or take other
-    constructor arguments (EfficientNet-Lite's static "same" padding) do not survive."""
+    constructor arguments (static "same" padding) do not survive; the zoo's EfficientNet-Lite builds its
+    1x1 convolutions as plain ones for this reason."""
     return type(module) is nn.Conv2d and module.groups == 1
 
 
