@@ -61,6 +61,7 @@ def specs(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> dict
         "efficientnet_lite1": BackboneSpec("efficientnet_lite1", pretrained=False, options={"image_size": 64}),
         "efficientnet_lite2": BackboneSpec("efficientnet_lite2", pretrained=False, options={"image_size": 64}),
         "minilm": BackboneSpec("minilm", pretrained=False, options={"max_length": 16}),
+        "mpnet": BackboneSpec("mpnet", pretrained=False, options={"max_length": 16}),
         "whisper_tiny_en": BackboneSpec("whisper_tiny_en", pretrained=False),
         "whisper_base": BackboneSpec("whisper_base", pretrained=False),
         "timm:": BackboneSpec("timm:test_efficientnet", pretrained=False, options={"image_size": 32}),
@@ -89,8 +90,8 @@ def test_every_registered_entry_has_a_tiny_spec(specs: dict[str, BackboneSpec]) 
 
 @pytest.mark.parametrize(
     "key",
-    ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "minilm", "whisper_tiny_en", "whisper_base",
-     "timm:", "hf:", "hf:vision", "hf:audio", "local:", "lenet"],
+    ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "minilm", "mpnet", "whisper_tiny_en",
+     "whisper_base", "timm:", "hf:", "hf:vision", "hf:audio", "local:", "lenet"],
 )
 def test_backbone_contract(specs: dict[str, BackboneSpec], key: str) -> None:
     backbone = create_backbone(specs[key])

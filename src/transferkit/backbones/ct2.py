@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from transferkit.backbones.base import read_split_file
 from transferkit.errors import BackboneError
 
 SUPPORTED_BINARY_VERSIONS: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
@@ -116,8 +117,8 @@ def read_ct2_variables(path: str | os.PathLike[str] | Sequence[str | os.PathLike
     # error messages name the single file, or the joined parts as "first+second"
     path = parts[0] if len(parts) == 1 else Path("+".join(str(p) for p in parts))
     try:
-        data = parts[0].read_bytes() if len(parts) == 1 else b"".join(p.read_bytes() for p in parts)
-    except OSError as err:
+        data = read_split_file(parts)
+    except BackboneError as err:
         raise BackboneError(f"cannot read CTranslate2 file {path}: {err}") from err
 
     cursor = _Cursor(data, path)

