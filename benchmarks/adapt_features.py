@@ -10,8 +10,11 @@ Suites (each a set of source→target tasks on fixed features):
 Every transferkit method picks its hyperparameters WITHOUT target labels (``--selection``, default
 ``dev``: deep embedded validation on a hidden 20% of the source). The oracle choice (the grid point
 with the best target accuracy) is reported beside it so the gap is visible; it is never used.
-Bag-of-words features (SURF, Amazon-400) are Hellinger-transformed (square root of the L1-normalised
-counts) for every method, skada's included: the standard transform for histograms, fixed up front.
+On the bag-of-words suites (SURF, Amazon-400) the input representation is chosen the same way, per
+task: the label-free search runs each method's grid on every transform in ``--transforms`` (raw counts,
+their Hellinger embedding, L2-normalised rows) and keeps the candidate with the best criterion score,
+so only source labels and unlabelled target features decide it. skada's pipelines get the Hellinger
+features (one fixed input for the peers).
 
 skada's methods run side by side on the same arrays with their defaults inside
 ``make_da_pipeline(StandardScaler(), <adapter>, LogisticRegression())``, as in its documentation.
@@ -47,11 +50,6 @@ PUBLISHED = {
 Task = tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
-def hellinger(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    return np.sqrt(x / np.maximum(x.sum(axis=1, keepdims=True), 1e-12))
-
-
 def _mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     from scipy.io import loadmat
 
@@ -70,13 +68,13 @@ def office_caltech(data: Path) -> list[Task]:
     folder = data / "features" / "office_caltech10_surf"
     files = {"C": "Caltech10", "A": "amazon", "W": "webcam", "D": "dslr"}
     domains = {k: _mat(folder / f"{v}_SURF_L10.mat") for k, v in files.items()}
-    return list(pairs({k: (hellinger(x), y) for k, (x, y) in domains.items()}))
+    return list(pairs(domains))
 
 
 def amazon400(data: Path) -> list[Task]:
     folder = data / "features" / "amazon400"
     domains = {d: _mat(folder / f"{d}_400.mat") for d in ("books", "dvd", "elec", "kitchen")}
-    return list(pairs({k: (hellinger(x), y) for k, (x, y) in domains.items()}))
+    return list(pairs(domains))
 
 
 def _backbone_features(samples_by_domain: dict[str, Any], backbone: str, options: dict[str, Any]
@@ -123,6 +121,7 @@ def fsdd(data: Path) -> list[Task]:
 
 SUITES: dict[str, Callable[[Path], list[Task]]] = {"office_caltech": office_caltech, "amazon400": amazon400,
                                                    "amazon_minilm": amazon_minilm, "fsdd": fsdd}
+COUNT_SUITES = ("office_caltech", "amazon400")  # bag-of-words counts: the input transform is searched
 
 
 def skada_methods() -> dict[str, Callable[[], Any]]:
@@ -141,7 +140,7 @@ def skada_methods() -> dict[str, Callable[[], Any]]:
             "skada entropic OT (median cost)": pipe(lambda: EntropicOTMappingAdapter(norm="median"))}
 
 
-def run_ours(method: str, task: Task, selection: str) -> dict[str, Any]:
+def run_ours(method: str, task: Task, selection: str, transforms: list[str]) -> dict[str, Any]:
     from transferkit.adapt import get_adapter
     from transferkit.adapt.search import search_features
 
@@ -149,17 +148,23 @@ def run_ours(method: str, task: Task, selection: str) -> dict[str, Any]:
     classes = np.unique(ys)
     ys_i, yt_i = np.searchsorted(classes, ys), np.searchsorted(classes, yt)
     start = time.perf_counter()
-    outcome = search_features(get_adapter(method), xs, ys_i, xt, criterion=selection, oracle_eval=(xt, yt_i))
+    outcome = search_features(get_adapter(method), xs, ys_i, xt, criterion=selection, oracle_eval=(xt, yt_i),
+                               transforms=transforms)
     seconds = time.perf_counter() - start
     accuracy = float((outcome.model.predict_proba(xt).argmax(axis=1) == yt_i).mean())
     assert outcome.oracle_model is not None
     oracle = float((outcome.oracle_model.predict_proba(xt).argmax(axis=1) == yt_i).mean())
     return {"accuracy": accuracy, "oracle_accuracy": oracle, "seconds": seconds, "params": outcome.result.params,
-            "oracle_params": outcome.result.oracle_params, "candidates": len(outcome.result.candidates)}
+            "oracle_params": outcome.result.oracle_params, "candidates": len(outcome.result.candidates),
+            "transform": outcome.result.transform, "oracle_transform": outcome.result.oracle_transform}
 
 
-def run_skada(make: Callable[[], Any], task: Task) -> dict[str, Any]:
+def run_skada(make: Callable[[], Any], task: Task, counts: bool) -> dict[str, Any]:
+    from transferkit.adapt.transforms import hellinger
+
     _, xs, ys, xt, yt = task
+    if counts:
+        xs, xt = hellinger(xs), hellinger(xt)
     x = np.vstack([xs, xt])
     y = np.r_[ys, np.full(len(xt), -1)]
     domain = np.r_[np.ones(len(xs), dtype=int), -np.ones(len(xt), dtype=int)]
@@ -173,11 +178,16 @@ def run_skada(make: Callable[[], Any], task: Task) -> dict[str, Any]:
     return {"accuracy": accuracy, "seconds": time.perf_counter() - start}
 
 
-def run_suite(name: str, tasks: list[Task], methods: list[str], selection: str, skada: list[str]) -> dict[str, Any]:
+def run_suite(name: str, tasks: list[Task], methods: list[str], selection: str, skada: list[str],
+              transforms: list[str]) -> dict[str, Any]:
     rows: dict[str, dict[str, Any]] = {}
+    counts = name in COUNT_SUITES
+    searched = transforms if counts else ["identity"]
     runners: dict[str, Callable[[Task], dict[str, Any]]] = {
-        m: (lambda task, m=m: run_ours(m, task, selection)) for m in methods if m}
-    runners.update({k: (lambda task, f=f: run_skada(f, task)) for k, f in skada_methods().items() if k in skada})
+        m: (lambda task, m=m: run_ours(m, task, selection, searched)) for m in methods if m}
+    if skada:
+        runners.update({k: (lambda task, f=f: run_skada(f, task, counts))
+                        for k, f in skada_methods().items() if k in skada})
     for label, runner in runners.items():
         per_task = {}
         for task in tasks:
@@ -192,12 +202,19 @@ def run_suite(name: str, tasks: list[Task], methods: list[str], selection: str, 
             row["oracle_avg"] = 100 * float(np.mean([r["oracle_accuracy"] for r in per_task.values()]))
             row["oracle_tasks"] = {k: 100 * r["oracle_accuracy"] for k, r in per_task.items()}
             row["params"] = {k: r["params"] for k, r in per_task.items()}
+            row["oracle_params"] = {k: r["oracle_params"] for k, r in per_task.items()}
+            row["transform"] = {k: r["transform"] for k, r in per_task.items()}
+            row["oracle_transform"] = {k: r["oracle_transform"] for k, r in per_task.items()}
             row["candidates"] = next(iter(per_task.values()))["candidates"]
         rows[label] = row
         oracle = f"  (oracle {row['oracle_avg']:.1f})" if "oracle_avg" in row else ""
         print(f"{name:15s} {label:28s} avg {row['avg']:.1f}{oracle}  {row['seconds']:.1f}s", flush=True)
-    return {"tasks": [t[0] for t in tasks], "selection": selection, "methods": rows,
+    return {"tasks": [t[0] for t in tasks], "selection": selection, "transforms": searched, "methods": rows,
             "published": PUBLISHED.get(name, {})}
+
+
+def _choice(transform: str, params: dict[str, Any]) -> str:
+    return " ".join([transform] + [f"{k}={v}" for k, v in sorted(params.items())])
 
 
 def markdown(results: dict[str, Any], command: str) -> str:
@@ -216,6 +233,14 @@ def markdown(results: dict[str, Any], command: str) -> str:
             cells = " | ".join(f"{row['tasks'][t]:.1f}" for t in tasks)
             lines.append(f"| {label} | {cells} | **{row['avg']:.1f}** | {oracle} | {row['seconds']:.1f} |")
         ours = {k: v for k, v in res["methods"].items() if not k.startswith("skada")}
+        chosen = {k: v for k, v in ours.items() if "transform" in v}
+        if chosen and len(res.get("transforms", [])) > 1:
+            lines += ["", f"Label-free choice per task (transform searched over {', '.join(res['transforms'])}; "
+                          "oracle choice in brackets):", ""]
+            for label, row in chosen.items():
+                picks = "; ".join(f"{t} {_choice(row['transform'][t], row['params'][t])} "
+                                  f"[{_choice(row['oracle_transform'][t], row['oracle_params'][t])}]" for t in tasks)
+                lines.append(f"- {label}: {picks}")
         peers = {k: v for k, v in res["methods"].items() if k.startswith("skada")}
         summary = []
         if ours:
@@ -241,15 +266,19 @@ def main() -> None:
     parser.add_argument("--selection", default="dev")
     parser.add_argument("--skada", default="source-only,CORAL,subspace alignment,entropic OT",
                         help="skada methods to run side by side (comma-separated; empty for none)")
+    parser.add_argument("--transforms", default="identity,hellinger,l2",
+                        help="input transforms searched label-free on the bag-of-words suites (comma-separated)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "adapt_features.json")
     args = parser.parse_args()
     results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
     for suite in args.suites.split(","):
         tasks = SUITES[suite](args.data)
         skada = [f"skada {m}" for m in args.skada.split(",") if m]
-        results[suite] = run_suite(suite, tasks, args.methods.split(","), args.selection, skada)
+        results[suite] = run_suite(suite, tasks, args.methods.split(","), args.selection, skada,
+                                   args.transforms.split(","))
         results[suite]["command"] = (f"python benchmarks/adapt_features.py --suites {suite} "
-                                     f"--selection {args.selection} --methods '{args.methods}' --skada '{args.skada}'")
+                                     f"--selection {args.selection} --methods '{args.methods}' --skada '{args.skada}' "
+                                     f"--transforms '{args.transforms}'")
         args.out.write_text(json.dumps(results, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown(results, "python benchmarks/adapt_features.py") + "\n")
 

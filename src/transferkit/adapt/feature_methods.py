@@ -9,9 +9,9 @@ Source rows labelled ``-1`` take part in the (label-free) alignment but not in t
 classifier: label-free model selection hides a validation share of the source that way and then
 reads its aligned features from ``AlignedClassifier.source_features``.
 
-All methods first standardise each domain with its own mean and standard deviation: matching the
-first two moments per feature is the cheapest alignment there is and makes the rest better
-conditioned. Then:
+The adapting methods first standardise each domain with its own mean and standard deviation:
+matching the first two moments per feature is the cheapest alignment there is and makes the rest
+better conditioned (``cbst`` leaves that choice to its grid). Then:
 
 * ``source_only``: the baseline every method is compared with; it standardises the target with the
   source statistics, i.e. does not adapt at all.
@@ -22,9 +22,11 @@ conditioned. Then:
   each source sample to the barycentre of the target samples it is coupled with.
 * ``ot_label_propagation``: the same kind of plan carries source labels onto target samples
   (Redko et al., AISTATS 2019); a classifier is then fitted on the target itself.
-* ``cbst``: class-balanced self-training (Zou et al., ECCV 2018) on top of CORAL: the classifier is
-  refitted on source plus a growing, class-balanced share of confidently pseudo-labelled target
-  samples, so class-conditional structure of the target shapes the boundary (the idea of JDA/BDA).
+* ``cbst``: class-balanced self-training (Zou et al., ECCV 2018): the classifier is refitted on source
+  plus a growing, class-balanced share of confidently pseudo-labelled target samples, so
+  class-conditional structure of the target shapes the boundary (the idea of JDA/BDA). Its grid also
+  holds the standardisation (per domain or source only) and whether CORAL comes first, so label-free
+  selection picks those per task too.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from sklearn.linear_model import LogisticRegression
 
 from transferkit.adapt.base import register_adapter
 from transferkit.adapt.selection import confident_pseudo_labels
+from transferkit.errors import ConfigError
 
 C_GRID = (0.01, 0.1, 1.0)
 
@@ -242,12 +245,34 @@ def ot_label_propagation(source_x: np.ndarray, source_y: np.ndarray, target_x: n
     return _finish(clf, target_map, xs, num_classes, propagated_confidence=float(confidence.mean()))
 
 
-@register_adapter("cbst", level="features", grid={"C": C_GRID},
+STANDARDISE = ("domain", "source")
+
+
+@register_adapter("cbst", level="features", grid={"C": C_GRID, "align": (False, True), "standardise": STANDARDISE},
                   description="class-balanced self-training (Zou et al. 2018) on confident pseudo-labelled target "
-                              "samples, each domain standardised (align=True adds CORAL)")
+                              "samples; per-domain or source standardisation, with or without CORAL")
 def cbst(source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *, seed: int = 0, C: float = 0.1,
-         rounds: int = 5, align: bool = False, target_weight: float = 1.0) -> AlignedClassifier:
-    target_map, xs, xt = _standardised(source_x, target_x)
+         rounds: int = 5, align: bool = False, standardise: str = "domain",
+         target_weight: float = 1.0) -> AlignedClassifier:
+    """Class-balanced self-training.
+
+    ``standardise="domain"`` z-scores each domain with its own statistics (first-moment alignment);
+    ``"source"`` z-scores both with the source's (no alignment before self-training). Joint z-scoring
+    is not offered: like ``"source"`` it applies one affine map to both domains, so it leaves their
+    shift as it is and differs from ``"source"`` only in how the L2 penalty weighs each feature.
+    ``align`` adds CORAL after standardising. Both are in the grid, so label-free selection decides
+    them per task.
+
+    Raises:
+        ConfigError: an unknown ``standardise`` mode.
+    """
+    if standardise not in STANDARDISE:
+        raise ConfigError(f"cbst standardise must be one of {', '.join(STANDARDISE)}, not {standardise!r}")
+    if standardise == "domain":
+        target_map, xs, xt = _standardised(source_x, target_x)
+    else:
+        target_map = domain_standardiser(source_x)
+        xs, xt = target_map(source_x), target_map(target_x)
     aligned = coral_map(xs, xt) if align else xs
     clf = fit_logistic(aligned, source_y, C=C, seed=seed)
     kept = 0

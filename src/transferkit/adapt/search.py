@@ -10,6 +10,11 @@ Each grid point is fitted once with a validation share of the source hidden (its
 * ``snd``: soft neighbourhood density of the target predictions (Saito et al. 2021).
 * ``source_val``: plain accuracy on the hidden source rows (ignores the shift; for comparison).
 
+``transforms`` widens the search to the input representation: the grid is run once per named input
+transform (``transferkit.adapt.transforms``, e.g. raw counts vs their Hellinger embedding) and the
+candidate with the best score wins across all of them. The comparison uses the same hidden source rows
+and the same criterion, i.e. source labels and unlabelled target features only.
+
 The chosen point is refitted on all source labels. When labelled target data are passed (``oracle_eval``),
 every candidate's target accuracy is also recorded and the oracle choice refitted, for the report
 only: it never influences the label-free choice.
@@ -17,8 +22,9 @@ only: it never influences the label-free choice.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -27,6 +33,7 @@ import numpy as np
 from transferkit.adapt.base import AdaptMethod
 from transferkit.adapt.feature_methods import AlignedClassifier
 from transferkit.adapt.selection import density_ratio, importance_weighted_risk, soft_neighbourhood_density
+from transferkit.adapt.transforms import Transformed, get_input_transform
 from transferkit.errors import ConfigError
 
 CRITERIA: tuple[str, ...] = ("dev", "iwv", "snd", "source_val")
@@ -38,6 +45,7 @@ class Candidate:
 
     params: dict[str, Any]
     scores: dict[str, float]
+    transform: str = "identity"
 
 
 @dataclass
@@ -49,6 +57,8 @@ class SearchResult:
     params: dict[str, Any]
     candidates: list[Candidate] = field(default_factory=list)
     oracle_params: dict[str, Any] | None = None
+    transform: str = "identity"
+    oracle_transform: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,6 +108,7 @@ def _score(fitted: AlignedClassifier, source_y: np.ndarray, hidden: np.ndarray, 
 def search_features(method: AdaptMethod, source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *,
                     criterion: str = "dev", fixed: Mapping[str, Any] | None = None, seed: int = 0,
                     holdout: float = 0.2, oracle_eval: tuple[np.ndarray, np.ndarray] | None = None,
+                    transforms: Sequence[str] | None = None,
                     progress: Callable[[str], None] | None = None) -> SearchOutcome:
     """Fit ``method`` with hyperparameters chosen from its grid by a label-free ``criterion``.
 
@@ -109,21 +120,28 @@ def search_features(method: AdaptMethod, source_x: np.ndarray, source_y: np.ndar
         holdout: share of each source class hidden for validation.
         oracle_eval: labelled target ``(x, class indices)``, only to report each candidate's target
             accuracy and the oracle choice; it never influences the label-free choice.
+        transforms: names of input transforms to choose between (``transferkit.adapt.transforms``);
+            the grid runs on each and the best candidate by ``criterion`` wins over all of them.
+            ``None`` searches the features as given. The returned models take raw inputs and apply
+            their transform themselves.
         progress: called with one line per candidate.
 
     Raises:
-        ConfigError: an unknown criterion, a method that is not feature-level, or a fixed
+        ConfigError: an unknown criterion or transform, a method that is not feature-level, or a fixed
             hyperparameter the method does not take.
 
     Example:
-        >>> outcome = search_features(get_adapter("coral"), xs, ys, xt, criterion="dev")
-        >>> outcome.result.params, outcome.model.predict_proba(xt).shape
+        >>> outcome = search_features(get_adapter("coral"), xs, ys, xt, criterion="dev",
+        ...                           transforms=["identity", "hellinger"])
+        >>> outcome.result.params, outcome.result.transform, outcome.model.predict_proba(xt).shape
     """
     if criterion not in CRITERIA:
         raise ConfigError(f"unknown selection criterion {criterion!r}; choose one of {', '.join(CRITERIA)}")
     if method.level != "features":
         raise ConfigError(f"{method.name} is a {method.level}-level method; search_features takes feature-level ones")
     _check_params(method, fixed or {})
+    names = list(dict.fromkeys(transforms or ["identity"]))
+    functions = {name: get_input_transform(name).fn for name in names}
     points = grid_points(method.grid, fixed)
     hidden = holdout_labels(source_y, fraction=holdout, seed=seed)
     masked = np.where(hidden, -1, source_y)
@@ -132,25 +150,36 @@ def search_features(method: AdaptMethod, source_x: np.ndarray, source_y: np.ndar
         known = np.asarray(eval_y) >= 0
         eval_x, eval_y = np.asarray(eval_x)[known], np.asarray(eval_y)[known]
     labelled_target = oracle_eval is not None and len(eval_y) > 0
+    inputs = {name: (fn(source_x), fn(target_x)) for name, fn in functions.items()}
     candidates: list[Candidate] = []
-    for params in points:
-        fitted = method.fn(source_x, masked, target_x, seed=seed, **params)
-        target_probs = fitted.predict_proba(target_x)
-        scores = _score(fitted, source_y, hidden, target_x, target_probs, seed)
-        if labelled_target:
-            scores["target_accuracy"] = float((fitted.predict_proba(eval_x).argmax(axis=1) == eval_y).mean())
-        candidates.append(Candidate(params, scores))
-        if progress is not None:
-            progress(f"{method.name} {params}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+    for name, (xs, xt) in inputs.items():
+        x_eval = functions[name](eval_x) if labelled_target else None
+        for params in points:
+            fitted = method.fn(xs, masked, xt, seed=seed, **params)
+            target_probs = fitted.predict_proba(xt)
+            scores = _score(fitted, source_y, hidden, xt, target_probs, seed)
+            if labelled_target:
+                scores["target_accuracy"] = float((fitted.predict_proba(x_eval).argmax(axis=1) == eval_y).mean())
+            candidates.append(Candidate(params, scores, name))
+            if progress is not None:
+                shown = f"{method.name} {params}" + (f" on {name}" if len(names) > 1 else "")
+                progress(f"{shown}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+
+    def refit(candidate: Candidate) -> AlignedClassifier:
+        xs, xt = inputs[candidate.transform]
+        model = method.fn(xs, source_y, xt, seed=seed, **candidate.params)
+        if candidate.transform == "identity":
+            return model  # keeps its affine map, so it still folds into one linear layer
+        return dataclasses.replace(model, target_map=Transformed(candidate.transform, model.target_map))
+
     best = max(candidates, key=lambda c: (c.scores[criterion], c.scores["snd"]))  # SND breaks exact ties
-    model = method.fn(source_x, source_y, target_x, seed=seed, **best.params)
-    result = SearchResult(method.name, criterion, best.params, candidates)
+    model = refit(best)
+    result = SearchResult(method.name, criterion, best.params, candidates, transform=best.transform)
     oracle_model = None
     if labelled_target:
         oracle = max(candidates, key=lambda c: c.scores["target_accuracy"])
-        result.oracle_params = oracle.params
-        oracle_model = model if oracle.params == best.params else method.fn(source_x, source_y, target_x, seed=seed,
-                                                                             **oracle.params)
+        result.oracle_params, result.oracle_transform = oracle.params, oracle.transform
+        oracle_model = model if oracle is best else refit(oracle)
     return SearchOutcome(model, result, oracle_model)
 
 

@@ -1,0 +1,96 @@
+"""Named input transforms that label-free model selection can choose between, per task.
+
+A transform maps each row on its own (``(N, D) -> (N, D)``), so applying it to the source and to
+the target separately is the same as applying it to both together, and a fitted adapter can apply it
+again to new target rows. ``search_features(..., transforms=[...])`` runs the method's grid on every
+named transform and keeps the candidate with the best label-free score: the choice of input
+representation is then made from source labels and unlabelled target features only, like any other
+hyperparameter.
+
+* ``identity``: the features as they are.
+* ``hellinger``: square root of the L1-normalised row (the Hellinger embedding of a histogram), the
+  usual variance-stabilising transform for bag-of-words counts.
+* ``l2``: each row scaled to unit Euclidean norm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from transferkit.errors import ConfigError, DataError
+
+InputTransform = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class RegisteredTransform:
+    name: str
+    fn: InputTransform
+    description: str
+
+
+_TRANSFORMS: dict[str, RegisteredTransform] = {}
+
+
+def register_input_transform(name: str, *, description: str) -> Callable[[InputTransform], InputTransform]:
+    """Register a row-wise ``fn(x (N, D)) -> (N, D)`` under ``name``."""
+
+    def decorate(fn: InputTransform) -> InputTransform:
+        _TRANSFORMS[name] = RegisteredTransform(name, fn, description)
+        return fn
+
+    return decorate
+
+
+def get_input_transform(name: str) -> RegisteredTransform:
+    """The registered transform called ``name``.
+
+    Raises:
+        ConfigError: no transform of that name.
+    """
+    if name not in _TRANSFORMS:
+        raise ConfigError(f"unknown input transform {name!r}; choose one of {', '.join(sorted(_TRANSFORMS))}")
+    return _TRANSFORMS[name]
+
+
+def registered_input_transforms() -> list[RegisteredTransform]:
+    return list(_TRANSFORMS.values())
+
+
+@register_input_transform("identity", description="the features as they are")
+def identity(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64)
+
+
+@register_input_transform("hellinger", description="square root of the L1-normalised row (for counts/histograms)")
+def hellinger(x: np.ndarray) -> np.ndarray:
+    """``sqrt(x / sum(x))`` per row.
+
+    Raises:
+        DataError: negative values (the transform is for counts and histograms).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if (x < 0).any():
+        raise DataError("the hellinger transform takes non-negative counts or histograms; these features have "
+                        f"negative values (min {x.min():.3g})")
+    return np.sqrt(x / np.maximum(x.sum(axis=1, keepdims=True), 1e-12))
+
+
+@register_input_transform("l2", description="each row scaled to unit Euclidean norm")
+def l2(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+@dataclass
+class Transformed:
+    """A target map that first applies a named input transform: ``x -> inner(transform(x))``."""
+
+    transform: str
+    inner: Callable[[np.ndarray], np.ndarray]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.inner(get_input_transform(self.transform).fn(x))
