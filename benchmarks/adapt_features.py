@@ -156,7 +156,10 @@ def run_ours(method: str, task: Task, selection: str, transforms: list[str]) -> 
     oracle = float((outcome.oracle_model.predict_proba(xt).argmax(axis=1) == yt_i).mean())
     return {"accuracy": accuracy, "oracle_accuracy": oracle, "seconds": seconds, "params": outcome.result.params,
             "oracle_params": outcome.result.oracle_params, "candidates": len(outcome.result.candidates),
-            "transform": outcome.result.transform, "oracle_transform": outcome.result.oracle_transform}
+            "transform": outcome.result.transform, "oracle_transform": outcome.result.oracle_transform,
+            "scores": [{"transform": c.transform, **c.params, "dev": c.scores["dev"],
+                        "holdout_fit_target_accuracy": c.scores["target_accuracy"]}
+                       for c in outcome.result.candidates]}
 
 
 def run_skada(make: Callable[[], Any], task: Task, counts: bool) -> dict[str, Any]:
@@ -205,6 +208,7 @@ def run_suite(name: str, tasks: list[Task], methods: list[str], selection: str, 
             row["oracle_params"] = {k: r["oracle_params"] for k, r in per_task.items()}
             row["transform"] = {k: r["transform"] for k, r in per_task.items()}
             row["oracle_transform"] = {k: r["oracle_transform"] for k, r in per_task.items()}
+            row["candidate_scores"] = {k: r["scores"] for k, r in per_task.items()}
             row["candidates"] = next(iter(per_task.values()))["candidates"]
         rows[label] = row
         oracle = f"  (oracle {row['oracle_avg']:.1f})" if "oracle_avg" in row else ""
