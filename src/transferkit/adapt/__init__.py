@@ -14,8 +14,10 @@ from transferkit.adapt.base import (
 from transferkit.adapt.clustering import FeatureClusterer, clustering_scores
 from transferkit.adapt.estimator import DomainAdaptationClassifier
 from transferkit.adapt.self_training import SelfTrainingClassifier, self_train
+from transferkit.adapt.transforms import get_input_transform, register_input_transform, registered_input_transforms
 from transferkit.adapt.zero_shot import ZeroShotClassifier
 
 __all__ = ["AdaptMethod", "AdaptOutcome", "DomainAdaptationClassifier", "FeatureClusterer", "FittedAdapter",
-           "SelfTrainingClassifier", "ZeroShotClassifier", "clustering_scores", "get_adapter", "register_adapter",
-           "registered_adapters", "self_train", "split_domains"]
+           "SelfTrainingClassifier", "ZeroShotClassifier", "clustering_scores", "get_adapter", "get_input_transform",
+           "register_adapter", "register_input_transform", "registered_adapters", "registered_input_transforms",
+           "self_train", "split_domains"]
