@@ -51,6 +51,9 @@ class OnError(StrEnum):
 DataArg = Annotated[Path, typer.Argument(help="image folder (one subfolder per class), CSV/TSV/JSONL of texts "
                                               "and labels, audio folder, or CSV of media paths and labels")]
 ModalityOpt = Annotated[str | None, typer.Option(help="image, text or audio (inferred when omitted)")]
+ImageSizeOpt = Annotated[int | None, typer.Option(help="image side in pixels")]
+MaxLengthOpt = Annotated[int | None, typer.Option(help="text length in tokens")]
+SeedOpt = Annotated[int, typer.Option(help="random seed")]
 TextColOpt = Annotated[str | None, typer.Option(help="text column of a table (default: text/sentence/content/...)")]
 LabelColOpt = Annotated[str | None, typer.Option(help="label column of a table (default: label/class/target/...)")]
 PathColOpt = Annotated[str | None, typer.Option(help="column of media file paths in a table (default: path/file/...)")]
@@ -100,14 +103,14 @@ def fit(
     bss_eta: Annotated[float, typer.Option(help="batch spectral shrinkage weight")] = 0.001,
     unfreeze_every: Annotated[int, typer.Option(help="gradual: epochs between unfreezing steps")] = 1,
     from_scratch: Annotated[bool, typer.Option(help="random weights instead of pretrained ones")] = False,
-    image_size: Annotated[int | None, typer.Option(help="image side in pixels")] = None,
-    max_length: Annotated[int | None, typer.Option(help="text length in tokens")] = None,
+    image_size: ImageSizeOpt = None,
+    max_length: MaxLengthOpt = None,
     modality: ModalityOpt = None,
     text_column: TextColOpt = None,
     label_column: LabelColOpt = None,
     path_column: PathColOpt = None,
     on_error: OnErrorOpt = OnError.skip,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    seed: SeedOpt = 0,
     overwrite: Annotated[bool, typer.Option(help="replace an existing run directory (and the checkpoints of an "
                                                  "interrupted run)")] = False,
     resume: Annotated[bool, typer.Option(help="continue an interrupted fit from its last checkpoint in "
@@ -284,13 +287,13 @@ def adapt(
     epochs: Annotated[int | None, typer.Option(help="deep methods: training epochs")] = None,
     lr: Annotated[float | None, typer.Option(help="deep methods: learning rate")] = None,
     batch_size: Annotated[int, typer.Option(help="batch size")] = 32,
-    image_size: Annotated[int | None, typer.Option(help="image side in pixels")] = None,
-    max_length: Annotated[int | None, typer.Option(help="text length in tokens")] = None,
+    image_size: ImageSizeOpt = None,
+    max_length: MaxLengthOpt = None,
     modality: ModalityOpt = None,
     text_column: TextColOpt = None,
     label_column: LabelColOpt = None,
     on_error: OnErrorOpt = OnError.skip,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    seed: SeedOpt = 0,
     overwrite: Annotated[bool, typer.Option(help="replace an existing output folder (and the checkpoints of an "
                                                  "interrupted run)")] = False,
     resume: Annotated[bool, typer.Option(help="deep methods: continue an interrupted run from its last checkpoint "
@@ -342,7 +345,7 @@ def demo(
     shots: Annotated[int, typer.Option(help="labelled images per class")] = 10,
     image_size: Annotated[int, typer.Option(help="upscaled image side in pixels")] = 128,
     epochs: Annotated[int, typer.Option(help="fine-tuning epochs")] = 12,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    seed: SeedOpt = 0,
     overwrite: Annotated[bool, typer.Option(help="replace an existing demo folder")] = False,
 ) -> None:
     """Transfer ImageNet EfficientNet-Lite0 to handwritten digits with a few labels, offline.
@@ -371,8 +374,8 @@ def lr_find(
     = None,
     train_last_k: Annotated[int | None, typer.Option(help="fine-tune only the last k layer groups")] = None,
     from_scratch: Annotated[bool, typer.Option(help="random weights instead of pretrained ones")] = False,
-    image_size: Annotated[int | None, typer.Option(help="image side in pixels")] = None,
-    max_length: Annotated[int | None, typer.Option(help="text length in tokens")] = None,
+    image_size: ImageSizeOpt = None,
+    max_length: MaxLengthOpt = None,
     start_lr: Annotated[float, typer.Option(help="first learning rate of the ramp")] = 1e-7,
     end_lr: Annotated[float, typer.Option(help="last learning rate of the ramp")] = 1.0,
     num_steps: Annotated[int, typer.Option(help="optimizer steps of the ramp")] = 100,
@@ -383,7 +386,7 @@ def lr_find(
     label_column: LabelColOpt = None,
     path_column: PathColOpt = None,
     on_error: OnErrorOpt = OnError.skip,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    seed: SeedOpt = 0,
 ) -> None:
     """Suggest a fine-tuning learning rate for DATA with a learning-rate range test.
 
@@ -460,7 +463,7 @@ def zeroshot(
     strategy: Annotated[str, typer.Option(help="how self-training fits its pseudo-labels: linear_probe, finetune, "
                                                  "...")] = "linear_probe",
     backbone: Annotated[str, typer.Option(help="a text backbone")] = "minilm",
-    max_length: Annotated[int | None, typer.Option(help="text length in tokens")] = None,
+    max_length: MaxLengthOpt = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="folder for predictions.csv, summary.json and, "
                                                                  "with --self-train, the model's run directory")]
     = None,
@@ -469,7 +472,7 @@ def zeroshot(
     text_column: TextColOpt = None,
     label_column: LabelColOpt = None,
     on_error: OnErrorOpt = OnError.skip,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    seed: SeedOpt = 0,
 ) -> None:
     """Classify the texts of DATA without labelled examples: by similarity to the class names.
 
@@ -571,14 +574,14 @@ def cluster(
                                                                  "and map.png")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing --out folder")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
-    image_size: Annotated[int | None, typer.Option(help="image side in pixels")] = None,
-    max_length: Annotated[int | None, typer.Option(help="text length in tokens")] = None,
+    image_size: ImageSizeOpt = None,
+    max_length: MaxLengthOpt = None,
     modality: ModalityOpt = None,
     text_column: TextColOpt = None,
     label_column: LabelColOpt = None,
     path_column: PathColOpt = None,
     on_error: OnErrorOpt = OnError.skip,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    seed: SeedOpt = 0,
 ) -> None:
     """Group the samples of DATA by k-means on pretrained features, without labels.
 
@@ -638,8 +641,8 @@ def rank(
     sort_by: Annotated[str | None, typer.Option(help="score to rank by (default: transferkit.select.DEFAULT_SCORE, "
                                                      "logme)")] = None,
     batch_size: Annotated[int, typer.Option(help="feature-extraction batch size")] = 32,
-    image_size: Annotated[int | None, typer.Option(help="image side in pixels")] = None,
-    max_length: Annotated[int | None, typer.Option(help="text length in tokens")] = None,
+    image_size: ImageSizeOpt = None,
+    max_length: MaxLengthOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the ranking as JSON")] = False,
     modality: ModalityOpt = None,
     text_column: TextColOpt = None,
