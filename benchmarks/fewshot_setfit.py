@@ -31,6 +31,10 @@ RECIPES: dict[str, dict[str, Any]] = {
     # 30 epochs: about as many sentence passes as SetFit's default pairs (20 pairs each way per sentence, batch
     # 16 pairs = 32 sentences), at half its sentences per step; chosen after the train-slice runs below
     "contrastive_30": {"strategy": "contrastive", "epochs": 30, "lr": 1e-4, "batch_size": 16, "val_fraction": 0.0},
+    # the same with the word embeddings frozen (train_last_k=6 of MiniLM's 7 layer groups): half the
+    # parameters, so cheaper steps
+    "contrastive_30_k6": {"strategy": "contrastive", "epochs": 30, "lr": 1e-4, "batch_size": 16, "val_fraction": 0.0,
+                          "train_last_k": 6},
     # as many epochs as it takes to reach 100 or 200 optimizer steps (at least 10): tiny sets get more passes
     "contrastive_100": {"strategy": "contrastive", "epochs": 10, "min_steps": 100, "lr": 1e-4, "batch_size": 16,
                         "val_fraction": 0.0},
