@@ -63,7 +63,9 @@ def save_run(out: str | Path, model: TransferModel, manifest: dict[str, Any], *,
     out = Path(out)
     with staged_directory(out, overwrite=overwrite, what="run directory") as staging:
         save_model(model.head, str(staging / "head.safetensors"))
-        full = {"format_version": FORMAT_VERSION, **manifest, "backbone_trained": backbone_trained}
+        # what the model itself says (its spec, its description) is recorded here, not by each caller
+        full = {"format_version": FORMAT_VERSION, **manifest, "backbone": model.backbone.spec.to_dict(),
+                "backbone_info": model.backbone.describe(), "backbone_trained": backbone_trained}
         if adapter_only:
             full["adapter"] = save_adapter(model.backbone, staging / ADAPTER)
         elif backbone_trained:

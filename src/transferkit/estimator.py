@@ -212,13 +212,11 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         self._check_fitted()
         manifest = {
             "transferkit_version": __version__,
-            "backbone": self.model_.backbone.spec.to_dict(),
             "modality": self.modality_,
             "classes": self.classes_.tolist(),
             "strategy": self.strategy,
             "estimator_params": {k: str(v) if isinstance(v, Path) else v for k, v in self.get_params().items()},
             "strategy_info": self.strategy_info_,
-            "backbone_info": self.model_.backbone.describe(),
             "fit_seconds": self.fit_seconds_,
             # fit seeds torch just before building the backbone: this rebuilds random weights
             "backbone_seed": self.seed,

@@ -144,12 +144,12 @@ def adapt(source: str | os.PathLike[str] | Samples, target: str | os.PathLike[st
                "n_source": len(data.source), "n_target": len(data.target), "classes": classes,
                "seconds": round(time.perf_counter() - start, 2), **summary}
     if out is not None:
-        manifest = {"transferkit_version": __version__, "backbone": adapted.backbone.spec.to_dict(),
-                    "modality": data.source.modality, "classes": classes, "strategy": f"adapt:{method}",
+        manifest = {"transferkit_version": __version__, "modality": data.source.modality, "classes": classes,
+                    "strategy": f"adapt:{method}",
                     "estimator_params": {"backbone": name, "backbone_options": backbone_options, "seed": seed,
                                          "batch_size": batch_size},
                     "strategy_info": {"adapt": {k: summary[k] for k in ("method", "level", "source", "target")}},
-                    "backbone_info": adapted.backbone.describe(), "fit_seconds": summary["seconds"]}
+                    "fit_seconds": summary["seconds"]}
         _write_outputs(Path(out), summary, data.target, classes, target_probs, plot_panels,
                        np.array([classes.index(label) for label in data.source.labels or []]),
                        model=(adapted, manifest, method_entry.level == "deep"))
