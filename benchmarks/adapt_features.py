@@ -10,11 +10,12 @@ Suites (each a set of source→target tasks on fixed features):
 Every transferkit method picks its hyperparameters WITHOUT target labels (``--selection``, default
 ``dev``: deep embedded validation on a hidden 20% of the source). The oracle choice (the grid point
 with the best target accuracy) is reported beside it so the gap is visible; it is never used.
-On the bag-of-words suites (SURF, Amazon-400) the input representation is chosen the same way, per
-task: the label-free search runs each method's grid on every transform in ``--transforms`` (raw counts,
-their Hellinger embedding, L2-normalised rows) and keeps the candidate with the best criterion score,
-so only source labels and unlabelled target features decide it. skada's pipelines get the Hellinger
-features (one fixed input for the peers).
+On the bag-of-words suites (SURF, Amazon-400) the input representation is handled label-free too: the
+search runs each method's grid on every transform in ``--transforms`` (raw counts, their Hellinger
+embedding, L2-normalised rows), keeps each transform's best candidate by the criterion, and averages
+their probabilities (``--combine average``, the library default) or keeps the single best
+(``--combine select``). Only source labels and unlabelled target features decide. skada's pipelines get
+the Hellinger features (one fixed input for the peers).
 
 skada's methods run side by side on the same arrays with their defaults inside
 ``make_da_pipeline(StandardScaler(), <adapter>, LogisticRegression())``, as in its documentation.
@@ -140,7 +141,7 @@ def skada_methods() -> dict[str, Callable[[], Any]]:
             "skada entropic OT (median cost)": pipe(lambda: EntropicOTMappingAdapter(norm="median"))}
 
 
-def run_ours(method: str, task: Task, selection: str, transforms: list[str]) -> dict[str, Any]:
+def run_ours(method: str, task: Task, selection: str, transforms: list[str], combine: str) -> dict[str, Any]:
     from transferkit.adapt import get_adapter
     from transferkit.adapt.search import search_features
 
@@ -149,7 +150,7 @@ def run_ours(method: str, task: Task, selection: str, transforms: list[str]) -> 
     ys_i, yt_i = np.searchsorted(classes, ys), np.searchsorted(classes, yt)
     start = time.perf_counter()
     outcome = search_features(get_adapter(method), xs, ys_i, xt, criterion=selection, oracle_eval=(xt, yt_i),
-                               transforms=transforms)
+                               transforms=transforms, combine=combine)
     seconds = time.perf_counter() - start
     accuracy = float((outcome.model.predict_proba(xt).argmax(axis=1) == yt_i).mean())
     assert outcome.oracle_model is not None
@@ -157,6 +158,7 @@ def run_ours(method: str, task: Task, selection: str, transforms: list[str]) -> 
     return {"accuracy": accuracy, "oracle_accuracy": oracle, "seconds": seconds, "params": outcome.result.params,
             "oracle_params": outcome.result.oracle_params, "candidates": len(outcome.result.candidates),
             "transform": outcome.result.transform, "oracle_transform": outcome.result.oracle_transform,
+            "members": outcome.result.members,
             "scores": [{"transform": c.transform, **c.params, "dev": c.scores["dev"],
                         "holdout_fit_target_accuracy": c.scores["target_accuracy"]}
                        for c in outcome.result.candidates]}
@@ -182,12 +184,12 @@ def run_skada(make: Callable[[], Any], task: Task, counts: bool) -> dict[str, An
 
 
 def run_suite(name: str, tasks: list[Task], methods: list[str], selection: str, skada: list[str],
-              transforms: list[str]) -> dict[str, Any]:
+              transforms: list[str], combine: str) -> dict[str, Any]:
     rows: dict[str, dict[str, Any]] = {}
     counts = name in COUNT_SUITES
     searched = transforms if counts else ["identity"]
     runners: dict[str, Callable[[Task], dict[str, Any]]] = {
-        m: (lambda task, m=m: run_ours(m, task, selection, searched)) for m in methods if m}
+        m: (lambda task, m=m: run_ours(m, task, selection, searched, combine)) for m in methods if m}
     if skada:
         runners.update({k: (lambda task, f=f: run_skada(f, task, counts))
                         for k, f in skada_methods().items() if k in skada})
@@ -208,16 +210,20 @@ def run_suite(name: str, tasks: list[Task], methods: list[str], selection: str, 
             row["oracle_params"] = {k: r["oracle_params"] for k, r in per_task.items()}
             row["transform"] = {k: r["transform"] for k, r in per_task.items()}
             row["oracle_transform"] = {k: r["oracle_transform"] for k, r in per_task.items()}
+            row["members"] = {k: r["members"] for k, r in per_task.items()}
             row["candidate_scores"] = {k: r["scores"] for k, r in per_task.items()}
             row["candidates"] = next(iter(per_task.values()))["candidates"]
         rows[label] = row
         oracle = f"  (oracle {row['oracle_avg']:.1f})" if "oracle_avg" in row else ""
         print(f"{name:15s} {label:28s} avg {row['avg']:.1f}{oracle}  {row['seconds']:.1f}s", flush=True)
-    return {"tasks": [t[0] for t in tasks], "selection": selection, "transforms": searched, "methods": rows,
+    return {"tasks": [t[0] for t in tasks], "selection": selection, "transforms": searched, "combine": combine,
+            "methods": rows,
             "published": PUBLISHED.get(name, {})}
 
 
-def _choice(transform: str, params: dict[str, Any]) -> str:
+def _choice(transform: str, params: dict[str, Any], members: list[dict[str, Any]] | None = None) -> str:
+    if members:
+        return "average(" + ", ".join(_choice(m["transform"], m["params"]) for m in members) + ")"
     return " ".join([transform] + [f"{k}={v}" for k, v in sorted(params.items())])
 
 
@@ -239,10 +245,13 @@ def markdown(results: dict[str, Any], command: str) -> str:
         ours = {k: v for k, v in res["methods"].items() if not k.startswith("skada")}
         chosen = {k: v for k, v in ours.items() if "transform" in v}
         if chosen and len(res.get("transforms", [])) > 1:
-            lines += ["", f"Label-free choice per task (transform searched over {', '.join(res['transforms'])}; "
+            rule = ("each transform's choice averaged" if res.get("combine", "select") == "average"
+                    else "the best across transforms kept")
+            lines += ["", f"Label-free choice per task (over {', '.join(res['transforms'])}; {rule}; "
                           "oracle choice in brackets):", ""]
             for label, row in chosen.items():
-                picks = "; ".join(f"{t} {_choice(row['transform'][t], row['params'][t])} "
+                members = row.get("members", {})
+                picks = "; ".join(f"{t} {_choice(row['transform'][t], row['params'][t], members.get(t))} "
                                   f"[{_choice(row['oracle_transform'][t], row['oracle_params'][t])}]" for t in tasks)
                 lines.append(f"- {label}: {picks}")
         peers = {k: v for k, v in res["methods"].items() if k.startswith("skada")}
@@ -270,9 +279,12 @@ def main() -> None:
     parser.add_argument("--selection", default="dev")
     parser.add_argument("--skada", default="source-only,CORAL,subspace alignment,entropic OT",
                         help="skada methods to run side by side (comma-separated; empty for none)")
-    parser.add_argument("--transforms", default="hellinger",
-                        help="input transforms of the bag-of-words suites, searched label-free when several "
-                             "(comma-separated; 'identity,hellinger,l2' makes the transform a label-free choice)")
+    parser.add_argument("--transforms", default="identity,hellinger,l2",
+                        help="input transforms of the bag-of-words suites (comma-separated); with several, each "
+                             "gets its own label-free choice, combined by --combine")
+    parser.add_argument("--combine", default="average", choices=("average", "select"),
+                        help="with several transforms: average each transform's label-free choice, or keep the "
+                             "single best by the criterion")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "adapt_features.json")
     args = parser.parse_args()
     results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
@@ -280,10 +292,10 @@ def main() -> None:
         tasks = SUITES[suite](args.data)
         skada = [f"skada {m}" for m in args.skada.split(",") if m]
         results[suite] = run_suite(suite, tasks, args.methods.split(","), args.selection, skada,
-                                   args.transforms.split(","))
+                                   args.transforms.split(","), args.combine)
         results[suite]["command"] = (f"python benchmarks/adapt_features.py --suites {suite} "
                                      f"--selection {args.selection} --methods '{args.methods}' --skada '{args.skada}' "
-                                     f"--transforms '{args.transforms}'")
+                                     f"--transforms '{args.transforms}' --combine {args.combine}")
         args.out.write_text(json.dumps(results, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown(results, "python benchmarks/adapt_features.py") + "\n")
 

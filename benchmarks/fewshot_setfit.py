@@ -43,6 +43,14 @@ RECIPES: dict[str, dict[str, Any]] = {
     "lp_ft_200": {"strategy": "lp_ft", "epochs": 10, "min_steps": 200, "lr": 1e-4, "batch_size": 16,
                   "val_fraction": 0.0},
 }
+# the same recipes in bfloat16 where the CPU has it natively (mixed_precision="auto"): about 2.3x faster steps
+for _name in ("contrastive_30", "contrastive_30_k6", "contrastive_100"):
+    RECIPES[f"{_name}_bf16"] = {**RECIPES[_name], "mixed_precision": "auto"}
+RECIPES["contrastive_50_k6_bf16"] = {**RECIPES["contrastive_30_k6"], "epochs": 50, "mixed_precision": "auto"}
+RECIPES["contrastive_30_k6_100_bf16"] = {**RECIPES["contrastive_30_k6_bf16"], "min_steps": 100}
+# every sentence any size (up to 64 per class) and seed (up to 4) may draw is kept out of the train slice,
+# so the slice is the same whichever sizes and seeds a run asks for
+SLICE_EXCLUDES = {"sizes": (8, 16, 32, 64), "seeds": (0, 1, 2, 3)}
 
 
 def sample_per_class(labels: list[str], size: int, seed: int) -> np.ndarray:
@@ -93,7 +101,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fewshot_setfit.json")
     parser.add_argument("--score-on", choices=("dev", "train"), default="dev",
                         help="train: score on 1,000 other SST-2 training sentences instead of dev, to choose a "
-                             "recipe without looking at dev")
+                             "recipe without looking at dev (the slice changed once: the first runs, in "
+                             "fewshot_train_slice.json, excluded only the sentences of their own sizes and seeds)")
     args = parser.parse_args()
     from transferkit.data import read_dataset
 
@@ -101,7 +110,7 @@ def main() -> None:
     dev = read_dataset(args.data / "text" / "sst2" / "dev.tsv", on_error="fail")
     dev_texts, dev_labels = list(dev.items), np.asarray(dev.labels)
     if args.score_on == "train":  # 1,000 training sentences that no size and seed of this run draws
-        drawn = {int(i) for size in map(int, args.sizes.split(",")) for seed in map(int, args.seeds.split(","))
+        drawn = {int(i) for size in SLICE_EXCLUDES["sizes"] for seed in SLICE_EXCLUDES["seeds"]
                  for i in sample_per_class(train.labels or [], size, seed)}
         pool = np.setdiff1d(np.arange(len(train)), sorted(drawn))
         held = np.random.default_rng(1).choice(pool, size=1000, replace=False)

@@ -110,6 +110,21 @@ def test_existing_out_directory(text_run: tuple[Path, Path, Path], tiny_bert_dir
     assert sorted(p.name for p in run.iterdir()) == before
 
 
+def test_fit_finetunes_in_bf16_and_refuses_an_unknown_precision(text_run: tuple[Path, Path, Path],
+                                                                 tiny_bert_dir: Path, tmp_path: Path) -> None:
+    data, test, _ = text_run
+    result = invoke("fit", data, "--backbone", f"hf:{tiny_bert_dir}", "--strategy", "finetune", "--epochs", "1",
+                    "--mixed-precision", "bf16", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "run" / "transferkit.json").read_text())
+    assert manifest["estimator_params"]["mixed_precision"] == "bf16"
+    assert invoke("evaluate", tmp_path / "run", test, "--json").exit_code == 0
+    result = invoke("fit", data, "--backbone", f"hf:{tiny_bert_dir}", "--strategy", "finetune",
+                    "--mixed-precision", "half", "--out", tmp_path / "other")
+    assert_user_error(result, "'half'", "auto")
+    assert not (tmp_path / "other").exists()
+
+
 def test_missing_data_path(tiny_bert_dir: Path, tmp_path: Path) -> None:
     result = invoke("fit", tmp_path / "nope.csv", "--backbone", f"hf:{tiny_bert_dir}", "--out", tmp_path / "run")
     assert_user_error(result, "nope.csv")

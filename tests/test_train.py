@@ -19,6 +19,8 @@ from transferkit.train import (
     TrainHooks,
     TrainingError,
     evaluate_loss_accuracy,
+    native_bf16,
+    resolve_precision,
     retry_on_out_of_memory,
     train_loop,
 )
@@ -342,3 +344,37 @@ def test_out_of_memory_at_batch_size_one_is_a_training_error_and_other_errors_pa
 
     with pytest.raises(RuntimeError, match="shapes"):
         retry_on_out_of_memory(broken, 4)
+
+
+def test_precision_names_resolve_and_a_bad_one_is_refused() -> None:
+    from transferkit.errors import ConfigError
+
+    assert resolve_precision("auto") == ("bf16" if native_bf16() else "no")
+    assert resolve_precision("no") == "no" and resolve_precision("bf16") == "bf16"
+    with pytest.raises(ConfigError, match="mixed precision must be one of no, fp16, bf16, auto, not 'half'"):
+        resolve_precision("half")
+
+
+def test_runs_at_different_precisions_follow_each_other_in_one_process() -> None:
+    """Accelerate refuses a second precision per process; the loop resets its state and leaves none behind."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    results = []
+    for precision in ("no", "bf16", "no"):
+        model, optimizer, scheduler = setup()
+        result = train_loop(model, optimizer, scheduler, loader(blobs(64, 0)), loader(blobs(32, 1)),
+                            config(epochs=2, mixed_precision=precision))
+        results.append(result.history[-1]["val_accuracy"])
+    assert min(results) >= 0.9
+    model, optimizer, scheduler = setup()
+    train_loop(model, optimizer, scheduler, loader(blobs(64, 0)), None, config(epochs=1, mixed_precision="bf16"))
+    assert Accelerator().mixed_precision == "no"  # the next Accelerator() does not inherit bf16
+
+
+def test_an_unknown_precision_fails_before_any_data_is_read() -> None:
+    from transferkit import TransferClassifier
+    from transferkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not 'fp8'"):
+        TransferClassifier(mixed_precision="fp8").fit(["unreadable"] * 2, ["a", "b"])

@@ -54,6 +54,8 @@ ModalityOpt = Annotated[str | None, typer.Option(help="image, text or audio (inf
 ImageSizeOpt = Annotated[int | None, typer.Option(help="image side in pixels")]
 MaxLengthOpt = Annotated[int | None, typer.Option(help="text length in tokens")]
 SeedOpt = Annotated[int, typer.Option(help="random seed")]
+PrecisionOpt = Annotated[str, typer.Option(help="training precision: no, bf16, fp16, or auto (bf16 where the CPU or "
+                                                "GPU computes in it natively, ~2x faster; full precision elsewhere)")]
 TextColOpt = Annotated[str | None, typer.Option(help="text column of a table (default: text/sentence/content/...)")]
 LabelColOpt = Annotated[str | None, typer.Option(help="label column of a table (default: label/class/target/...)")]
 PathColOpt = Annotated[str | None, typer.Option(help="column of media file paths in a table (default: path/file/...)")]
@@ -103,6 +105,7 @@ def fit(
     bss_eta: Annotated[float, typer.Option(help="batch spectral shrinkage weight")] = 0.001,
     unfreeze_every: Annotated[int, typer.Option(help="gradual: epochs between unfreezing steps")] = 1,
     from_scratch: Annotated[bool, typer.Option(help="random weights instead of pretrained ones")] = False,
+    mixed_precision: PrecisionOpt = "no",
     image_size: ImageSizeOpt = None,
     max_length: MaxLengthOpt = None,
     modality: ModalityOpt = None,
@@ -149,7 +152,7 @@ def fit(
                              layer_decay=layer_decay, train_last_k=train_last_k, val_fraction=val_fraction,
                              seed=seed, regularizers=tuple(regularizer or ()), l2sp_alpha=l2sp_alpha,
                              bss_eta=bss_eta, unfreeze_every=unfreeze_every, checkpoint_dir=str(checkpoints),
-                             checkpoint_every=checkpoint_every)
+                             checkpoint_every=checkpoint_every, mixed_precision=mixed_precision)
     clf.fit(samples, eval_set=eval_set, resume=resume, keep_checkpoints=True)
     run = clf.save(out, overwrite=overwrite)
     remove_checkpoints(checkpoints)
@@ -287,6 +290,7 @@ def adapt(
     epochs: Annotated[int | None, typer.Option(help="deep methods: training epochs")] = None,
     lr: Annotated[float | None, typer.Option(help="deep methods: learning rate")] = None,
     batch_size: Annotated[int, typer.Option(help="batch size")] = 32,
+    mixed_precision: PrecisionOpt = "no",
     image_size: ImageSizeOpt = None,
     max_length: MaxLengthOpt = None,
     modality: ModalityOpt = None,
@@ -320,7 +324,8 @@ def adapt(
     if overwrite and not resume:
         remove_checkpoints(checkpoints)
     deep: dict[str, Any] = {key: value for key, value in (("epochs", epochs), ("lr", lr)) if value is not None}
-    deep.update(checkpoint_dir=str(checkpoints), checkpoint_every=checkpoint_every, resume=resume)
+    deep.update(checkpoint_dir=str(checkpoints), checkpoint_every=checkpoint_every, resume=resume,
+                mixed_precision=mixed_precision)
     read = {key: value for key, value in (("text_column", text_column), ("label_column", label_column))
             if value is not None}
     summary = run_adapt(source, target, method=method, backbone=backbone, out=out, target_eval=target_eval,
@@ -374,6 +379,7 @@ def lr_find(
     = None,
     train_last_k: Annotated[int | None, typer.Option(help="fine-tune only the last k layer groups")] = None,
     from_scratch: Annotated[bool, typer.Option(help="random weights instead of pretrained ones")] = False,
+    mixed_precision: PrecisionOpt = "no",
     image_size: ImageSizeOpt = None,
     max_length: MaxLengthOpt = None,
     start_lr: Annotated[float, typer.Option(help="first learning rate of the ramp")] = 1e-7,

@@ -54,12 +54,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
 from torch import nn
 from torch.utils.data import DataLoader
 
 from transferkit.errors import ConfigError, DataError, TransferkitError
-from transferkit.train import TrainHooks
+from transferkit.train import TrainHooks, accelerator_for
 
 # The rule's constants, fixed before looking at any benchmark: a factor of ten below the minimum
 # is fastai's margin (``lr_min``); two rules more than 30x (1.5 decades) apart describe different
@@ -95,7 +94,7 @@ class LRFinderConfig:
         bandwidth: width (standard deviation, in decades of learning rate) of the Gaussian window
             that smooths the curve; None chooses it from the curve by leave-one-out error.
         max_grad_norm: clip gradients to this norm, as the training loop does (None: no clipping).
-        mixed_precision: ``"no"``, ``"fp16"`` or ``"bf16"``.
+        mixed_precision: ``"no"``, ``"fp16"``, ``"bf16"`` or ``"auto"`` (see ``train.resolve_precision``).
     """
 
     start_lr: float = 1e-7
@@ -422,53 +421,53 @@ def suggest_lr(model: nn.Module, train_loader: DataLoader, *, param_groups: Para
             raise ConfigError("the range test found no parameter to train (every parameter is frozen)")
         scales = [float(g.get("lr", 1.0)) for g in groups]
         opt = (optimizer or torch.optim.AdamW)(groups)
-        accelerator = Accelerator(mixed_precision=config.mixed_precision)
-        work, opt = accelerator.prepare(work, opt)
-        lrs, losses, initial_loss = [], [], math.nan
-        diverged = False
-        stop_average, best, seen = 0.0, math.inf, 0
-        work.train()
-        hooks.train_mode(work)
-        batches = _batches(train_loader)
-        for step in range(steps + 1):
-            try:
-                batch, labels = next(batches)
-            except StopIteration:
-                break
-            batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            labels = labels.to(accelerator.device)
-            logits = work(**batch)  # (B, C); a prepared model runs in the configured precision
-            loss = F.cross_entropy(logits.float(), labels)
-            extra = hooks.extra_loss(work, logits, labels)
-            if extra is not None:
-                loss = loss + extra
-            value = float(loss.detach())
-            if step == 0:
-                if not math.isfinite(value):
-                    raise DataError(f"the loss was {value} before any training step; check the data and the model")
-                initial_loss = value
-            else:
-                lrs.append(float(ramp[step - 1]))
-                losses.append(value)
-                if not math.isfinite(value):
-                    diverged = True
+        with accelerator_for(config.mixed_precision) as accelerator:
+            work, opt = accelerator.prepare(work, opt)
+            lrs, losses, initial_loss = [], [], math.nan
+            diverged = False
+            stop_average, best, seen = 0.0, math.inf, 0
+            work.train()
+            hooks.train_mode(work)
+            batches = _batches(train_loader)
+            for step in range(steps + 1):
+                try:
+                    batch, labels = next(batches)
+                except StopIteration:
                     break
-                seen += 1
-                stop_average = STOP_BETA * stop_average + (1 - STOP_BETA) * value
-                smoothed = stop_average / (1 - STOP_BETA**seen)
-                best = min(best, smoothed)
-                if smoothed > config.diverge_factor * best:
-                    diverged = True
+                batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+                labels = labels.to(accelerator.device)
+                logits = work(**batch)  # (B, C); a prepared model runs in the configured precision
+                loss = F.cross_entropy(logits.float(), labels)
+                extra = hooks.extra_loss(work, logits, labels)
+                if extra is not None:
+                    loss = loss + extra
+                value = float(loss.detach())
+                if step == 0:
+                    if not math.isfinite(value):
+                        raise DataError(f"the loss was {value} before any training step; check the data and the model")
+                    initial_loss = value
+                else:
+                    lrs.append(float(ramp[step - 1]))
+                    losses.append(value)
+                    if not math.isfinite(value):
+                        diverged = True
+                        break
+                    seen += 1
+                    stop_average = STOP_BETA * stop_average + (1 - STOP_BETA) * value
+                    smoothed = stop_average / (1 - STOP_BETA**seen)
+                    best = min(best, smoothed)
+                    if smoothed > config.diverge_factor * best:
+                        diverged = True
+                        break
+                if step == steps:
                     break
-            if step == steps:
-                break
-            for group, scale in zip(opt.param_groups, scales, strict=True):
-                group["lr"] = float(ramp[step]) * scale
-            accelerator.backward(loss)
-            if config.max_grad_norm:
-                accelerator.clip_grad_norm_(work.parameters(), config.max_grad_norm)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+                for group, scale in zip(opt.param_groups, scales, strict=True):
+                    group["lr"] = float(ramp[step]) * scale
+                accelerator.backward(loss)
+                if config.max_grad_norm:
+                    accelerator.clip_grad_norm_(work.parameters(), config.max_grad_norm)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
         del work, opt
     if len(lrs) < 2:
         raise DataError(f"the range test ran only {len(lrs)} step(s); the loader is too short or the loss diverged "

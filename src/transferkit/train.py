@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils.memory import clear_device_cache, should_reduce_batch_size
 from torch import nn
 from torch.utils.data import DataLoader
@@ -38,7 +40,8 @@ class LoopConfig:
         epochs: passes over the training data.
         patience: stop after this many epochs without a better validation score (None: never).
         grad_accum: batches per optimizer step.
-        mixed_precision: ``"no"``, ``"fp16"`` or ``"bf16"`` (Accelerate's names).
+        mixed_precision: ``"no"``, ``"fp16"``, ``"bf16"`` (Accelerate's names) or ``"auto"`` (bf16 where
+            the hardware computes in it natively, see ``resolve_precision``).
         max_grad_norm: clip gradients to this norm (None: no clipping).
         progress: show progress bars.
         monitor: without a validation loader, the history column (added by ``TrainHooks.on_epoch_end``)
@@ -53,6 +56,57 @@ class LoopConfig:
     max_grad_norm: float | None = 1.0
     progress: bool = True
     monitor: str | None = None
+
+
+PRECISIONS = ("no", "fp16", "bf16", "auto")
+
+
+def native_bf16() -> bool:
+    """Whether this machine's default device computes in bfloat16 natively (so autocast speeds it up).
+
+    CUDA: ``torch.cuda.is_bf16_supported()``. CPU: AVX-512 BF16 or AMX instructions; without them
+    PyTorch emulates bfloat16 and autocast only slows training down.
+    """
+    if torch.cuda.is_available():
+        return bool(torch.cuda.is_bf16_supported())
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check() for check in checks if check is not None)
+
+
+def resolve_precision(name: str) -> str:
+    """Accelerate's precision name for ``name``: ``"auto"`` becomes ``"bf16"`` when ``native_bf16()``, else ``"no"``.
+
+    Raises:
+        ConfigError: a name that is not one of ``PRECISIONS``.
+    """
+    from transferkit.errors import ConfigError
+
+    if name not in PRECISIONS:
+        raise ConfigError(f"mixed precision must be one of {', '.join(PRECISIONS)}, not {name!r}")
+    if name == "auto":
+        return "bf16" if native_bf16() else "no"
+    return name
+
+
+@contextmanager
+def accelerator_for(mixed_precision: str, grad_accum: int = 1) -> Iterator[Accelerator]:
+    """An ``Accelerator`` for one run at ``mixed_precision``.
+
+    Accelerate keeps one process-wide state and refuses a second precision in the same process, so
+    fitting a bf16 model after a full-precision one would fail. The state is cleared when the asked
+    precision differs from the current one, and cleared again after a reduced-precision run, so that
+    the next ``Accelerator()`` in the process (ours or another library's) starts from its own settings
+    instead of silently inheriting bf16.
+    """
+    precision = resolve_precision(mixed_precision)
+    shared = AcceleratorState._shared_state
+    if shared and shared.get("_mixed_precision", "no") != precision:
+        AcceleratorState._reset_state()
+    try:
+        yield Accelerator(mixed_precision=precision, gradient_accumulation_steps=grad_accum)
+    finally:
+        if precision != "no":
+            AcceleratorState._reset_state()
 
 
 class TrainHooks:
@@ -177,9 +231,14 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: An
         TrainingError: the loss became NaN or infinite (the best weights so far are restored first,
             and the last good checkpoint stays on disk).
     """
-    hooks = hooks or TrainHooks()
-    accelerator = Accelerator(mixed_precision=config.mixed_precision,
-                              gradient_accumulation_steps=config.grad_accum)
+    with accelerator_for(config.mixed_precision, config.grad_accum) as accelerator:
+        return _train(accelerator, model, optimizer, scheduler, train_loader, val_loader, config,
+                      hooks or TrainHooks(), checkpoints)
+
+
+def _train(accelerator: Accelerator, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+           train_loader: DataLoader, val_loader: DataLoader | None, config: LoopConfig, hooks: TrainHooks,
+           checkpoints: Checkpoints | None) -> TrainResult:
     prepared = accelerator.prepare(model, optimizer, train_loader, scheduler)
     model, optimizer, train_loader, scheduler = prepared
     if val_loader is not None:

@@ -45,7 +45,7 @@ def test_dev_prefers_the_transform_that_matches_the_domains() -> None:
     for seed in range(6):
         xs, ys, xt, yt = scaled_domains(seed)
         outcome = search_features(get_adapter("source_only"), xs, ys, xt, fixed={"C": 0.1},
-                                  transforms=["identity", "l2"], oracle_eval=(xt, yt))
+                                  transforms=["identity", "l2"], combine="select", oracle_eval=(xt, yt))
         picks.append(outcome.result.transform)
         chosen.append(float((outcome.model.predict_proba(xt).argmax(axis=1) == yt).mean()))
         raw.append(next(c.scores["target_accuracy"] for c in outcome.result.candidates if c.transform == "identity"))
@@ -57,7 +57,7 @@ def test_dev_prefers_the_transform_that_matches_the_domains() -> None:
 def test_chosen_transform_travels_with_the_model() -> None:
     xs, ys, xt, yt = scaled_domains(0)
     outcome = search_features(get_adapter("coral"), xs, ys, xt, fixed={"C": 0.1}, transforms=["identity", "l2"],
-                              oracle_eval=(xt, yt))
+                              combine="select", oracle_eval=(xt, yt))
     assert outcome.result.transform == "l2" and outcome.result.oracle_transform == "l2"
     # the model takes raw rows: rescaling a target row must not change its prediction
     np.testing.assert_allclose(outcome.model.predict_proba(xt * 7.0), outcome.model.predict_proba(xt), atol=1e-8)
@@ -71,8 +71,42 @@ def test_estimator_searches_transforms() -> None:
     xs, ys, xt, yt = scaled_domains(0)
     X, y = np.vstack([xs, xt]), np.r_[ys, np.full(len(xt), -1)]
     domains = np.r_[np.ones(len(xs)), -np.ones(len(xt))]
-    clf = DomainAdaptationClassifier("source_only", transforms=("identity", "l2"), C=0.1).fit(X, y, domains)
+    clf = DomainAdaptationClassifier("source_only", transforms=("identity", "l2"), combine="select",
+                                     C=0.1).fit(X, y, domains)
     plain = DomainAdaptationClassifier("source_only", C=0.1).fit(X, y, domains)
     assert clf.search_.transform == "l2" and plain.search_.transform == "identity"
     assert clf.score(xt, yt) > plain.score(xt, yt) + 0.2
     assert clf.get_params()["transforms"] == ("identity", "l2")
+
+
+def test_average_combines_each_transforms_own_choice() -> None:
+    """``combine="average"``: one label-free choice per transform, probabilities averaged exactly."""
+    xs, ys, xt, yt = scaled_domains(1)
+    method = get_adapter("source_only")
+    outcome = search_features(method, xs, ys, xt, transforms=["identity", "l2"], oracle_eval=(xt, yt))
+    result = outcome.result
+    assert result.transform == "average" and result.params == {}
+    assert [m["transform"] for m in result.members] == ["identity", "l2"]
+    assert len(result.candidates) == 2 * len(method.grid["C"])
+    expected = []
+    for member in result.members:  # each member is that transform's best candidate by DEV
+        own = [c for c in result.candidates if c.transform == member["transform"]]
+        assert member["params"] == max(own, key=lambda c: (c.scores["dev"], c.scores["snd"])).params
+        single = search_features(method, xs, ys, xt, fixed=member["params"], transforms=[member["transform"]])
+        expected.append(single.model.predict_proba(xt))
+    np.testing.assert_allclose(outcome.model.predict_proba(xt), np.mean(expected, axis=0), atol=1e-10)
+    assert outcome.model.transform(xt).shape == (len(xt), 12)  # both members' spaces side by side
+    with pytest.raises(TypeError, match="not one linear layer"):
+        outcome.model.as_linear()
+    with pytest.raises(ConfigError, match="unknown combine rule 'vote'"):
+        search_features(method, xs, ys, xt, transforms=["identity", "l2"], combine="vote")
+
+
+def test_estimator_averages_by_default() -> None:
+    xs, ys, xt, yt = scaled_domains(0)
+    X, y = np.vstack([xs, xt]), np.r_[ys, np.full(len(xt), -1)]
+    domains = np.r_[np.ones(len(xs)), -np.ones(len(xt))]
+    clf = DomainAdaptationClassifier("source_only", transforms=("identity", "l2"), C=0.1).fit(X, y, domains)
+    assert clf.search_.transform == "average" and len(clf.search_.members) == 2
+    raw = DomainAdaptationClassifier("source_only", C=0.1).fit(X, y, domains)
+    assert clf.score(xt, yt) > raw.score(xt, yt)  # half of the average is the L2 model that matches the domains

@@ -20,7 +20,7 @@ import torch
 
 from transferkit import __version__
 from transferkit.adapt.base import get_adapter
-from transferkit.adapt.feature_methods import AlignedClassifier, domain_standardiser
+from transferkit.adapt.feature_methods import AlignedClassifier, AveragedClassifier, domain_standardiser
 from transferkit.adapt.search import SearchOutcome, search_features
 from transferkit.artifact import write_json
 from transferkit.checkpoint import remove_checkpoints
@@ -185,7 +185,7 @@ def _adapt_features(backbone: Any, data: AdaptData, classes: list[str], method: 
     if oracle_eval is not None:
         accuracy: dict[str, dict[str, float]] = {}
         per_class: dict[str, Any] = {}
-        models: dict[str, AlignedClassifier] = {f"{BASELINE} (before)": runs[BASELINE].model,
+        models: dict[str, AlignedClassifier | AveragedClassifier] = {f"{BASELINE} (before)": runs[BASELINE].model,
                                                 f"{method} (after, label-free choice)": chosen.model}
         if chosen.oracle_model is not None:
             models[f"{method} (oracle choice, uses target labels)"] = chosen.oracle_model

@@ -68,7 +68,7 @@ class DeepAdaptConfig:
         selection: ``"snd"`` keeps the epoch with the best soft neighbourhood density on target
             predictions; ``"last"`` keeps the last epoch.
         selection_samples: unlabelled target samples scored for selection after each epoch.
-        mixed_precision: ``"no"``, ``"fp16"`` or ``"bf16"``.
+        mixed_precision: ``"no"``, ``"fp16"``, ``"bf16"`` or ``"auto"`` (bf16 where the hardware has it natively).
         oracle: labelled target samples whose accuracy is recorded each epoch for the report only (the
             oracle choice beside the label-free one); never used for training or selection.
         checkpoint_dir: folder for training checkpoints, one sub-folder per stage (None: no checkpoints);

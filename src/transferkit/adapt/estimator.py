@@ -28,9 +28,11 @@ class DomainAdaptationClassifier(ClassifierMixin, BaseEstimator):
         method: a registered feature-level method (``transferkit adapters``).
         selection: label-free criterion: ``dev``, ``iwv``, ``snd`` or ``source_val``.
         holdout: share of each source class hidden while selecting.
-        transforms: named input transforms to choose between by the same criterion
-            (``transferkit.adapt.transforms``, e.g. ``("identity", "hellinger")`` for counts); the
-            choice is in ``search_.transform``. ``None`` uses the features as given.
+        transforms: named input transforms (``transferkit.adapt.transforms``, e.g. ``("identity",
+            "hellinger")`` for counts); each gets its own label-free choice from the grid. ``None`` uses
+            the features as given.
+        combine: with several transforms, ``"average"`` the choices' probabilities (default; see
+            ``search_.members``) or ``"select"`` the best one by the criterion (``search_.transform``).
         seed: random seed.
         **params: the method's hyperparameters to fix (e.g. ``C=0.1``); the rest are searched.
 
@@ -40,11 +42,13 @@ class DomainAdaptationClassifier(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, method: str = "coral", *, selection: str = "dev", holdout: float = 0.2,
-                 transforms: tuple[str, ...] | None = None, seed: int = 0, **params: Any) -> None:
+                 transforms: tuple[str, ...] | None = None, combine: str = "average", seed: int = 0,
+                 **params: Any) -> None:
         self.method = method
         self.selection = selection
         self.holdout = holdout
         self.transforms = transforms
+        self.combine = combine
         self.seed = seed
         self.params = params
 
@@ -52,7 +56,7 @@ class DomainAdaptationClassifier(ClassifierMixin, BaseEstimator):
         return {**super().get_params(deep=deep), **self.params}
 
     def set_params(self, **params: Any) -> DomainAdaptationClassifier:
-        named = ("method", "selection", "holdout", "transforms", "seed")
+        named = ("method", "selection", "holdout", "transforms", "combine", "seed")
         own = {key: params.pop(key) for key in list(params) if key in named}
         super().set_params(**own)
         self.params = {**self.params, **params}
@@ -66,7 +70,7 @@ class DomainAdaptationClassifier(ClassifierMixin, BaseEstimator):
                 missing source labels, a single source class, non-numeric or non-finite features, or
                 labelled target rows of a class the source lacks, or a transform the features do not
                 suit (``hellinger`` on negative values).
-            ConfigError: an unknown method, criterion, transform or hyperparameter.
+            ConfigError: an unknown method, criterion, transform, combine rule or hyperparameter.
         """
         if sample_domain is None:
             raise DataError("fit needs sample_domain (source > 0, target < 0) to tell the domains apart")
@@ -89,7 +93,7 @@ class DomainAdaptationClassifier(ClassifierMixin, BaseEstimator):
             oracle_eval = (target_x[known], np.searchsorted(self.classes_, target_y[known]))
         outcome = search_features(method, source_x, np.searchsorted(self.classes_, source_y), target_x,
                                   criterion=self.selection, fixed=self.params, seed=self.seed, holdout=self.holdout,
-                                  oracle_eval=oracle_eval, transforms=self.transforms)
+                                  oracle_eval=oracle_eval, transforms=self.transforms, combine=self.combine)
         self.model_ = outcome.model
         self.search_: SearchResult = outcome.result
         self.n_features_in_ = X.shape[1]

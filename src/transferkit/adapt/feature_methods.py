@@ -112,6 +112,41 @@ class AlignedClassifier:
         return weight, bias
 
 
+@dataclass
+class AveragedClassifier:
+    """Several fitted adapters whose class probabilities are averaged (one per input transform).
+
+    ``search_features(..., combine="average")`` builds it: each member is the label-free choice on
+    one input representation, and averaging them replaces a choice between representations that the
+    label-free criterion cannot make reliably (its scores come from different feature spaces).
+    """
+
+    members: list[AlignedClassifier]
+
+    @property
+    def num_classes(self) -> int:
+        return self.members[0].num_classes
+
+    @property
+    def source_features(self) -> np.ndarray:
+        return np.hstack([m.source_features for m in self.members])
+
+    @property
+    def info(self) -> dict[str, float]:
+        return {f"{k}_{i}": v for i, m in enumerate(self.members) for k, v in m.info.items()}
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Target-domain inputs in every member's space, side by side ``(N, sum of K)``."""
+        return np.hstack([m.transform(x) for m in self.members])
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """The members' class probabilities ``(N, C)``, averaged."""
+        return np.mean([m.predict_proba(x) for m in self.members], axis=0)
+
+    def as_linear(self) -> tuple[np.ndarray, np.ndarray]:
+        raise TypeError("an average of adapters on different input transforms is not one linear layer")
+
+
 def domain_standardiser(x: np.ndarray) -> Affine:
     """Per-feature standardisation with the statistics of ``x`` (constant features keep scale 1)."""
     x = np.asarray(x, dtype=np.float64)

@@ -32,7 +32,7 @@ class FitConfig:
         patience: early-stopping patience in epochs on the validation split.
         freeze_bn: keep BatchNorm statistics frozen (None: frozen for pretrained backbones).
         grad_accum: batches per optimizer step.
-        mixed_precision: ``"no"``, ``"fp16"`` or ``"bf16"``.
+        mixed_precision: ``"no"``, ``"fp16"``, ``"bf16"`` or ``"auto"`` (bf16 where the hardware has it natively).
         probe_c: inverse L2 strength of the linear probe (None: chosen by cross-validation).
         seed: seed for initialisation, shuffling and augmentation.
         progress: show progress bars.
