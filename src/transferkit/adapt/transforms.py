@@ -3,9 +3,9 @@
 A transform maps each row on its own (``(N, D) -> (N, D)``), so applying it to the source and to
 the target separately is the same as applying it to both together, and a fitted adapter can apply it
 again to new target rows. ``search_features(..., transforms=[...])`` runs the method's grid on every
-named transform and keeps the candidate with the best label-free score: the choice of input
-representation is then made from source labels and unlabelled target features only, like any other
-hyperparameter.
+named transform, keeps each transform's best candidate by the label-free score, and averages them
+(or keeps the single best, ``combine="select"``): the input representation is then handled from
+source labels and unlabelled target features only, like any other hyperparameter.
 
 * ``identity``: the features as they are.
 * ``hellinger``: square root of the L1-normalised row (the Hellinger embedding of a histogram), the
