@@ -358,7 +358,6 @@ def test_precision_names_resolve_and_a_bad_one_is_refused() -> None:
 def test_runs_at_different_precisions_follow_each_other_in_one_process() -> None:
     """Accelerate refuses a second precision per process; the loop resets its state and leaves none behind."""
     from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
 
     results = []
     for precision in ("no", "bf16", "no"):
@@ -378,3 +377,13 @@ def test_an_unknown_precision_fails_before_any_data_is_read() -> None:
 
     with pytest.raises(ConfigError, match="not 'fp8'"):
         TransferClassifier(mixed_precision="fp8").fit(["unreadable"] * 2, ["a", "b"])
+
+
+def test_bf16_without_native_support_warns_that_it_is_slower(monkeypatch: pytest.MonkeyPatch) -> None:
+    import transferkit.train as train_module
+
+    monkeypatch.setattr(train_module, "native_bf16", lambda: False)
+    assert resolve_precision("auto") == "no"
+    model, optimizer, scheduler = setup()
+    with pytest.warns(UserWarning, match="emulates it"):
+        train_loop(model, optimizer, scheduler, loader(blobs(16, 0)), None, config(epochs=1, mixed_precision="bf16"))

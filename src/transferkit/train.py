@@ -99,6 +99,10 @@ def accelerator_for(mixed_precision: str, grad_accum: int = 1) -> Iterator[Accel
     instead of silently inheriting bf16.
     """
     precision = resolve_precision(mixed_precision)
+    if precision == "bf16" and not native_bf16():
+        warnings.warn("mixed_precision='bf16' on hardware without native bfloat16: PyTorch emulates it, so "
+                      "training is slower than in full precision; use 'auto' to pick bf16 only where it helps",
+                      stacklevel=3)
     shared = AcceleratorState._shared_state
     if shared and shared.get("_mixed_precision", "no") != precision:
         AcceleratorState._reset_state()
