@@ -57,6 +57,7 @@ RECIPES["contrastive_50_k6_lr2e-4_bf16"] = {**RECIPES["contrastive_50_k6_bf16"],
 RECIPES["contrastive_50_k6_b32_bf16"] = {**RECIPES["contrastive_50_k6_bf16"], "batch_size": 32}
 RECIPES["contrastive_100_k6_bf16"] = {**RECIPES["contrastive_50_k6_bf16"], "epochs": 100}
 RECIPES["contrastive_50_bf16"] = {**RECIPES["contrastive_30_bf16"], "epochs": 50}
+RECIPES["contrastive_50_k6_c1_bf16"] = {**RECIPES["contrastive_50_k6_bf16"], "probe_c": 1.0}  # head: fixed C
 # every sentence any size (up to 64 per class) and seed (up to 4) may draw is kept out of the train slice,
 # so the slice is the same whichever sizes and seeds a run asks for
 SLICE_EXCLUDES = {"sizes": (8, 16, 32, 64), "seeds": (0, 1, 2, 3)}
