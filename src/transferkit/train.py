@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from transferkit.checkpoint import Checkpoints, LoopState, restore_torch_rng
-from transferkit.errors import TransferkitError
+from transferkit.errors import ConfigError, TransferkitError
 
 T = TypeVar("T")
 
@@ -79,8 +79,6 @@ def resolve_precision(name: str) -> str:
     Raises:
         ConfigError: a name that is not one of ``PRECISIONS``.
     """
-    from transferkit.errors import ConfigError
-
     if name not in PRECISIONS:
         raise ConfigError(f"mixed precision must be one of {', '.join(PRECISIONS)}, not {name!r}")
     if name == "auto":
@@ -99,7 +97,7 @@ def accelerator_for(mixed_precision: str, grad_accum: int = 1) -> Iterator[Accel
     instead of silently inheriting bf16.
     """
     precision = resolve_precision(mixed_precision)
-    if precision == "bf16" and not native_bf16():
+    if mixed_precision == "bf16" and not native_bf16():  # "auto" only picks bf16 where it is native
         warnings.warn("mixed_precision='bf16' on hardware without native bfloat16: PyTorch emulates it, so "
                       "training is slower than in full precision; use 'auto' to pick bf16 only where it helps",
                       stacklevel=3)

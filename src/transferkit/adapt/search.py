@@ -182,22 +182,20 @@ def search_features(method: AdaptMethod, source_x: np.ndarray, source_y: np.ndar
                 shown = f"{method.name} {params}" + (f" on {name}" if len(names) > 1 else "")
                 progress(f"{shown}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
 
-    def refit(candidate: Candidate) -> AlignedClassifier:
-        xs, xt = inputs[candidate.transform]
-        model = method.fn(xs, source_y, xt, seed=seed, **candidate.params)
-        if candidate.transform == "identity":
-            return model  # keeps its affine map, so it still folds into one linear layer
-        return dataclasses.replace(model, target_map=Transformed(candidate.transform, model.target_map))
+    refitted: dict[int, AlignedClassifier] = {}  # by candidate: the oracle is often a kept one
+
+    def fitted(candidate: Candidate) -> AlignedClassifier:
+        """``candidate`` refitted on all source labels, taking raw inputs."""
+        if id(candidate) not in refitted:
+            xs, xt = inputs[candidate.transform]
+            model = method.fn(xs, source_y, xt, seed=seed, **candidate.params)
+            if candidate.transform != "identity":  # identity keeps its affine map, so it folds into one layer
+                model = dataclasses.replace(model, target_map=Transformed(candidate.transform, model.target_map))
+            refitted[id(candidate)] = model
+        return refitted[id(candidate)]
 
     def rank(c: Candidate) -> tuple[float, float]:
         return c.scores[criterion], c.scores["snd"]  # SND breaks exact ties
-
-    refitted: dict[int, AlignedClassifier] = {}
-
-    def fitted(candidate: Candidate) -> AlignedClassifier:
-        if id(candidate) not in refitted:
-            refitted[id(candidate)] = refit(candidate)
-        return refitted[id(candidate)]
 
     model: AlignedClassifier | AveragedClassifier
     if combine == "average" and len(names) > 1:
