@@ -39,7 +39,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         backbone_options: source options such as ``{"image_size": 160, "hflip": False}``.
         epochs, lr, batch_size, layer_decay, train_last_k, patience, freeze_bn, probe_c,
         mixed_precision: ``"no"`` (default), ``"bf16"``, ``"fp16"`` or ``"auto"`` (bf16 where the hardware
-            computes in it natively; about 2.3x faster fine-tuning of MiniLM on an AVX-512 BF16 CPU).
+            computes in it natively; about 2.4x faster fine-tuning of MiniLM on an AVX-512 BF16 CPU).
         val_fraction: share of the training data held out (per class) for early stopping and the
             reported validation metrics, for strategies that validate.
         modality: ``image``, ``text`` or ``audio``; inferred from the inputs when None.
