@@ -125,6 +125,21 @@ def test_fit_finetunes_in_bf16_and_refuses_an_unknown_precision(text_run: tuple[
     assert not (tmp_path / "other").exists()
 
 
+def test_fit_contrastive_with_setfits_pair_loss(text_run: tuple[Path, Path, Path], tiny_bert_dir: Path,
+                                                tmp_path: Path) -> None:
+    data, test, _ = text_run
+    result = invoke("fit", data, "--backbone", f"hf:{tiny_bert_dir}", "--strategy", "contrastive", "--epochs", "1",
+                    "--contrastive-loss", "cosine_pairs", "--no-contrastive-ce", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    params = json.loads((tmp_path / "run" / "transferkit.json").read_text())["estimator_params"]
+    assert (params["contrastive_loss"], params["contrastive_ce"]) == ("cosine_pairs", False)
+    assert invoke("evaluate", tmp_path / "run", test, "--json").exit_code == 0
+    result = invoke("fit", data, "--backbone", f"hf:{tiny_bert_dir}", "--strategy", "contrastive",
+                    "--contrastive-loss", "l2sp", "--out", tmp_path / "other")
+    assert_user_error(result, "'l2sp'", "cosine_pairs")
+    assert not (tmp_path / "other").exists()
+
+
 def test_missing_data_path(tiny_bert_dir: Path, tmp_path: Path) -> None:
     result = invoke("fit", tmp_path / "nope.csv", "--backbone", f"hf:{tiny_bert_dir}", "--out", tmp_path / "run")
     assert_user_error(result, "nope.csv")

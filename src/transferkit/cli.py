@@ -99,11 +99,16 @@ def fit(
     layer_decay: Annotated[float | None, typer.Option(help="learning-rate factor per layer group toward the input")]
     = None,
     train_last_k: Annotated[int | None, typer.Option(help="fine-tune only the last k layer groups")] = None,
-    regularizer: Annotated[list[str] | None, typer.Option(help="regulariser, repeatable: l2sp, bss, supcon")]
-    = None,
+    regularizer: Annotated[list[str] | None, typer.Option(
+        help="regulariser, repeatable: l2sp, bss, supcon, cosine_pairs")] = None,
     l2sp_alpha: Annotated[float, typer.Option(help="L2-SP pull towards the pretrained weights")] = 0.01,
     bss_eta: Annotated[float, typer.Option(help="batch spectral shrinkage weight")] = 0.001,
     unfreeze_every: Annotated[int, typer.Option(help="gradual: epochs between unfreezing steps")] = 1,
+    contrastive_loss: Annotated[str, typer.Option(help="contrastive: supcon (supervised contrastive) or "
+                                                       "cosine_pairs (SetFit's pair loss)")] = "supcon",
+    contrastive_ce: Annotated[bool, typer.Option(help="contrastive: the head's cross-entropy tunes the backbone "
+                                                      "too (--no-contrastive-ce: only the contrastive term, as "
+                                                      "in SetFit)")] = True,
     from_scratch: Annotated[bool, typer.Option(help="random weights instead of pretrained ones")] = False,
     mixed_precision: PrecisionOpt = "no",
     image_size: ImageSizeOpt = None,
@@ -151,7 +156,8 @@ def fit(
                              backbone_options=options or None, epochs=epochs, lr=lr, batch_size=batch_size,
                              layer_decay=layer_decay, train_last_k=train_last_k, val_fraction=val_fraction,
                              seed=seed, regularizers=tuple(regularizer or ()), l2sp_alpha=l2sp_alpha,
-                             bss_eta=bss_eta, unfreeze_every=unfreeze_every, checkpoint_dir=str(checkpoints),
+                             bss_eta=bss_eta, unfreeze_every=unfreeze_every, contrastive_loss=contrastive_loss,
+                             contrastive_ce=contrastive_ce, checkpoint_dir=str(checkpoints),
                              checkpoint_every=checkpoint_every, mixed_precision=mixed_precision)
     clf.fit(samples, eval_set=eval_set, resume=resume, keep_checkpoints=True)
     run = clf.save(out, overwrite=overwrite)

@@ -48,6 +48,10 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         regularizers: fine-tuning regularisers to add (``"l2sp"``, ``"bss"``).
         l2sp_alpha, bss_eta: their strengths.
         unfreeze_every: epochs between unfreezing steps of the ``gradual`` strategy.
+        contrastive_loss: what the ``contrastive`` strategy tunes the backbone with: ``supcon`` (supervised
+            contrastive) or ``cosine_pairs`` (SetFit's pair loss on every pair of a batch).
+        contrastive_ce: ``contrastive``: the head's cross-entropy tunes the backbone too (False: only the
+            contrastive term does, as in SetFit).
         checkpoint_dir: folder for training checkpoints of the strategies that train with the loop
             (None: no checkpoints); ``fit(resume=True)`` continues an interrupted fit from there.
         checkpoint_every: also checkpoint every this many optimizer steps (None or 0: after each
@@ -65,7 +69,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                  freeze_bn: bool | None = None, probe_c: float | None = None, mixed_precision: str = "no",
                  val_fraction: float = 0.1, modality: str | None = None, seed: int = 0,
                  progress: bool = True, regularizers: tuple[str, ...] = (), l2sp_alpha: float = 0.01,
-                 bss_eta: float = 0.001, unfreeze_every: int = 1, checkpoint_dir: str | Path | None = None,
+                 bss_eta: float = 0.001, unfreeze_every: int = 1, contrastive_loss: str = "supcon",
+                 contrastive_ce: bool = True, checkpoint_dir: str | Path | None = None,
                  checkpoint_every: int | None = 1000) -> None:
         self.backbone = backbone
         self.strategy = strategy
@@ -88,6 +93,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         self.l2sp_alpha = l2sp_alpha
         self.bss_eta = bss_eta
         self.unfreeze_every = unfreeze_every
+        self.contrastive_loss = contrastive_loss
+        self.contrastive_ce = contrastive_ce
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
 
@@ -98,6 +105,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                          probe_c=self.probe_c, mixed_precision=self.mixed_precision, seed=self.seed,
                          progress=self.progress, regularizers=tuple(self.regularizers),
                          l2sp_alpha=self.l2sp_alpha, bss_eta=self.bss_eta, unfreeze_every=self.unfreeze_every,
+                         contrastive_loss=self.contrastive_loss, contrastive_ce=self.contrastive_ce,
                          checkpoint_dir=None if self.checkpoint_dir is None else str(self.checkpoint_dir),
                          checkpoint_every=self.checkpoint_every)
 

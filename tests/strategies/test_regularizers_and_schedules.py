@@ -10,9 +10,11 @@ import torch
 import support
 from transferkit import TransferClassifier
 from transferkit.backbones import create_backbone
+from transferkit.data import samples_from_arrays
 from transferkit.errors import ConfigError
+from transferkit.features import make_loader
 from transferkit.heads import LinearHead, TransferModel
-from transferkit.strategies import FitConfig
+from transferkit.strategies import FitConfig, FitData, get_strategy
 from transferkit.strategies.finetune import GradualUnfreezing
 from transferkit.strategies.regularizers import L2SP, BatchSpectralShrinkage, build_regularizers
 
@@ -105,6 +107,54 @@ def test_supcon_is_low_for_class_clusters_and_high_when_classes_mix() -> None:
     assert float(low) < 1.0 < float(high)
     # no sample with a same-class partner: nothing to pull together
     assert float(supervised_contrastive_loss(clustered[[0, 3]], labels[[0, 3]], temperature=0.1)) == 0.0
+
+
+def test_cosine_pairs_is_low_for_orthogonal_classes_and_high_when_classes_mix() -> None:
+    from transferkit.strategies.regularizers import cosine_pair_loss
+
+    labels = torch.tensor([0, 0, 1, 1])
+    # same class: cosine 1; other class: orthogonal, cosine 0, which is SetFit's target for a negative pair
+    separated = torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.0, 3.0]])
+    assert float(cosine_pair_loss(separated, labels)) == pytest.approx(0.0, abs=1e-6)
+    mixed = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    # of the 12 ordered pairs, the 4 same-class ones miss by 1 and the 4 cross-class ones at cosine 1 by 1
+    assert float(cosine_pair_loss(mixed, labels)) == pytest.approx(8 / 12, rel=1e-5)
+    assert float(cosine_pair_loss(separated[:1], labels[:1])) == 0.0
+
+
+def _tune_contrastive(model: TransferModel, **config) -> dict[str, torch.Tensor]:
+    """Backbone weights before the contrastive strategy, with the given FitConfig options."""
+    texts, labels = support.sentiment_texts(12, seed=3)
+    samples = samples_from_arrays(texts, labels)
+    before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    data = FitData(train=samples, train_ids=[int(v == "pos") for v in labels], classes=["neg", "pos"])
+    get_strategy("contrastive").fn(model, data, FitConfig(epochs=2, lr=1e-3, batch_size=8, progress=False, **config))
+    return before
+
+
+def test_contrastive_without_ce_tunes_the_backbone_with_the_contrastive_term_only(model: TransferModel) -> None:
+    def moved(before: dict) -> float:
+        after = model.backbone.state_dict()
+        return sum(float((after[k] - before[k]).abs().sum()) for k in after if after[k].is_floating_point())
+
+    # weight 0 removes the contrastive term: with the cross-entropy cut off, nothing reaches the backbone
+    # (no weight decay either, which AdamW would apply to the zero gradients)
+    assert moved(_tune_contrastive(model, contrastive_weight=0.0, contrastive_ce=False, weight_decay=0.0)) == 0.0
+    assert moved(_tune_contrastive(model, contrastive_weight=0.0, contrastive_ce=True, weight_decay=0.0)) > 0.0
+    assert moved(_tune_contrastive(model, contrastive_loss="cosine_pairs", contrastive_ce=False)) > 0.0
+    # the detaching hook is gone after training: gradients reach the backbone again
+    model.backbone.train()
+    batch = next(iter(make_loader(samples_from_arrays(["good", "bad"], ["pos", "neg"]), model.backbone, [1, 0],
+                                  train=True, batch_size=2, seed=0)))[0]
+    for p in model.backbone.parameters():
+        p.requires_grad_(True)
+    model(**batch)[:, 1].sum().backward()  # not both logits: the refitted binary head makes their sum constant
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.backbone.parameters())
+
+
+def test_unknown_contrastive_loss_is_a_config_error(model: TransferModel) -> None:
+    with pytest.raises(ConfigError, match="bss"):
+        _tune_contrastive(model, contrastive_loss="bss")
 
 
 def test_contrastive_refits_the_head_on_tuned_features(tiny_bert_dir: Path) -> None:

@@ -42,8 +42,13 @@ class FitConfig:
         l2sp_beta: plain L2 on the new head under L2-SP.
         bss_eta: weight of batch spectral shrinkage.
         bss_k: number of smallest singular values of the batch features that BSS shrinks.
-        supcon_weight: weight of the supervised contrastive term (``supcon`` regulariser).
+        contrastive_weight: weight of the contrastive term (``supcon`` or ``cosine_pairs`` regulariser).
         supcon_temperature: temperature of the supervised contrastive term.
+        contrastive_loss: the regulariser that the ``contrastive`` strategy tunes the backbone with
+            (``supcon`` or ``cosine_pairs``).
+        contrastive_ce: in the ``contrastive`` strategy, the head's cross-entropy tunes the backbone too
+            (False: the backbone learns from the contrastive term alone, as in SetFit; the head is refitted
+            as a linear probe afterwards either way).
         unfreeze_every: epochs between two unfreezing steps of ``gradual``.
         checkpoint_dir: folder where strategies that train with the loop keep checkpoints (None: none).
         checkpoint_every: also checkpoint every this many optimizer steps (None: after each epoch only).
@@ -71,8 +76,10 @@ class FitConfig:
     l2sp_beta: float = 0.01
     bss_eta: float = 0.001
     bss_k: int = 1
-    supcon_weight: float = 1.0
+    contrastive_weight: float = 1.0
     supcon_temperature: float = 0.1
+    contrastive_loss: str = "supcon"
+    contrastive_ce: bool = True
     unfreeze_every: int = 1
     checkpoint_dir: str | None = None
     checkpoint_every: int | None = None

@@ -119,17 +119,44 @@ def lp_ft(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOut
     return outcome
 
 
-@register_strategy("contrastive", description="fine-tune with a supervised contrastive term on the pooled "
-                   "features (SetFit's idea, on batches), then refit the head as a linear probe on the tuned features")
+class HeadOnlyCrossEntropy(TrainHooks):
+    """The head learns from the cross-entropy, the backbone does not: the head's input is detached.
+
+    Regularisers on the head's input still see the backbone's features (they capture them first).
+    """
+
+    def __init__(self, model: TransferModel) -> None:
+        self.head = model.head
+        self.handle: torch.utils.hooks.RemovableHandle | None = None
+
+    def on_epoch_start(self, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        # registered here rather than once: a retry after running out of memory starts a new training
+        if self.handle is None:
+            self.handle = self.head.register_forward_pre_hook(lambda _module, args: (args[0].detach(), *args[1:]))
+
+    def on_train_end(self, model: nn.Module) -> None:
+        if self.handle is not None:
+            self.handle.remove()
+            self.handle = None
+
+
+@register_strategy("contrastive", description="fine-tune with a contrastive term on the pooled features (supervised "
+                   "contrastive, or SetFit's pair loss), then refit the head as a linear probe on the tuned features")
 def contrastive(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOutcome:
     from transferkit.strategies.linear_probe import linear_probe
+    from transferkit.strategies.regularizers import CONTRASTIVE_LOSSES
 
-    regularizers = config.regularizers if "supcon" in config.regularizers else (*config.regularizers, "supcon")
-    outcome = _finetune(model, data, replace(config, regularizers=regularizers), head_lr_scale=config.head_lr_scale)
+    if config.contrastive_loss not in CONTRASTIVE_LOSSES:
+        raise ConfigError(f"unknown contrastive loss {config.contrastive_loss!r}; choose from "
+                          f"{', '.join(CONTRASTIVE_LOSSES)}")
+    regularizers = tuple(r for r in config.regularizers if r not in CONTRASTIVE_LOSSES) + (config.contrastive_loss,)
+    hooks = () if config.contrastive_ce else (HeadOnlyCrossEntropy(model),)
+    outcome = _finetune(model, data, replace(config, regularizers=regularizers), head_lr_scale=config.head_lr_scale,
+                        extra_hooks=hooks)
     # the tuned features are not the pretrained ones: never read or write them in the feature cache
     probe = linear_probe(model, FitData(train=data.train, train_ids=data.train_ids, classes=data.classes),
                          replace(config, use_cache=False))
-    outcome.info = {**outcome.info, **probe.info}
+    outcome.info = {**outcome.info, **probe.info, "contrastive_ce": config.contrastive_ce}
     return outcome
 
 

@@ -11,6 +11,8 @@ Each is a ``TrainHooks`` built by a registered factory ``(model, config) -> Trai
   features entering the head: samples of one class pulled together, other classes pushed apart.
   It is SetFit's idea (contrastive tuning of the sentence encoder) done on whole batches rather
   than on generated pairs, so it costs no more than fine-tuning; see the ``contrastive`` strategy.
+* ``cosine_pairs``: SetFit's own pair loss (sentence-transformers' ``CosineSimilarityLoss``) on every
+  pair of the batch: the squared gap between two samples' cosine similarity and 1 (same class) or 0.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from transferkit.strategies.base import FitConfig
 from transferkit.train import TrainHooks
 
 RegularizerFactory = Callable[[TransferModel, FitConfig], TrainHooks]
+# the regularisers that the ``contrastive`` strategy can tune the backbone with (``FitConfig.contrastive_loss``)
+CONTRASTIVE_LOSSES = ("supcon", "cosine_pairs")
 _REGULARIZERS: dict[str, RegularizerFactory] = {}
 
 
@@ -76,7 +80,9 @@ class HeadInputHooks(TrainHooks):
 
     def __init__(self, model: TransferModel) -> None:
         self.features: torch.Tensor | None = None
-        self.handle = model.head.register_forward_pre_hook(self._capture)
+        # first in line, so that it sees the features as the backbone made them even when another hook
+        # (the contrastive strategy's detaching one) changes what the head receives
+        self.handle = model.head.register_forward_pre_hook(self._capture, prepend=True)
 
     def _capture(self, _module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
         self.features = args[0]  # (B, D)
@@ -145,6 +151,38 @@ class SupervisedContrastive(HeadInputHooks):
         return self.weight * supervised_contrastive_loss(features, labels, temperature=self.temperature)
 
 
+def cosine_pair_loss(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch's pairs of ``(cos(a, b) - [same class])**2``, SetFit's pair objective.
+
+    Args:
+        features: ``(B, D)`` batch features.
+        labels: ``(B,)`` class indices.
+
+    Returns:
+        A scalar; 0 for a batch of one sample.
+    """
+    z = nn.functional.normalize(features, dim=-1)
+    target = (labels[:, None] == labels[None, :]).to(z.dtype)  # (B, B)
+    pairs = ~torch.eye(len(z), dtype=torch.bool, device=z.device)
+    if not pairs.any():
+        return z.new_zeros(())
+    return ((z @ z.T - target) ** 2)[pairs].mean()
+
+
+class CosinePairs(HeadInputHooks):
+    """Weighted SetFit pair loss on each batch's pooled features."""
+
+    def __init__(self, model: TransferModel, weight: float) -> None:
+        super().__init__(model)
+        self.weight = weight
+
+    def extra_loss(self, model: nn.Module, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
+        features = self.trained_features()
+        if features is None:
+            return None
+        return self.weight * cosine_pair_loss(features, labels)
+
+
 @register_regularizer("l2sp")
 def l2sp(model: TransferModel, config: FitConfig) -> TrainHooks:
     return L2SP(model, config.l2sp_alpha, config.l2sp_beta)
@@ -157,4 +195,9 @@ def bss(model: TransferModel, config: FitConfig) -> TrainHooks:
 
 @register_regularizer("supcon")
 def supcon(model: TransferModel, config: FitConfig) -> TrainHooks:
-    return SupervisedContrastive(model, config.supcon_weight, config.supcon_temperature)
+    return SupervisedContrastive(model, config.contrastive_weight, config.supcon_temperature)
+
+
+@register_regularizer("cosine_pairs")
+def cosine_pairs(model: TransferModel, config: FitConfig) -> TrainHooks:
+    return CosinePairs(model, config.contrastive_weight)
