@@ -66,6 +66,8 @@ RECIPES["contrastive_50_k6"] = {**RECIPES["contrastive_50_k6_bf16"], "mixed_prec
 RECIPES["contrastive_50_k6_pure_bf16"] = {**RECIPES["contrastive_50_k6_bf16"], "contrastive_ce": False}
 RECIPES["pairs_50_k6_bf16"] = {**RECIPES["contrastive_50_k6_bf16"], "contrastive_loss": "cosine_pairs"}
 RECIPES["pairs_50_k6_pure_bf16"] = {**RECIPES["contrastive_50_k6_bf16"], **_SETFIT_LOSS}
+RECIPES["contrastive_30_k6_pure_bf16"] = {**RECIPES["contrastive_50_k6_pure_bf16"], "epochs": 30}
+RECIPES["pairs_30_k6_pure_bf16"] = {**RECIPES["pairs_50_k6_pure_bf16"], "epochs": 30}
 RECIPES["pairs_100_k6_b32_pure_bf16"] = {**RECIPES["pairs_50_k6_pure_bf16"], "epochs": 100, "batch_size": 32}
 RECIPES["setfit_settings_bf16"] = {"strategy": "contrastive", "epochs": 65, "lr": 2e-5, "layer_decay": 1.0,
                                    "batch_size": 16, "val_fraction": 0.0, "mixed_precision": "auto", **_SETFIT_LOSS}
