@@ -37,17 +37,27 @@ def test_confusion_matrix_rows_are_true_classes_in_the_given_order() -> None:
     ]
 
 
-def test_a_class_that_never_occurs_gets_a_zero_row_and_counts_in_macro_f1() -> None:
+def test_a_class_absent_from_the_data_keeps_a_zero_row_but_is_left_out_of_macro_f1() -> None:
     metrics = classification_metrics(["a", "b"], ["a", "b"], ["a", "b", "z"])
     assert metrics["accuracy"] == 1.0
     assert metrics["per_class"]["z"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
     assert metrics["confusion_matrix"]["matrix"][2] == [0, 0, 0]
-    assert metrics["macro_f1"] == pytest.approx(2 / 3)
+    assert metrics["macro_f1"] == pytest.approx(1.0)
+    assert metrics["absent_classes"] == ["z"]
+    assert "absent from the data, left out of macro-F1: z" in format_metrics(metrics)
+
+
+def test_wrong_predictions_into_an_absent_class_still_lower_macro_f1() -> None:
+    metrics = classification_metrics(["a", "b"], ["a", "z"], ["a", "b", "z"])
+    # a: F1 1; b: recall 0, F1 0; z is absent from the truth and not averaged
+    assert metrics["macro_f1"] == pytest.approx(0.5)
+    assert metrics["absent_classes"] == ["z"]
 
 
 def test_metrics_are_json_serialisable_and_formatted() -> None:
     metrics = classification_metrics(Y_TRUE, Y_PRED, ["a", "b", "c"])
     assert json.loads(json.dumps(metrics)) == metrics
     text = format_metrics(metrics)
-    assert "accuracy 0.6667" in text and "n=6" in text
+    assert "accuracy 0.6667" in text and "n=6" in text and "absent" not in text
+    assert metrics["absent_classes"] == []
     assert [line.split()[0] for line in text.splitlines()[2:]] == ["a", "b", "c"]

@@ -90,6 +90,7 @@ def staged_directory(out: Path, *, overwrite: bool = False, what: str = "output 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
+        staging.chmod(0o777 & ~_current_umask())  # mkdtemp makes 0700; a run directory follows the umask
         yield staging
         if out.exists():
             trash = out.with_name(f".{out.name}.old-{os.getpid()}")
@@ -101,6 +102,12 @@ def staged_directory(out: Path, *, overwrite: bool = False, what: str = "output 
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_manifest(run: str | Path) -> dict[str, Any]:

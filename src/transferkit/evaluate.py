@@ -12,6 +12,10 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str]) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix.
 
+    Macro-F1 averages over the classes present in ``y_true`` only: a class the evaluation data never
+    contains has no recall to measure, and counting it as 0 would punish a perfect prediction. Such
+    classes are listed under ``absent_classes`` (they keep their all-zero row in ``per_class``).
+
     Args:
         y_true: true class names.
         y_pred: predicted class names.
@@ -20,10 +24,14 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], classes
     labels = list(classes)
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0)
+    present = {str(name) for name in y_true}
+    absent = [name for name in labels if str(name) not in present]
+    averaged = [name for name in labels if str(name) in present] or labels
     return {
         "n": len(y_true),
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=averaged, average="macro", zero_division=0)),
+        "absent_classes": absent,
         "per_class": {
             name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
             for name, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
@@ -36,6 +44,8 @@ def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], classes
 def format_metrics(metrics: dict[str, Any]) -> str:
     """A short human-readable summary."""
     lines = [f"accuracy {metrics['accuracy']:.4f}   macro-F1 {metrics['macro_f1']:.4f}   n={metrics['n']}"]
+    if metrics.get("absent_classes"):
+        lines.append("absent from the data, left out of macro-F1: " + ", ".join(metrics["absent_classes"]))
     width = max(len(name) for name in metrics["per_class"])
     lines.append(f"{'class':<{width}}  precision  recall  f1      support")
     for name, row in metrics["per_class"].items():
