@@ -9,6 +9,7 @@ import soundfile as sf
 from PIL import Image
 
 from transferkit.data import check_wav_complete, item_digest, load_audio, load_image
+from transferkit.data import decode
 from transferkit.errors import DataError
 
 # --- images -----------------------------------------------------------------------------------
@@ -83,6 +84,69 @@ def test_load_image_names_bad_files(tmp_path: Path, write) -> None:
         load_image(tmp_path / "missing.png")
     with pytest.raises(DataError, match="cannot read an image from a list"):
         load_image([1, 2])
+
+
+def _grey(image: Image.Image) -> np.ndarray:
+    rgb = np.asarray(image)
+    assert image.mode == "RGB" and (rgb[..., 0] == rgb[..., 2]).all()
+    return rgb[..., 0].astype(int)
+
+
+def test_a_16_bit_png_is_scaled_by_its_bit_depth_not_clipped(tmp_path: Path) -> None:
+    values = (np.arange(16 * 16).reshape(16, 16) * 256).astype(np.uint16)  # 0 .. 65280
+    Image.fromarray(values).save(tmp_path / "g16.png")
+    grey = _grey(load_image(tmp_path / "g16.png"))
+    assert np.abs(grey - values.astype(float) * 255 / 65535).max() <= 0.5
+    assert grey.min() == 0 and grey.max() >= 253
+
+
+def test_a_32_bit_integer_tiff_is_scaled_by_its_value_range(tmp_path: Path) -> None:
+    values = (np.arange(16 * 16).reshape(16, 16) * 100_000 - 3_000_000).astype(np.int32)
+    Image.fromarray(values).save(tmp_path / "i32.tif")
+    grey = _grey(load_image(tmp_path / "i32.tif"))
+    expected = (values - float(values.min())) * 255 / (float(values.max()) - values.min())
+    assert np.abs(grey - expected).max() <= 0.5 and len(np.unique(grey)) > 200
+
+
+def test_float_tiffs_in_0_1_are_scaled_by_255_others_by_their_range(tmp_path: Path) -> None:
+    unit = (np.arange(16 * 16).reshape(16, 16) / 255).astype(np.float32)
+    Image.fromarray(unit).save(tmp_path / "unit.tif")
+    assert np.abs(_grey(load_image(tmp_path / "unit.tif")) - unit * 255).max() <= 0.5
+    Image.fromarray(unit * 1000 - 20).save(tmp_path / "wide.tif")
+    grey = _grey(load_image(tmp_path / "wide.tif"))
+    assert grey.min() == 0 and grey.max() == 255 and len(np.unique(grey)) > 200
+
+
+def test_a_float_tiff_with_nan_is_refused_naming_the_file(tmp_path: Path) -> None:
+    values = np.zeros((8, 8), dtype=np.float32)
+    values[2, 3] = np.nan
+    Image.fromarray(values).save(tmp_path / "nan.tif")
+    with pytest.raises(DataError, match="nan.tif.*NaN"):
+        load_image(tmp_path / "nan.tif")
+
+
+def test_an_extreme_aspect_ratio_is_refused_from_the_header_naming_the_file(tmp_path: Path) -> None:
+    Image.new("L", (1, 120_000)).save(tmp_path / "strip.png")
+    assert (tmp_path / "strip.png").stat().st_size < 2000
+    with pytest.raises(DataError, match=r"strip.png: extreme aspect ratio \(1x120000"):
+        load_image(tmp_path / "strip.png")
+    with pytest.raises(DataError, match="extreme aspect ratio"):
+        load_image(np.zeros((2, 200), dtype=np.uint8))
+    wide = tmp_path / "wide.png"
+    Image.new("L", (decode.MAX_ASPECT_RATIO * 4, 4)).save(wide)
+    assert load_image(wide).size == (decode.MAX_ASPECT_RATIO * 4, 4)
+
+
+def test_a_large_image_is_decoded_reduced_with_a_warning_naming_it(tmp_path: Path, monkeypatch) -> None:
+    Image.new("RGB", (300, 200), (40, 80, 120)).save(tmp_path / "big.jpg")
+    Image.new("RGB", (300, 200), (40, 80, 120)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40_000)  # over it, under twice it
+    monkeypatch.setattr(decode, "LARGE_IMAGE_SIDE", 64)
+    for name in ("big.jpg", "big.png"):
+        with pytest.warns(decode.LargeImageWarning, match=f"{name}: large image \\(300x200"):
+            image = load_image(tmp_path / name)
+        assert 32 <= max(image.size) <= 64 and image.size[0] > image.size[1]
+        assert np.abs(np.asarray(image).astype(int) - (40, 80, 120)).max() <= 3
 
 
 # --- audio ------------------------------------------------------------------------------------

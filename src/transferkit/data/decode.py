@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import os
 import struct
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from math import gcd
@@ -24,6 +25,16 @@ from transferkit.data.samples import SkipLog, media_modality
 from transferkit.errors import DataError
 
 DEFAULT_SAMPLE_RATE = 16000
+# A longer side more than this many times the shorter one is refused: resizing the shorter side to
+# the model's input would blow a 1x120000 strip up to billions of pixels.
+MAX_ASPECT_RATIO = 50
+# Images over Pillow's decompression-bomb threshold (Image.MAX_IMAGE_PIXELS, about 89 megapixels) are
+# decoded reduced, to at most this many pixels on the longer side, with a warning naming the file.
+LARGE_IMAGE_SIDE = 4096
+
+
+class LargeImageWarning(UserWarning):
+    """An image over Pillow's size threshold was decoded reduced."""
 
 
 def load_image(item: Any) -> Image.Image:
@@ -36,26 +47,35 @@ def load_image(item: Any) -> Image.Image:
 
     Returns:
         An RGB image. Files are turned upright by their EXIF orientation, as a photo viewer
-        shows them.
+        shows them. High-bit-depth files are scaled to 8 bits: 16-bit images (PNG, TIFF) by their
+        bit depth (``value * 255 / 65535``); float images holding values in ``[0, 1]`` by 255; other
+        32-bit integer or float images (TIFF) by their own value range (minimum to 0, maximum
+        to 255), since nothing fixes their scale.
+        Images over Pillow's size threshold are decoded reduced (longer side at most
+        ``LARGE_IMAGE_SIDE``) with a warning naming the file.
 
     Raises:
-        DataError: a missing, unreadable, corrupt or truncated file (named), or an array of the
-            wrong shape or value range.
+        DataError: a missing, unreadable, corrupt or truncated file (named), a side more than
+            ``MAX_ASPECT_RATIO`` times the other, or an array of the wrong shape or value range.
 
     Example:
         >>> load_image(np.zeros((8, 8), dtype=np.uint8)).size
         (8, 8)
     """
     if isinstance(item, Image.Image):
-        return item.convert("RGB")
+        _check_aspect_ratio(item.size, "image")
+        return _to_rgb(item, "image")
     if isinstance(item, str | os.PathLike):
         with _open_image(Path(item)) as image:
             upright = image
             with contextlib.suppress(Exception):  # a broken EXIF block should not lose the image
                 upright = ImageOps.exif_transpose(image)
-            return upright.convert("RGB")
+            # older Pillows decode a 16-bit PNG to the 32-bit mode "I"; its depth is still 16 bits
+            return _to_rgb(upright, str(item), sixteen_bit=image.format == "PNG")
     if isinstance(item, np.ndarray):
-        return Image.fromarray(_image_array_to_uint8(item)).convert("RGB")
+        image = Image.fromarray(_image_array_to_uint8(item))
+        _check_aspect_ratio(image.size, f"image array of shape {item.shape}")
+        return image.convert("RGB")
     raise DataError(f"cannot read an image from a {type(item).__name__}")
 
 
@@ -65,12 +85,28 @@ def check_image_file(path: Path) -> None:
 
 
 def _open_image(path: Path) -> Image.Image:
-    """Open and fully decode an image file, so that truncation surfaces here."""
+    """Open and fully decode an image file, so that truncation surfaces here.
+
+    The size is checked from the header before any pixel is decoded; large images are decoded
+    reduced (JPEG's draft mode, then ``reduce``).
+    """
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     try:
-        image = Image.open(path)
+        with warnings.catch_warnings():
+            # Pillow's own warning does not name the file; ours below does
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        _check_aspect_ratio(image.size, str(path))
+        large = Image.MAX_IMAGE_PIXELS is not None and image.width * image.height > Image.MAX_IMAGE_PIXELS
+        if large:
+            warnings.warn(f"{path}: large image ({image.width}x{image.height}, over "
+                          f"{Image.MAX_IMAGE_PIXELS} pixels); decoded reduced to at most "
+                          f"{LARGE_IMAGE_SIDE} pixels a side", LargeImageWarning, stacklevel=2)
+            image.draft(image.mode, (LARGE_IMAGE_SIDE, LARGE_IMAGE_SIDE))
         image.load()
+        if large and max(image.size) > LARGE_IMAGE_SIDE:
+            image = image.reduce(-(-max(image.size) // LARGE_IMAGE_SIDE))
     except UnidentifiedImageError:
         raise DataError(f"{path}: not a readable image file") from None
     except Image.DecompressionBombError as exc:
@@ -80,6 +116,39 @@ def _open_image(path: Path) -> Image.Image:
     if image.width == 0 or image.height == 0:
         raise DataError(f"{path}: empty image ({image.width}x{image.height})")
     return image
+
+
+def _check_aspect_ratio(size: tuple[int, int], name: str) -> None:
+    width, height = size
+    if min(width, height) > 0 and max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise DataError(f"{name}: extreme aspect ratio ({width}x{height}, more than {MAX_ASPECT_RATIO}:1); "
+                        "crop or pad it first")
+
+
+# Pillow modes holding more than 8 bits per pixel: what ``convert("RGB")`` would clip to 0 or 255.
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+
+
+def _to_rgb(image: Image.Image, name: str, *, sixteen_bit: bool = False) -> Image.Image:
+    """An RGB image; high-bit-depth greyscale scaled to 8 bits as ``load_image`` documents.
+
+    Args:
+        sixteen_bit: the source holds at most 16 bits per pixel whatever its Pillow mode.
+    """
+    if image.mode not in _SIXTEEN_BIT_MODES | {"I", "F"}:
+        return image.convert("RGB")
+    values = np.asarray(image).astype(np.float64)  # (H, W)
+    if not np.isfinite(values).all():
+        raise DataError(f"{name}: image contains NaN or infinite values")
+    low, high = float(values.min()), float(values.max())
+    if image.mode in _SIXTEEN_BIT_MODES or (image.mode == "I" and sixteen_bit):
+        scaled = values * (255 / 65535)
+    elif image.mode == "F" and low >= 0 and high <= 1:
+        scaled = values * 255
+    else:  # no fixed range to scale by: stretch the image's own range
+        scaled = (values - low) * (255 / (high - low)) if high > low else np.zeros_like(values)
+    grey = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    return Image.fromarray(grey).convert("RGB")
 
 
 def check_image_array(array: np.ndarray) -> None:
