@@ -36,14 +36,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import unlabelled_data as D  # noqa: E402
-from transferkit.adapt.clustering import FeatureClusterer, clustering_scores  # noqa: E402
-from transferkit.adapt.self_training import SelfTrainingClassifier  # noqa: E402
-from transferkit.adapt.zero_shot import ZeroShotClassifier  # noqa: E402
 from transferkit.backbones import create_backbone  # noqa: E402
 from transferkit.data import Samples  # noqa: E402
 from transferkit.evaluate import classification_metrics  # noqa: E402
 from transferkit.features import extract_features  # noqa: E402
 from transferkit.strategies.linear_probe import fit_probe  # noqa: E402
+from transferkit.unsupervised.clustering import FeatureClusterer, clustering_scores  # noqa: E402
+from transferkit.unsupervised.self_training import SelfTrainingClassifier  # noqa: E402
+from transferkit.unsupervised.zero_shot import ZeroShotClassifier  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"

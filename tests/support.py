@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -107,3 +108,12 @@ def assert_user_error(result, *fragments: str) -> None:
     assert "Traceback" not in result.stderr
     for fragment in fragments:
         assert fragment in errors[0]
+
+
+def write_csv(path: Path, texts: list[str], labels: list[str]) -> Path:
+    """A table of texts and labels with the header ``text,label``."""
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        writer.writerows(zip(texts, labels, strict=True))
+    return path

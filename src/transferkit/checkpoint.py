@@ -204,6 +204,16 @@ def _atomic_write(path: Path, write: Any) -> None:
         raise
 
 
+def checkpoint_folder(out: str | Path) -> Path:
+    """The folder where a run that writes ``out`` keeps its checkpoints: ``OUT.checkpoints/`` next to it.
+
+    ``transferkit fit`` and ``transferkit adapt`` both use it, so an interrupted run of either is found
+    (and resumed with ``--resume``) in the same place.
+    """
+    out = Path(out)
+    return out.with_name(f"{out.name}.checkpoints")
+
+
 def remove_checkpoints(folder: str | Path) -> None:
     """Delete the checkpoint files in ``folder`` and in its stage sub-folders (a run of several training
     stages, such as a deep adaptation method, checkpoints each in its own), only those, then every folder

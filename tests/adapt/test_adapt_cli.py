@@ -11,8 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from support import invoke, sentiment_texts
-from test_cli import assert_user_error, write_csv
+from support import assert_user_error, invoke, sentiment_texts, write_csv
 from transferkit.checkpoint import read_progress
 
 
@@ -126,9 +125,9 @@ def test_a_killed_deep_adaptation_resumes_to_the_same_output(domains: tuple[Path
             "--epochs", 2, "--batch-size", 8, "--lr", "1e-3", "--checkpoint-every", 2, "--param", "trade_off=0.3"]
     reference = tmp_path / "reference"
     assert invoke(*args, "--out", reference).exit_code == 0
-    assert not (tmp_path / ".reference.checkpoints").exists()
+    assert not (tmp_path / "reference.checkpoints").exists()
 
-    run, checkpoints = tmp_path / "run", tmp_path / ".run.checkpoints"
+    run, checkpoints = tmp_path / "run", tmp_path / "run.checkpoints"
     # 30 source texts make 4 batches an epoch: checkpoints after steps 2, 4 (end of epoch 1) and 6
     killed = fit_and_die(tmp_path, 3, *args, "--out", run)
     assert killed.returncode == 137, killed.stderr
@@ -156,4 +155,4 @@ def test_a_killed_deep_adaptation_resumes_to_the_same_output(domains: tuple[Path
 def test_adapt_help_says_how_to_resume() -> None:
     result = invoke("adapt", "--help")
     assert result.exit_code == 0
-    assert "--resume" in result.stdout and ".OUT.checkpoints" in result.stdout
+    assert "--resume" in result.stdout and "OUT.checkpoints" in result.stdout

@@ -166,7 +166,7 @@ def test_cli_rank_json_and_chosen_scores(data_csv: Path) -> None:
 
 
 def test_cli_rank_user_errors(data_csv: Path) -> None:
-    from test_cli import assert_user_error
+    from support import assert_user_error
 
     assert_user_error(invoke("rank", data_csv, "--candidates", "no_such_net"), "no_such_net")
     assert_user_error(invoke("rank", data_csv, "--candidates", "test_words", "--scores", "nope"), "nope")

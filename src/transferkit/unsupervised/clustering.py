@@ -24,12 +24,12 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
 
-from transferkit.adapt.zero_shot import normalise_rows
 from transferkit.artifact import staged_directory, write_json
 from transferkit.backbones import BackboneSpec, create_backbone
 from transferkit.data import Samples, samples_from_arrays
 from transferkit.errors import ConfigError, DataError, NotFittedError
 from transferkit.features import extract_features
+from transferkit.unsupervised.zero_shot import normalise_rows
 
 # silhouette is O(N^2): on more samples it is estimated on a random subset of this size
 SILHOUETTE_SAMPLE = 2000

@@ -11,8 +11,8 @@ import pytest
 from sklearn.datasets import make_blobs
 
 import support
-from transferkit.adapt.clustering import FeatureClusterer, clustering_scores, map_2d, write_clustering
 from transferkit.errors import ArtifactError, ConfigError, DataError, NotFittedError
+from transferkit.unsupervised.clustering import FeatureClusterer, clustering_scores, map_2d, write_clustering
 
 
 @pytest.fixture(scope="module")

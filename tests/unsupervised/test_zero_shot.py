@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from transferkit.adapt.zero_shot import ZeroShotClassifier, class_prompts
 from transferkit.errors import ConfigError, DataError, NotFittedError
+from transferkit.unsupervised.zero_shot import ZeroShotClassifier, class_prompts
 
 
 def test_prompts_fill_every_template_with_each_description() -> None:

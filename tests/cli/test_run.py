@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -10,16 +9,8 @@ import pytest
 from PIL import Image
 
 import support
-from support import assert_user_error, invoke
+from support import assert_user_error, invoke, write_csv
 from transferkit.data import SkippedItemWarning
-
-
-def write_csv(path: Path, texts: list[str], labels: list[str]) -> Path:
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["text", "label"])
-        writer.writerows(zip(texts, labels, strict=True))
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,11 @@ import pytest
 from scipy.special import softmax
 
 import support
-from transferkit.adapt.clustering import FeatureClusterer
-from transferkit.adapt.self_training import SelfTrainingClassifier, round_fractions, self_train
-from transferkit.adapt.zero_shot import ZeroShotClassifier
 from transferkit.errors import ConfigError, DataError
 from transferkit.estimator import load
+from transferkit.unsupervised.clustering import FeatureClusterer
+from transferkit.unsupervised.self_training import SelfTrainingClassifier, round_fractions, self_train
+from transferkit.unsupervised.zero_shot import ZeroShotClassifier
 
 
 def _two_blobs(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

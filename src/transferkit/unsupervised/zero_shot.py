@@ -14,7 +14,7 @@ whose phrase lies closest (cosine similarity) wins. Two calibrations make this u
   13% spam, it costs 19 points of accuracy; see benchmarks/results/unlabelled.md).
 
 Zero-shot is not a registered strategy: strategies fit a head to labelled data, and this needs
-none. Its predictions can start self-training (``transferkit.adapt.self_training``).
+none. Its predictions can start self-training (``transferkit.unsupervised.self_training``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,94 @@
+"""``adapt``: domain adaptation from labelled source data to unlabelled target data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from transferkit.cli.options import (
+    BackboneOpt,
+    BatchSizeOpt,
+    CheckpointEveryOpt,
+    ImageSizeOpt,
+    LabelColOpt,
+    MaxLengthOpt,
+    ModalityOpt,
+    OnError,
+    OnErrorOpt,
+    OverwriteOpt,
+    PrecisionOpt,
+    ResumeOpt,
+    SeedOpt,
+    TextColOpt,
+    backbone_options,
+    parse_params,
+    short_warnings,
+)
+
+
+def adapt(
+    source: Annotated[Path, typer.Option(help="labelled source data (folder, table, .review folder)")],
+    target: Annotated[Path, typer.Option(help="target-domain data; read WITHOUT labels")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder (adapt.json, predictions.csv, "
+                                                          "embedding.png, report.html, model/ run directory)")],
+    method: Annotated[str, typer.Option(help="adaptation method (see `transferkit adapters`)")] = "cbst",
+    target_eval: Annotated[Path | None, typer.Option(help="labelled target data, used ONLY for the report "
+                                                          "(accuracy before/after, oracle choice)")] = None,
+    backbone: BackboneOpt = "",
+    selection: Annotated[str, typer.Option(help="label-free hyperparameter selection: dev, iwv, snd, source_val")]
+    = "dev",
+    param: Annotated[list[str] | None, typer.Option(help="fix a method hyperparameter, KEY=VALUE (repeatable); "
+                                                         "the rest of the grid is searched")] = None,
+    epochs: Annotated[int | None, typer.Option(help="deep methods: training epochs")] = None,
+    lr: Annotated[float | None, typer.Option(help="deep methods: learning rate")] = None,
+    batch_size: BatchSizeOpt = 32,
+    mixed_precision: PrecisionOpt = "no",
+    image_size: ImageSizeOpt = None,
+    max_length: MaxLengthOpt = None,
+    modality: ModalityOpt = None,
+    text_column: TextColOpt = None,
+    label_column: LabelColOpt = None,
+    on_error: OnErrorOpt = OnError.skip,
+    seed: SeedOpt = 0,
+    overwrite: OverwriteOpt = False,
+    resume: ResumeOpt = False,
+    checkpoint_every: CheckpointEveryOpt = 1000,
+) -> None:
+    """Adapt a classifier from labelled SOURCE data to unlabelled TARGET data.
+
+    Feature-level methods (coral, subspace_alignment, entropic_ot, cbst, ...) work on the backbone's
+    cached features; their hyperparameters are chosen WITHOUT target labels (--selection). Labels in
+    --target-eval only feed the report, where the oracle choice is shown beside the label-free one.
+
+    Deep methods (dann, cdan, self_training, shot, ...) train the backbone and keep checkpoints in
+    OUT.checkpoints/ next to OUT until OUT is written; after a crash or a kill, the same command with
+    --resume continues from the last one (finished stages are not trained again) and ends as an
+    uninterrupted run would.
+    """
+    from transferkit.adapt.api import adapt as run_adapt
+    from transferkit.checkpoint import checkpoint_folder, remove_checkpoints
+
+    short_warnings()
+    checkpoints = checkpoint_folder(out)
+    if overwrite and not resume:
+        remove_checkpoints(checkpoints)
+    deep: dict[str, Any] = {key: value for key, value in (("epochs", epochs), ("lr", lr)) if value is not None}
+    deep.update(checkpoint_dir=str(checkpoints), checkpoint_every=checkpoint_every, resume=resume,
+                mixed_precision=mixed_precision)
+    read = {key: value for key, value in (("text_column", text_column), ("label_column", label_column))
+            if value is not None}
+    summary = run_adapt(source, target, method=method, backbone=backbone, out=out, target_eval=target_eval,
+                        selection=selection, params=parse_params(param), seed=seed, batch_size=batch_size,
+                        backbone_options=backbone_options(image_size, max_length) or None, deep_options=deep,
+                        modality=modality, overwrite=overwrite, on_error=on_error.value,
+                        log=lambda line: typer.echo(line, err=True), **read)
+    if "selection" in summary:
+        typer.echo(f"{method}: chose {json.dumps(summary['selection']['params'])} by {selection} (no target labels)")
+    for label, row in summary.get("accuracy", {}).items():
+        source_part = f"held-out source {row['source_val']:.4f}   " if "source_val" in row else ""
+        typer.echo(f"{label:<52} {source_part}target {row['target']:.4f}")
+    typer.echo(f"adapted in {summary['seconds']:.1f}s; wrote {out}")
+    typer.echo(f"the adapted model: transferkit predict {out / 'model'} INPUTS...")

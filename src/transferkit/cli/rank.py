@@ -1,0 +1,68 @@
+"""``rank``: choosing a backbone for the data by transferability scores, without training."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from transferkit.cli.options import (
+    DataArg,
+    ImageSizeOpt,
+    JsonOpt,
+    LabelColOpt,
+    MaxLengthOpt,
+    ModalityOpt,
+    OnError,
+    OnErrorOpt,
+    PathColOpt,
+    TextColOpt,
+    backbone_options,
+    read_data,
+    short_warnings,
+    split_list,
+)
+
+
+def rank(
+    data: DataArg,
+    candidates: Annotated[str, typer.Option(help="comma-separated backbones to compare (scratch:NAME for the same "
+                                                 "net randomly initialised); default: every offline zoo backbone "
+                                                 "of the data's modality")] = "",
+    scores: Annotated[str, typer.Option(help="comma-separated scores to compute (see `transferkit scores`); "
+                                             "default: all registered")] = "",
+    sort_by: Annotated[str | None, typer.Option(help="score to rank by (default: transferkit.select.DEFAULT_SCORE, "
+                                                     "logme)")] = None,
+    batch_size: Annotated[int, typer.Option(help="feature-extraction batch size")] = 32,
+    image_size: ImageSizeOpt = None,
+    max_length: MaxLengthOpt = None,
+    as_json: JsonOpt = False,
+    modality: ModalityOpt = None,
+    text_column: TextColOpt = None,
+    label_column: LabelColOpt = None,
+    path_column: PathColOpt = None,
+    on_error: OnErrorOpt = OnError.skip,
+) -> None:
+    """Rank candidate backbones for labelled DATA by transferability scores, without training them.
+
+    Extracts each candidate's frozen features once (cached, so a later linear-probe fit reuses them),
+    computes every score and prints the candidates best first, with the time the ranking took.
+    LEEP and NCE need the source task's head (the ImageNet classifier of the image zoo); other
+    candidates show '-' for them.
+    """
+    from transferkit.select import rank_backbones, registered_scores
+
+    short_warnings()
+    samples = read_data(data, modality, text_column, label_column, path_column, on_error)
+    names = split_list(candidates) or None
+    score_names = split_list(scores) or [entry.name for entry in registered_scores()]
+    typer.echo(f"ranking {len(names) if names else 'the offline'} candidates on {len(samples)} "
+               f"{samples.modality} samples", err=True)
+    ranking = rank_backbones(samples, names, score_names, sort_by=sort_by,
+                             backbone_options=backbone_options(image_size, max_length) or None, batch_size=batch_size)
+    if as_json:
+        typer.echo(json.dumps(ranking.to_dict(), indent=2))
+        return
+    typer.echo(ranking.format())
+    typer.echo(f"best by {ranking.sort_by}: {ranking.best}")

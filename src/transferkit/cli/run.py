@@ -1,0 +1,170 @@
+"""``fit``, ``evaluate`` and ``predict``: a run directory is written, scored and used."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from transferkit.backbones.zoo import DEFAULT_BACKBONE
+from transferkit.cli.options import (
+    BackboneOpt,
+    BatchSizeOpt,
+    CheckpointEveryOpt,
+    DataArg,
+    FromScratchOpt,
+    ImageSizeOpt,
+    JsonOpt,
+    LabelColOpt,
+    LayerDecayOpt,
+    MaxLengthOpt,
+    ModalityOpt,
+    OnError,
+    OnErrorOpt,
+    OverwriteOpt,
+    PathColOpt,
+    PrecisionOpt,
+    ResumeOpt,
+    RunArg,
+    SeedOpt,
+    TextColOpt,
+    TrainLastKOpt,
+    backbone_options,
+    read_data,
+    refuse_existing,
+    short_warnings,
+)
+
+
+def fit(
+    data: DataArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="run directory to write")],
+    backbone: BackboneOpt = "",
+    strategy: Annotated[str, typer.Option(help="linear_probe, finetune, partial, gradual, lp_ft, ... "
+                                                 "(see `transferkit strategies`)")] = "linear_probe",
+    val: Annotated[Path | None, typer.Option(help="labelled validation data (default: a split of DATA)")] = None,
+    val_fraction: Annotated[float, typer.Option(help="share of DATA held out for validation")] = 0.1,
+    epochs: Annotated[int | None, typer.Option(help="fine-tuning epochs")] = None,
+    lr: Annotated[float | None, typer.Option(help="peak learning rate")] = None,
+    batch_size: BatchSizeOpt = 32,
+    layer_decay: LayerDecayOpt = None,
+    train_last_k: TrainLastKOpt = None,
+    regularizer: Annotated[list[str] | None, typer.Option(
+        help="regulariser, repeatable: l2sp, bss, supcon, cosine_pairs")] = None,
+    l2sp_alpha: Annotated[float, typer.Option(help="L2-SP pull towards the pretrained weights")] = 0.01,
+    bss_eta: Annotated[float, typer.Option(help="batch spectral shrinkage weight")] = 0.001,
+    unfreeze_every: Annotated[int, typer.Option(help="gradual: epochs between unfreezing steps")] = 1,
+    contrastive_loss: Annotated[str, typer.Option(help="contrastive: supcon (supervised contrastive) or "
+                                                       "cosine_pairs (SetFit's pair loss)")] = "supcon",
+    contrastive_ce: Annotated[bool, typer.Option(help="contrastive: the head's cross-entropy tunes the backbone "
+                                                      "too (--no-contrastive-ce: only the contrastive term, as "
+                                                      "in SetFit)")] = True,
+    from_scratch: FromScratchOpt = False,
+    mixed_precision: PrecisionOpt = "no",
+    image_size: ImageSizeOpt = None,
+    max_length: MaxLengthOpt = None,
+    modality: ModalityOpt = None,
+    text_column: TextColOpt = None,
+    label_column: LabelColOpt = None,
+    path_column: PathColOpt = None,
+    on_error: OnErrorOpt = OnError.skip,
+    seed: SeedOpt = 0,
+    overwrite: OverwriteOpt = False,
+    resume: ResumeOpt = False,
+    checkpoint_every: CheckpointEveryOpt = 1000,
+) -> None:
+    """Fit a pretrained backbone to labelled DATA and write a run directory.
+
+    Corrupt or unreadable files are skipped with a warning and a count (--on-error skip, the default)
+    or stop the run with the file's name (--on-error fail). The run directory is written only when
+    fitting succeeded, so an interrupted run leaves nothing half-written. Strategies that train with
+    the loop keep checkpoints in OUT.checkpoints/ until the run directory is written; after a crash,
+    the same command with --resume continues from the last one and ends as an uninterrupted run would.
+    """
+    from transferkit.checkpoint import checkpoint_folder, remove_checkpoints
+    from transferkit.estimator import TransferClassifier
+    from transferkit.evaluate import format_metrics
+
+    short_warnings()
+    refuse_existing(out, overwrite, "run directory")
+    checkpoints = checkpoint_folder(out)
+    if overwrite and not resume:
+        remove_checkpoints(checkpoints)
+    samples = read_data(data, modality, text_column, label_column, path_column, on_error)
+    eval_set = None
+    if val is not None:
+        val_samples = read_data(val, samples.modality, text_column, label_column, path_column, on_error)
+        eval_set = (val_samples, None)
+    options = backbone_options(image_size, max_length)
+    name = backbone or DEFAULT_BACKBONE[samples.modality]
+    typer.echo(f"fitting {name} ({strategy}) on {len(samples)} {samples.modality} samples", err=True)
+    clf = TransferClassifier(backbone=name, strategy=strategy, pretrained=not from_scratch,
+                             backbone_options=options or None, epochs=epochs, lr=lr, batch_size=batch_size,
+                             layer_decay=layer_decay, train_last_k=train_last_k, val_fraction=val_fraction,
+                             seed=seed, regularizers=tuple(regularizer or ()), l2sp_alpha=l2sp_alpha,
+                             bss_eta=bss_eta, unfreeze_every=unfreeze_every, contrastive_loss=contrastive_loss,
+                             contrastive_ce=contrastive_ce, checkpoint_dir=str(checkpoints),
+                             checkpoint_every=checkpoint_every, mixed_precision=mixed_precision)
+    clf.fit(samples, eval_set=eval_set, resume=resume, keep_checkpoints=True)
+    run = clf.save(out, overwrite=overwrite)
+    remove_checkpoints(checkpoints)
+    typer.echo(f"fitted in {clf.fit_seconds_:.1f}s; wrote {run}")
+    if clf.validation_metrics_ is not None:
+        typer.echo(format_metrics(clf.validation_metrics_))
+
+
+def evaluate(
+    run: RunArg,
+    data: DataArg,
+    as_json: JsonOpt = False,
+    name: Annotated[str, typer.Option(help="name of the evaluation in RUN/evaluations/NAME.json")] = "",
+    text_column: TextColOpt = None,
+    label_column: LabelColOpt = None,
+    path_column: PathColOpt = None,
+    on_error: OnErrorOpt = OnError.skip,
+) -> None:
+    """Evaluate a run on labelled DATA: accuracy, macro-F1, per-class precision/recall, confusion matrix.
+
+    The metrics are also written to RUN/evaluations/NAME.json (NAME defaults to DATA's file name).
+    """
+    from transferkit.artifact import write_json
+    from transferkit.estimator import load
+    from transferkit.evaluate import format_metrics
+
+    short_warnings()
+    clf = load(run)
+    samples = read_data(data, clf.modality_, text_column, label_column, path_column, on_error)
+    metrics = clf.evaluate(samples)
+    folder = run / "evaluations"
+    folder.mkdir(exist_ok=True)
+    write_json(folder / f"{name or data.stem or 'data'}.json", {"data": str(data), **metrics})
+    typer.echo(json.dumps(metrics, indent=2) if as_json else format_metrics(metrics))
+
+
+def predict(
+    run: RunArg,
+    inputs: Annotated[list[str], typer.Argument(help="image/audio files or folders, or texts (or .txt files, "
+                                                     "one text per line)")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False,
+    top_k: Annotated[int, typer.Option(help="probabilities shown per input")] = 3,
+) -> None:
+    """Predict labels and probabilities for INPUTS with a fitted run."""
+    from transferkit.data import read_inputs
+    from transferkit.estimator import load
+
+    short_warnings()
+    clf = load(run)
+    clf.progress = False
+    samples = read_inputs(inputs, clf.modality_)
+    probabilities = clf.predict_proba(samples)
+    classes = clf.classes_.tolist()
+    for origin, row in zip(samples.origins, probabilities, strict=True):
+        order = row.argsort()[::-1][: max(1, top_k)]
+        if as_json:
+            typer.echo(json.dumps({"input": origin, "label": classes[order[0]],
+                                   "probabilities": {classes[i]: float(row[i]) for i in order}}))
+        else:
+            shown = "  ".join(f"{classes[i]}={row[i]:.3f}" for i in order)
+            typer.echo(f"{origin}\t{classes[order[0]]}\t{shown}")
