@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import sys
 import tempfile
 import zipfile
 from dataclasses import replace
@@ -57,7 +59,9 @@ class EfficientNetLiteBackbone(ImageBackbone):
 
         self.spec = spec
         if weights_path is not None:
-            net = EfficientNet.from_pretrained(f"efficientnet-{variant}", weights_path=weights_path)
+            # the library prints "Loaded pretrained weights ..."; stdout is for results (--json) only
+            with contextlib.redirect_stdout(sys.stderr):
+                net = EfficientNet.from_pretrained(f"efficientnet-{variant}", weights_path=weights_path)
         else:
             net = EfficientNet.from_name(f"efficientnet-{variant}", num_classes=1000)
         _plain_pointwise_convs(net)
