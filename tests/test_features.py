@@ -1,13 +1,19 @@
-"""Training batches: an order and augmentations that depend only on (seed, epoch), for exact resumes."""
+"""Training batches: an order and augmentations that depend only on (seed, epoch), for exact resumes;
+the feature cache survives corrupt entries and unwritable folders."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
 import torch
 
 import support
 from transferkit.backbones import BackboneSpec, create_backbone
 from transferkit.data import samples_from_arrays
-from transferkit.features import BackboneDataset, EpochSampler
+from transferkit.features import BackboneDataset, EpochSampler, FeatureCacheWarning, extract_features
 
 
 def test_the_order_is_a_permutation_that_depends_only_on_seed_and_epoch() -> None:
@@ -30,3 +36,51 @@ def test_augmentation_follows_the_sample_seed_and_leaves_the_global_generator_al
     crop, same, other = dataset[(0, 123)][0], dataset[(0, 123)][0], dataset[(0, 124)][0]
     assert torch.equal(crop, same) and not torch.equal(crop, other)
     assert torch.equal(torch.get_rng_state(), before)  # dropout's stream does not depend on data loading
+
+
+@pytest.fixture(scope="module")
+def cnn_and_samples():
+    images, labels = support.blob_images(2, size=16)
+    backbone = create_backbone(BackboneSpec("timm:test_efficientnet", pretrained=False, options={"image_size": 32}))
+    return backbone, samples_from_arrays(images, labels)
+
+
+def _entries(cache: Path) -> list[Path]:
+    return sorted((cache / "features").glob("*.safetensors"))
+
+
+@pytest.mark.parametrize("damage", [b"", b"garbage, not safetensors", b"\x08\x00\x00\x00\x00\x00\x00\x00{}      "])
+def test_a_corrupt_cache_entry_is_dropped_and_recomputed_with_a_warning_naming_it(
+        cnn_and_samples, damage: bytes) -> None:
+    backbone, samples = cnn_and_samples
+    cache = Path(os.environ["TRANSFERKIT_CACHE"])
+    first = extract_features(backbone, samples, progress=False)
+    [entry] = _entries(cache)
+    entry.write_bytes(damage)
+    with pytest.warns(FeatureCacheWarning, match=f"{entry}.*dropped, recomputing"):
+        again = extract_features(backbone, samples, progress=False)
+    np.testing.assert_array_equal(again, first)
+    assert _entries(cache) == [entry] and entry.stat().st_size > 1000  # rewritten
+
+
+def test_a_cache_entry_of_the_wrong_shape_is_dropped(cnn_and_samples) -> None:
+    from safetensors.numpy import save_file
+
+    backbone, samples = cnn_and_samples
+    first = extract_features(backbone, samples, progress=False)
+    [entry] = _entries(Path(os.environ["TRANSFERKIT_CACHE"]))
+    save_file({"features": np.zeros((1, 3), np.float32)}, str(entry))
+    with pytest.warns(FeatureCacheWarning, match="shape"):
+        np.testing.assert_array_equal(extract_features(backbone, samples, progress=False), first)
+
+
+def test_an_unwritable_cache_falls_back_to_no_caching_with_a_warning(
+        cnn_and_samples, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    backbone, samples = cnn_and_samples
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("TRANSFERKIT_CACHE", str(blocker))
+    with pytest.warns(FeatureCacheWarning, match=f"cannot write the feature cache {blocker}.*without caching"):
+        features = extract_features(backbone, samples, progress=False)
+    assert features.shape == (len(samples), backbone.num_features)
+    assert blocker.read_text().startswith("a file")

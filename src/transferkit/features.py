@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
@@ -111,6 +113,10 @@ def make_loader(samples: Samples, backbone: Backbone, label_ids: list[int] | Non
                       sampler=sampler, collate_fn=collate, generator=generator, drop_last=False)
 
 
+class FeatureCacheWarning(UserWarning):
+    """A feature-cache entry could not be read (dropped and recomputed) or the cache not written."""
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("TRANSFERKIT_CACHE", Path.home() / ".cache" / "transferkit"))
 
@@ -130,8 +136,10 @@ def extract_features(backbone: Backbone, samples: Samples, *, batch_size: int = 
     The backbone runs in eval mode without augmentation. The cache file is written atomically.
     """
     path = cache_dir() / "features" / f"{features_key(backbone, samples)}.safetensors"
-    if use_cache and path.exists():
-        return load_file(str(path))["features"]
+    if use_cache:
+        cached = _read_cached(path, (len(samples), backbone.num_features))
+        if cached is not None:
+            return cached
     was_training = backbone.training
     backbone.eval()
     loader = make_loader(samples, backbone, None, train=False, batch_size=batch_size)
@@ -143,8 +151,40 @@ def extract_features(backbone: Backbone, samples: Samples, *, batch_size: int = 
     backbone.train(was_training)
     features = np.concatenate(chunks) if chunks else np.zeros((0, backbone.num_features), np.float32)
     if use_cache:
+        _write_cached(path, features)
+    return features
+
+
+def _read_cached(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
+    """The cached features at ``path``, or None when there are none; a corrupt entry is dropped."""
+    try:
+        if not path.exists():
+            return None
+        features = load_file(str(path))["features"]
+        if features.shape != shape:
+            raise ValueError(f"shape {features.shape}, expected {shape}")
+        return features
+    except (OSError, SafetensorError, KeyError, ValueError) as exc:
+        warnings.warn(f"feature cache entry {path} is unreadable ({exc}); dropped, recomputing",
+                      FeatureCacheWarning, stacklevel=3)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass  # the write below replaces it, or warns that the cache is not writable
+        return None
+
+
+def _write_cached(path: Path, features: np.ndarray) -> None:
+    """Write a cache entry atomically; an unwritable cache only turns caching off, with a warning."""
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
         save_file({"features": np.ascontiguousarray(features)}, str(tmp))
         tmp.replace(path)
-    return features
+    except (OSError, SafetensorError) as exc:
+        warnings.warn(f"cannot write the feature cache {path.parent} ({exc}); continuing without "
+                      "caching (set TRANSFERKIT_CACHE to a writable folder)", FeatureCacheWarning, stacklevel=3)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
