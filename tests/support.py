@@ -61,6 +61,41 @@ def sentiment_texts(n_per_class: int, seed: int = 0) -> tuple[list[str], list[st
     return texts, labels
 
 
+def multilabel_texts(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Tiny multi-label text data: a polarity (``pos``/``neg``) and, independently, the topics ``plot`` and
+    ``acting`` when those words occur; labels like ``neg|plot`` or ``acting|plot|pos``."""
+    rng = np.random.default_rng(seed)
+    pos, neg, filler = WORDS[:7], WORDS[7:14], WORDS[16:21]
+    texts, labels = [], []
+    for i in range(n):
+        polarity = "pos" if i % 2 else "neg"
+        words = list(rng.choice(pos if polarity == "pos" else neg, 2)) + list(rng.choice(filler, 2))
+        names = {polarity}
+        for topic in ("plot", "acting"):
+            if rng.random() < 0.5:
+                words.append(topic)
+                names.add(topic)
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+        labels.append("|".join(sorted(names)))
+    return texts, labels
+
+
+def rated_texts(n: int, seed: int = 0) -> tuple[list[str], list[float]]:
+    """Tiny regression text data: four sentiment words; the rating is 1 + the number of positive ones
+    (1 to 5) plus a little noise."""
+    rng = np.random.default_rng(seed)
+    pos, neg, filler = WORDS[:7], WORDS[7:14], WORDS[16:21]
+    texts, ratings = [], []
+    for _ in range(n):
+        k = int(rng.integers(0, 5))
+        words = list(rng.choice(pos, k)) + list(rng.choice(neg, 4 - k)) + list(rng.choice(filler, 2))
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+        ratings.append(round(1.0 + k + 0.1 * float(rng.standard_normal()), 3))
+    return texts, ratings
+
+
 def blob_images(n_per_class: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, list[str]]:
     """Tiny two-class images: a bright square top-left vs bottom-right, with noise."""
     rng = np.random.default_rng(seed)

@@ -3,7 +3,8 @@
 Layout::
 
     RUN/
-      transferkit.json      format version, backbone spec, classes, strategy, config, preprocessing
+      transferkit.json      format version, backbone spec, task and its target encoding, classes, strategy,
+                            config, preprocessing
       head.safetensors      the head
       backbone.safetensors  backbone weights, only when the strategy changed them
       adapter.safetensors   instead of backbone.safetensors when the change is a PEFT LoRA adapter: only
@@ -31,7 +32,8 @@ from torch import nn
 
 from transferkit.backbones.base import Backbone, BackboneSpec, resolve_entry
 from transferkit.errors import ArtifactError, TransferkitError
-from transferkit.heads import LinearHead, TransferModel
+from transferkit.heads import TransferModel
+from transferkit.tasks import task_from_manifest
 
 FORMAT_VERSION = 1
 MANIFEST = "transferkit.json"
@@ -146,7 +148,7 @@ def build_backbone_for_restore(spec: BackboneSpec, weights_saved: bool, seed: in
 
 
 def load_model_from_run(run: str | Path) -> tuple[TransferModel, dict[str, Any]]:
-    """The fitted model and manifest of a run directory.
+    """The fitted model and manifest of a run directory (runs without a task are classification).
 
     Raises:
         ArtifactError: missing or corrupt files, or an adapter whose base weights are not the ones
@@ -158,7 +160,7 @@ def load_model_from_run(run: str | Path) -> tuple[TransferModel, dict[str, Any]]
     adapter = manifest.get("adapter")
     weights_saved = bool(manifest["backbone_trained"]) and adapter is None
     backbone = build_backbone_for_restore(spec, weights_saved, manifest.get("backbone_seed"))
-    head = LinearHead(backbone.num_features, len(manifest["classes"]), dropout=manifest.get("head_dropout", 0.0))
+    head = task_from_manifest(manifest).build_head(backbone.num_features, dropout=manifest.get("head_dropout", 0.0))
     model = TransferModel(backbone, head)
     try:
         load_model(model.head, str(run / "head.safetensors"))

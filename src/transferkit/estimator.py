@@ -1,32 +1,39 @@
-"""``TransferClassifier``: the scikit-learn-style facade over backbones, strategies and artifacts."""
+"""The scikit-learn-style facade over backbones, tasks, strategies and artifacts.
+
+``TransferEstimator(task=...)`` fits any registered task; ``TransferClassifier`` and ``TransferRegressor``
+are the same estimator fixed to classification and regression, with scikit-learn's mixins (``score`` is
+accuracy, R²).
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
+from transferkit._version import __version__
 from transferkit.artifact import load_model_from_run, save_run
-from transferkit.backbones import BackboneSpec, create_backbone
+from transferkit.backbones import BackboneSpec
 from transferkit.checkpoint import read_progress, remove_checkpoints
-from transferkit.data import Samples, samples_from_arrays, stratified_split
-from transferkit.errors import ConfigError, DataError, NotFittedError
-from transferkit.evaluate import classification_metrics
-from transferkit.features import extract_features
-from transferkit.heads import LinearHead, TransferModel
+from transferkit.data import Samples, samples_from_arrays
+from transferkit.errors import ArtifactError, ConfigError, DataError, NotFittedError
+from transferkit.heads import TransferModel
+from transferkit.model import build_model, predict_scores, run_manifest
 from transferkit.strategies import FitConfig, FitData, get_strategy
+from transferkit.tasks import DEFAULT_TASK, Task, make_task, task_from_manifest
+from transferkit.tasks.base import require_labels
 from transferkit.train import resolve_precision
 
-__version__ = "0.1.0"
+__all__ = ["TransferClassifier", "TransferEstimator", "TransferRegressor", "__version__", "load"]
 
 
-class TransferClassifier(ClassifierMixin, BaseEstimator):
-    """Fit a pretrained backbone to new labels, for images, texts or waveforms.
+class TransferEstimator(BaseEstimator):
+    """Fit a pretrained backbone to new targets (classes, label sets, numbers), for images, texts or waveforms.
 
     The constructor only stores hyperparameters (scikit-learn's rules): ``fit`` returns ``self``,
     fitted state ends in ``_``, and ``clone``/``get_params`` work.
@@ -35,6 +42,8 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         backbone: a registered name (``transferkit backbones``), ``timm:NAME``, ``hf:NAME_OR_PATH``
             or a local directory.
         strategy: a registered strategy (``linear_probe``, ``finetune``).
+        task: a registered task (``classification``, ``multilabel``, ``regression``; ``transferkit tasks``);
+            None: the estimator's own (classification for ``TransferEstimator`` and ``TransferClassifier``).
         pretrained: start from pretrained weights; False trains the same architecture from scratch.
         backbone_options: source options such as ``{"image_size": 160, "hflip": False}``.
         epochs, lr, batch_size, layer_decay, train_last_k, patience, freeze_bn, probe_c,
@@ -57,13 +66,21 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         checkpoint_every: also checkpoint every this many optimizer steps (None or 0: after each
             epoch only).
 
+    Attributes:
+        task_: the fitted ``Task`` (its target encoding); classes_: the names of the head's outputs
+        (class or label names; ``["value"]`` for regression); model_, modality_, history_,
+        strategy_info_, backbone_trained_, validation_metrics_, fit_seconds_.
+
     Example:
-        >>> clf = TransferClassifier(backbone="minilm", strategy="linear_probe")
-        >>> clf.fit(["great film", "awful film", ...], ["pos", "neg", ...]).predict(["loved it"])
+        >>> est = TransferEstimator(backbone="minilm", task="multilabel")
+        >>> est.fit(["a thriller set in Rome", ...], ["crime|travel", ...]).predict(["a heist in Venice"])
     """
 
+    # the task a convenience subclass is fixed to (None: the ``task`` parameter's)
+    _fixed_task: ClassVar[str | None] = None
+
     def __init__(self, backbone: str = "efficientnet_lite0", strategy: str = "linear_probe", *,
-                 pretrained: bool = True, backbone_options: dict[str, Any] | None = None,
+                 task: str | None = None, pretrained: bool = True, backbone_options: dict[str, Any] | None = None,
                  epochs: int | None = None, lr: float | None = None, batch_size: int = 32,
                  layer_decay: float | None = None, train_last_k: int | None = None, patience: int | None = 3,
                  freeze_bn: bool | None = None, probe_c: float | None = None, mixed_precision: str = "no",
@@ -74,6 +91,7 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                  checkpoint_every: int | None = 1000) -> None:
         self.backbone = backbone
         self.strategy = strategy
+        self.task = task
         self.pretrained = pretrained
         self.backbone_options = backbone_options
         self.epochs = epochs
@@ -109,19 +127,34 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                          checkpoint_dir=None if self.checkpoint_dir is None else str(self.checkpoint_dir),
                          checkpoint_every=self.checkpoint_every)
 
-    def fit(self, X: Any, y: Any = None, *, eval_set: tuple[Any, Any] | None = None, resume: bool = False,
-            keep_checkpoints: bool = False) -> TransferClassifier:
-        """Fit on raw inputs ``X`` (images, texts, waveforms or file paths) and labels ``y``.
-
-        ``X`` may also be a ``Samples`` from ``transferkit.data.read_dataset`` (then ``y`` is unused).
-        ``eval_set`` replaces the internal validation split. With ``checkpoint_dir`` set, ``resume``
-        continues from the checkpoint there (if any) and ends as an uninterrupted fit with the same
-        data and parameters would; the checkpoints are deleted when the fit succeeds, unless
-        ``keep_checkpoints`` (the CLI keeps them until the run directory is written).
+    def _task_name(self) -> str:
+        """The task this estimator fits.
 
         Raises:
-            DataError: unusable inputs or labels (one class, mismatched lengths, mixed modalities).
-            ConfigError: unknown strategy or option; ``checkpoint_dir`` holds a checkpoint but
+            ConfigError: a ``task`` other than the one a convenience subclass is fixed to.
+        """
+        fixed = type(self)._fixed_task
+        if fixed is not None and self.task not in (None, fixed):
+            raise ConfigError(f"{type(self).__name__} fits {fixed}, not {self.task!r}; use "
+                              f"TransferEstimator(task={self.task!r})")
+        return fixed or self.task or DEFAULT_TASK
+
+    def fit(self, X: Any, y: Any = None, *, eval_set: tuple[Any, Any] | None = None, resume: bool = False,
+            keep_checkpoints: bool = False) -> TransferEstimator:
+        """Fit on raw inputs ``X`` (images, texts, waveforms or file paths) and targets ``y``.
+
+        ``y`` holds one target per sample: a class name, a list of label names (or ``"a|b"``) for
+        ``multilabel``, a number for ``regression``. ``X`` may also be a ``Samples`` from
+        ``transferkit.data.read_dataset`` (then ``y`` is unused). ``eval_set`` replaces the internal
+        validation split. With ``checkpoint_dir`` set, ``resume`` continues from the checkpoint there
+        (if any) and ends as an uninterrupted fit with the same data and parameters would; the
+        checkpoints are deleted when the fit succeeds, unless ``keep_checkpoints`` (the CLI keeps them
+        until the run directory is written).
+
+        Raises:
+            DataError: unusable inputs or targets (one class, a non-numeric regression target,
+                mismatched lengths, mixed modalities).
+            ConfigError: unknown task, strategy or option; ``checkpoint_dir`` holds a checkpoint but
                 ``resume`` is false, or a checkpoint of a run with other parameters.
             BackboneError: unknown backbone, or a backbone of another modality than the data.
             TrainingError: the loss became NaN or infinite (the last good checkpoint is kept).
@@ -130,108 +163,137 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
         if self.checkpoint_dir is not None and not resume and read_progress(Path(self.checkpoint_dir)):
             raise ConfigError(f"{self.checkpoint_dir} holds a checkpoint of an interrupted fit; continue it with "
                               "fit(resume=True) (CLI: --resume), or remove the folder to start over")
-        samples = X if isinstance(X, Samples) else samples_from_arrays(X, y, modality=self.modality)
-        if samples.labels is None:
-            raise DataError("fit needs labels: pass y, or a labelled dataset")
-        classes = sorted(set(samples.labels))
-        if len(classes) < 2:
-            raise DataError(f"found only one class {classes[0]!r}; need at least two to classify")
+        task = make_task(self._task_name())
+        samples = self._labelled(X, y, task, self.modality)
+        task.fit_targets(require_labels(samples.labels, "fit"))
         entry = get_strategy(self.strategy)
         torch.manual_seed(self.seed)
         spec = BackboneSpec(self.backbone, pretrained=self.pretrained, options=dict(self.backbone_options or {}))
-        backbone = create_backbone(spec)
-        if backbone.modality != samples.modality:
-            raise DataError(f"backbone {self.backbone!r} takes {backbone.modality} but the data is "
-                            f"{samples.modality}; choose a {samples.modality} backbone (`transferkit backbones`)")
-        index = {name: i for i, name in enumerate(classes)}
+        model = build_model(spec, task, modality=samples.modality)
         train, val = samples, None
         if eval_set is not None:
-            val = eval_set[0] if isinstance(eval_set[0], Samples) else samples_from_arrays(
-                eval_set[0], eval_set[1], modality=samples.modality)
-            unknown = sorted(set(val.labels or []) - set(classes))
-            if unknown:
-                raise DataError(f"validation labels {unknown} do not occur in the training data")
+            val = self._labelled(eval_set[0], eval_set[1], task, samples.modality)
         elif entry.uses_validation and self.val_fraction > 0:
-            train_idx, val_idx = stratified_split(samples.labels, self.val_fraction, self.seed)
+            train_idx, val_idx = task.split(samples.labels or [], self.val_fraction, self.seed)
             if len(val_idx):
                 train, val = samples.subset(train_idx), samples.subset(val_idx)
-        data = FitData(train=train, train_ids=[index[v] for v in train.labels or []], classes=classes,
-                       val=val, val_ids=None if val is None else [index[v] for v in val.labels or []])
-        model = TransferModel(backbone, LinearHead(backbone.num_features, len(classes)))
+        data = FitData(train=train, train_ids=task.encode(train.labels or []), classes=task.names, val=val,
+                       val_ids=None if val is None else task.encode(val.labels or [], source="validation data"),
+                       task=task)
         start = time.perf_counter()
         outcome = entry.fn(model, data, replace(self._fit_config(), resume=resume))
         if self.checkpoint_dir is not None and not keep_checkpoints:
             remove_checkpoints(self.checkpoint_dir)
-        self.fit_seconds_ = time.perf_counter() - start
-        model.eval()
-        self.model_ = model
-        self.classes_ = np.array(classes)
-        self.modality_ = samples.modality
-        self.history_ = outcome.history
-        self.strategy_info_ = outcome.info
-        self.backbone_trained_ = outcome.backbone_trained
-        self.validation_metrics_ = None
+        self._set_fitted(model, task, samples.modality, history=outcome.history, strategy_info=outcome.info,
+                         backbone_trained=outcome.backbone_trained, fit_seconds=time.perf_counter() - start)
         if val is not None and len(val) > 0:
             self.validation_metrics_ = self.evaluate(val)
+        return self
+
+    @staticmethod
+    def _labelled(X: Any, y: Any, task: Task, modality: str | None) -> Samples:
+        if isinstance(X, Samples):
+            return X
+        return samples_from_arrays(X, task.prepare_labels(y), modality=modality)
+
+    def _set_fitted(self, model: TransferModel, task: Task, modality: str, *, history: list[dict[str, Any]],
+                    strategy_info: dict[str, Any], backbone_trained: bool, fit_seconds: float | None,
+                    validation_metrics: dict[str, Any] | None = None) -> None:
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.model_ = model
+        self.task_ = task
+        self.classes_ = np.array(task.names)
+        self.modality_ = modality
+        self.history_ = history
+        self.strategy_info_ = strategy_info
+        self.backbone_trained_ = backbone_trained
+        self.fit_seconds_ = fit_seconds
+        self.validation_metrics_ = validation_metrics
+
+    def with_model(self, model: TransferModel, task: Task, *, strategy_info: dict[str, Any],
+                   backbone_trained: bool = False, fit_seconds: float | None = None) -> TransferEstimator:
+        """Make this estimator the fitted holder of a model fitted elsewhere; returns ``self``.
+
+        Self-training and adaptation fit heads in their own ways (on pseudo-labels, on aligned
+        features); through this they get an estimator that predicts, evaluates and saves a run
+        directory exactly as one from ``fit`` would.
+
+        Raises:
+            ConfigError: a task other than this estimator's.
+        """
+        if task.name != self._task_name():
+            raise ConfigError(f"this {type(self).__name__} fits {self._task_name()}, not {task.name}")
+        task.check_fitted()
+        self._set_fitted(model, task, model.backbone.modality, history=[], strategy_info=strategy_info,
+                         backbone_trained=backbone_trained, fit_seconds=fit_seconds)
         return self
 
     # -- inference -----------------------------------------------------------------------------
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
-            raise NotFittedError("this TransferClassifier is not fitted yet; call fit first")
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
 
     def _samples(self, X: Any) -> Samples:
-        if isinstance(X, Samples):
-            return X
-        return samples_from_arrays(X, None, modality=self.modality_)
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities ``(N, C)`` in the order of ``classes_``."""
-        self._check_fitted()
-        samples = self._samples(X)
+        samples = X if isinstance(X, Samples) else samples_from_arrays(X, None, modality=self.modality_)
         if samples.modality != self.modality_:
             raise DataError(f"this model takes {self.modality_} inputs, not {samples.modality}")
-        features = extract_features(self.model_.backbone, samples, batch_size=self.batch_size,
-                                    use_cache=not self.backbone_trained_, progress=self.progress)
-        with torch.inference_mode():
-            logits = self.model_.head(torch.from_numpy(features))
-        return torch.softmax(logits.float(), dim=-1).numpy()
+        return samples
+
+    def predict_scores(self, X: Any) -> np.ndarray:
+        """The task's scores: class probabilities ``(N, C)`` in the order of ``classes_``, label
+        probabilities ``(N, L)``, or values ``(N,)`` in the training targets' units."""
+        self._check_fitted()
+        return predict_scores(self.model_, self.task_, self._samples(X), batch_size=self.batch_size,
+                              use_cache=not self.backbone_trained_, progress=self.progress)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities ``(N, C)`` (or label probabilities ``(N, L)``) in the order of ``classes_``.
+
+        Raises:
+            ConfigError: the task predicts values, not probabilities.
+        """
+        self._check_fitted()
+        if not self.task_.probabilistic:
+            raise ConfigError(f"the {self.task_.name} task predicts values, not probabilities; use predict")
+        return self.predict_scores(X)
 
     def predict(self, X: Any) -> np.ndarray:
-        """Predicted class names."""
-        probabilities = self.predict_proba(X)  # first, so that an unfitted model raises NotFittedError
-        return self.classes_[probabilities.argmax(axis=1)]
+        """Predictions: class names, lists of label names (an object array), or numbers."""
+        scores = self.predict_scores(X)  # first, so that an unfitted model raises NotFittedError
+        return self.task_.predictions(scores)
 
     def evaluate(self, X: Any, y: Any = None) -> dict[str, Any]:
-        """Accuracy, macro-F1, per-class precision/recall and confusion matrix on labelled data."""
+        """The task's metrics on labelled data (classification: accuracy, macro-F1, per-class
+        precision/recall and confusion matrix; see ``transferkit.evaluate``)."""
         self._check_fitted()
-        samples = X if isinstance(X, Samples) else samples_from_arrays(X, y, modality=self.modality_)
+        samples = X if isinstance(X, Samples) else samples_from_arrays(X, self.task_.prepare_labels(y),
+                                                                        modality=self.modality_)
         if samples.labels is None:
             raise DataError("evaluation needs labels")
-        unknown = sorted(set(samples.labels) - set(self.classes_.tolist()))
-        if unknown:
-            raise DataError(f"labels {unknown} were not seen in training (known: {self.classes_.tolist()})")
-        predicted = self.predict(samples)
-        return classification_metrics(samples.labels, predicted.tolist(), self.classes_.tolist())
+        self.task_.encode(samples.labels, source="evaluation data")  # labels unseen in training: a clear error
+        return self.task_.metrics(samples.labels, self.predict_scores(samples))
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """The task's main metric (accuracy, micro-F1, R²) on labelled data."""
+        metrics = self.evaluate(X, y)  # first, so that an unfitted model raises NotFittedError
+        return float(metrics[self.task_.score_name])
 
     # -- artifact ------------------------------------------------------------------------------
     def save(self, out: str | Path, *, overwrite: bool = False) -> Path:
-        """Write the run directory (weights, head, label map, preprocessing, spec, config, metrics).
+        """Write the run directory (weights, head, task and target encoding, preprocessing, spec, config,
+        metrics).
 
         A LoRA fit stores only its adapter: the backbone is rebuilt from its spec when loading.
         """
         self._check_fitted()
-        manifest = {
-            "transferkit_version": __version__,
-            "modality": self.modality_,
-            "classes": self.classes_.tolist(),
-            "strategy": self.strategy,
-            "estimator_params": {k: str(v) if isinstance(v, Path) else v for k, v in self.get_params().items()},
-            "strategy_info": self.strategy_info_,
-            "fit_seconds": self.fit_seconds_,
+        manifest = run_manifest(
+            self.task_, modality=self.modality_, strategy=self.strategy,
+            estimator_params={k: str(v) if isinstance(v, Path) else v for k, v in self.get_params().items()},
+            strategy_info=self.strategy_info_, fit_seconds=self.fit_seconds_,
             # fit seeds torch just before building the backbone: this rebuilds random weights
-            "backbone_seed": self.seed,
-        }
+            backbone_seed=self.seed)
         extra: dict[str, Any] = {"history.json": self.history_}
         if self.validation_metrics_ is not None:
             extra["metrics.json"] = {"validation": self.validation_metrics_}
@@ -240,29 +302,66 @@ class TransferClassifier(ClassifierMixin, BaseEstimator):
                         overwrite=overwrite)
 
     @classmethod
-    def load(cls, run: str | Path) -> TransferClassifier:
-        """A fitted classifier from a run directory; predictions equal those of the saved one."""
+    def load(cls, run: str | Path) -> TransferEstimator:
+        """A fitted estimator from a run directory; predictions equal those of the saved one.
+
+        ``TransferEstimator.load`` (and ``transferkit.load``) returns the estimator of the run's task
+        (a ``TransferClassifier`` for classification, also for runs written before tasks existed).
+
+        Raises:
+            ArtifactError: the run holds another task than this class fits; missing or corrupt files.
+        """
         model, manifest = load_model_from_run(run)
+        task = task_from_manifest(manifest)
+        target = _ESTIMATORS.get(task.name, TransferEstimator) if cls is TransferEstimator else cls
+        if target._fixed_task not in (None, task.name):
+            raise ArtifactError(f"{run} holds a {task.name} model, not {target._fixed_task}; load it with "
+                                "transferkit.load")
         params = dict(manifest.get("estimator_params", {}))
-        defaults = cls().get_params()
+        defaults = target().get_params()
         for name, value in params.items():  # JSON has no tuples
             if isinstance(value, list) and isinstance(defaults.get(name), tuple):
                 params[name] = tuple(value)
+        if target._fixed_task is None:
+            params["task"] = task.name
         try:
-            clf = cls(**params)
+            estimator = target(**params)
         except TypeError as exc:
             raise ConfigError(f"{run}: unknown estimator parameters: {exc}") from exc
-        clf.model_ = model
-        clf.classes_ = np.array(manifest["classes"])
-        clf.modality_ = manifest["modality"]
-        clf.history_ = []
-        clf.strategy_info_ = manifest.get("strategy_info", {})
-        clf.backbone_trained_ = bool(manifest["backbone_trained"])
-        clf.validation_metrics_ = None
-        clf.fit_seconds_ = manifest.get("fit_seconds")
-        return clf
+        estimator._set_fitted(model, task, manifest["modality"], history=[],
+                              strategy_info=manifest.get("strategy_info", {}),
+                              backbone_trained=bool(manifest["backbone_trained"]),
+                              fit_seconds=manifest.get("fit_seconds"))
+        return estimator
 
 
-def load(run: str | Path) -> TransferClassifier:
-    """Load a run directory written by ``TransferClassifier.save`` or ``transferkit fit``."""
-    return TransferClassifier.load(run)
+class TransferClassifier(ClassifierMixin, TransferEstimator):
+    """``TransferEstimator`` for classification (one class per sample); ``score`` is accuracy.
+
+    Example:
+        >>> clf = TransferClassifier(backbone="minilm", strategy="linear_probe")
+        >>> clf.fit(["great film", "awful film", ...], ["pos", "neg", ...]).predict(["loved it"])
+    """
+
+    _fixed_task = "classification"
+
+
+class TransferRegressor(RegressorMixin, TransferEstimator):
+    """``TransferEstimator`` for regression (one number per sample); ``score`` is R².
+
+    Example:
+        >>> reg = TransferRegressor(backbone="minilm")
+        >>> reg.fit(["five stars, superb", "dull", ...], [5, 1, ...]).predict(["rather good"])
+    """
+
+    _fixed_task = "regression"
+
+
+# the estimator ``load`` returns for a run of each task (others: TransferEstimator)
+_ESTIMATORS: dict[str, type[TransferEstimator]] = {"classification": TransferClassifier,
+                                                   "regression": TransferRegressor}
+
+
+def load(run: str | Path) -> TransferEstimator:
+    """Load a run directory written by ``save`` or ``transferkit fit``: the estimator of its task."""
+    return TransferEstimator.load(run)

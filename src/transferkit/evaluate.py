@@ -1,4 +1,4 @@
-"""Classification metrics, as a JSON-serialisable dict."""
+"""Metrics of each task (classification, multi-label, regression), as JSON-serialisable dicts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    hamming_loss,
+    mean_absolute_error,
+    mean_squared_error,
+    precision_recall_fscore_support,
+    r2_score,
+)
 
 
 def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str]) -> dict[str, Any]:
@@ -53,3 +62,55 @@ def format_metrics(metrics: dict[str, Any]) -> str:
             f"{name:<{width}}  {row['precision']:.4f}     {row['recall']:.4f}  {row['f1']:.4f}  {row['support']}"
         )
     return "\n".join(lines)
+
+
+def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
+    """Micro/macro F1, subset accuracy, Hamming loss and per-label precision/recall/F1/support.
+
+    Args:
+        y_true: true label indicators ``(N, L)``.
+        y_pred: predicted label indicators ``(N, L)``.
+        labels: the names of the ``L`` columns.
+    """
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, zero_division=0)
+    return {
+        "n": int(len(y_true)),
+        "micro_f1": float(f1_score(y_true, y_pred, average="micro", zero_division=0)),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "subset_accuracy": float(accuracy_score(y_true, y_pred)),
+        "hamming_loss": float(hamming_loss(y_true, y_pred)),
+        "per_label": {
+            name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for name, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
+        },
+    }
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
+    """Mean squared error, its root, mean absolute error and R² (None with fewer than two samples)."""
+    mse = float(mean_squared_error(y_true, y_pred))
+    return {
+        "n": int(len(y_true)),
+        "mse": mse,
+        "rmse": mse**0.5,
+        "mae": float(mean_absolute_error(y_true, y_pred)),
+        "r2": float(r2_score(y_true, y_pred)) if len(y_true) >= 2 else None,
+    }
+
+
+def format_multilabel_metrics(metrics: dict[str, Any]) -> str:
+    lines = [f"micro-F1 {metrics['micro_f1']:.4f}   macro-F1 {metrics['macro_f1']:.4f}   subset accuracy "
+             f"{metrics['subset_accuracy']:.4f}   Hamming loss {metrics['hamming_loss']:.4f}   n={metrics['n']}"]
+    width = max(len("label"), *(len(name) for name in metrics["per_label"]))
+    lines.append(f"{'label':<{width}}  precision  recall  f1      support")
+    for name, row in metrics["per_label"].items():
+        lines.append(
+            f"{name:<{width}}  {row['precision']:.4f}     {row['recall']:.4f}  {row['f1']:.4f}  {row['support']}"
+        )
+    return "\n".join(lines)
+
+
+def format_regression_metrics(metrics: dict[str, Any]) -> str:
+    r2 = "-" if metrics["r2"] is None else f"{metrics['r2']:.4f}"
+    return (f"MSE {metrics['mse']:.4f}   RMSE {metrics['rmse']:.4f}   MAE {metrics['mae']:.4f}   R² {r2}   "
+            f"n={metrics['n']}")

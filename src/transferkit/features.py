@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ class BackboneDataset(Dataset):
     happens to fetch it.
     """
 
-    def __init__(self, samples: Samples, backbone: Backbone, label_ids: list[int] | None,
+    def __init__(self, samples: Samples, backbone: Backbone, label_ids: Sequence[Any] | None,
                  train: bool) -> None:
         self.samples, self.backbone, self.label_ids, self.train = samples, backbone, label_ids, train
 
@@ -97,14 +97,19 @@ def seeded_torch(seed: int) -> Iterator[None]:
         yield
 
 
-def make_loader(samples: Samples, backbone: Backbone, label_ids: list[int] | None, *, train: bool,
+def make_loader(samples: Samples, backbone: Backbone, label_ids: Sequence[Any] | None, *, train: bool,
                 batch_size: int, seed: int = 0) -> DataLoader:
-    """A DataLoader whose batches are ``(batch_dict, labels)``; shuffled and augmented when training,
-    in an order and with augmentations that depend only on ``(seed, epoch)`` (``EpochSampler``)."""
+    """A DataLoader whose batches are ``(batch_dict, targets)``; shuffled and augmented when training,
+    in an order and with augmentations that depend only on ``(seed, epoch)`` (``EpochSampler``).
 
-    def collate(pairs: list[tuple[Any, int]]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    ``label_ids`` holds one encoded target per sample (a class index, a row of label indicators, a
+    number); integer targets batch as ``int64``, the others keep their dtype.
+    """
+
+    def collate(pairs: list[tuple[Any, Any]]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         batch = backbone.collate([sample for sample, _ in pairs])
-        return batch, torch.tensor([label for _, label in pairs], dtype=torch.long)
+        targets = np.asarray([label for _, label in pairs])
+        return batch, torch.from_numpy(targets.astype(np.int64) if targets.dtype.kind in "iub" else targets)
 
     # the generator only seeds worker processes; without one, each new iterator would draw from the global stream
     generator = torch.Generator().manual_seed(seed)

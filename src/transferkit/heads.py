@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -18,6 +19,14 @@ class LinearHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.fc(self.dropout(features))
+
+
+def set_linear_head(head: LinearHead, weight: np.ndarray, bias: np.ndarray) -> LinearHead:
+    """Write a linear model fitted elsewhere (a probe, an adapted classifier) into ``head``: ``(K, D)``, ``(K,)``."""
+    with torch.no_grad():
+        head.fc.weight.copy_(torch.from_numpy(np.asarray(weight, dtype=np.float32)))
+        head.fc.bias.copy_(torch.from_numpy(np.asarray(bias, dtype=np.float32)))
+    return head
 
 
 class TransferModel(nn.Module):

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils.memory import clear_device_cache, should_reduce_batch_size
@@ -24,6 +23,7 @@ from tqdm.auto import tqdm
 
 from transferkit.checkpoint import Checkpoints, LoopState, restore_torch_rng
 from transferkit.errors import ConfigError, TransferkitError
+from transferkit.tasks import Classification, Task
 
 T = TypeVar("T")
 
@@ -130,7 +130,7 @@ class TrainHooks:
         return model(**batch)
 
     def extra_loss(self, model: nn.Module, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
-        """A term added to the cross-entropy (regularisers, adaptation losses)."""
+        """A term added to the task's loss (regularisers, adaptation losses)."""
         return None
 
     def on_epoch_end(self, epoch: int, model: nn.Module) -> dict[str, float] | None:
@@ -204,22 +204,29 @@ class TrainResult:
 
 
 @torch.no_grad()
-def evaluate_loss_accuracy(model: nn.Module, loader: DataLoader, accelerator: Accelerator) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` on ``loader``."""
+def evaluate_loss_accuracy(model: nn.Module, loader: DataLoader, accelerator: Accelerator,
+                           task: Task | None = None) -> tuple[float, float]:
+    """Mean loss and validation score of ``model`` on ``loader``: the task's (default: cross-entropy and
+    accuracy of classification)."""
+    task = task or Classification()
     model.eval()
-    total_loss, correct, count = 0.0, 0, 0
+    total_loss, count = 0.0, 0
+    outputs, targets = [], []
     for batch, labels in loader:
         logits = model(**batch)
-        total_loss += float(F.cross_entropy(logits.float(), labels, reduction="sum"))
-        correct += int((logits.argmax(-1) == labels).sum())
+        total_loss += float(task.loss(logits, labels, reduction="sum"))
         count += len(labels)
-    return total_loss / max(count, 1), correct / max(count, 1)
+        outputs.append(logits.float())
+        targets.append(labels)
+    score = task.score(torch.cat(outputs), torch.cat(targets)) if outputs else 0.0
+    return total_loss / max(count, 1), score
 
 
 def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, train_loader: DataLoader,
                val_loader: DataLoader | None, config: LoopConfig, hooks: TrainHooks | None = None, *,
-               checkpoints: Checkpoints | None = None) -> TrainResult:
-    """Train ``model`` with cross-entropy; keep the weights of the best validation epoch.
+               checkpoints: Checkpoints | None = None, task: Task | None = None) -> TrainResult:
+    """Train ``model`` with the task's loss (default: classification's cross-entropy); keep the weights of
+    the best validation epoch (by the task's validation score, then the loss).
 
     The model's forward takes the batch dict of the backbone's ``collate`` and returns logits.
     Without a validation loader the last epoch's weights are kept. With ``checkpoints`` the loop
@@ -235,12 +242,12 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: An
     """
     with accelerator_for(config.mixed_precision, config.grad_accum) as accelerator:
         return _train(accelerator, model, optimizer, scheduler, train_loader, val_loader, config,
-                      hooks or TrainHooks(), checkpoints)
+                      hooks or TrainHooks(), checkpoints, task or Classification())
 
 
 def _train(accelerator: Accelerator, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
            train_loader: DataLoader, val_loader: DataLoader | None, config: LoopConfig, hooks: TrainHooks,
-           checkpoints: Checkpoints | None) -> TrainResult:
+           checkpoints: Checkpoints | None, task: Task) -> TrainResult:
     prepared = accelerator.prepare(model, optimizer, train_loader, scheduler)
     model, optimizer, train_loader, scheduler = prepared
     if val_loader is not None:
@@ -261,7 +268,7 @@ def _train(accelerator: Accelerator, model: nn.Module, optimizer: torch.optim.Op
                        leave=False, initial=state.step, total=batches_per_epoch)
             for batch, labels in bar:
                 with accelerator.accumulate(model):
-                    loss = _loss(model, batch, labels, hooks)
+                    loss = _loss(model, batch, labels, hooks, task)
                     if not torch.isfinite(loss):
                         raise _bad_loss(float(loss.detach()), epoch, state, accelerator.unwrap_model(model),
                                         checkpoints)
@@ -275,7 +282,7 @@ def _train(accelerator: Accelerator, model: nn.Module, optimizer: torch.optim.Op
                     if checkpoints and checkpoints.due(state.optimizer_steps) and state.step < batches_per_epoch:
                         _save(checkpoints, state, accelerator, model, optimizer, scheduler, hooks)
             scores = hooks.on_epoch_end(epoch, accelerator.unwrap_model(model)) or {}
-            row = _end_epoch(state, epoch, model, optimizer, val_loader, accelerator, config, scores)
+            row = _end_epoch(state, epoch, model, optimizer, val_loader, accelerator, config, scores, task)
             if checkpoints:
                 _save(checkpoints, state, accelerator, model, optimizer, scheduler, hooks)
             if show:
@@ -291,9 +298,10 @@ def _train(accelerator: Accelerator, model: nn.Module, optimizer: torch.optim.Op
     return TrainResult(history=state.history, best_epoch=state.best_epoch, stopped_early=state.stopped_early)
 
 
-def _loss(model: nn.Module, batch: dict[str, torch.Tensor], labels: torch.Tensor, hooks: TrainHooks) -> torch.Tensor:
+def _loss(model: nn.Module, batch: dict[str, torch.Tensor], labels: torch.Tensor, hooks: TrainHooks,
+          task: Task) -> torch.Tensor:
     logits = hooks.forward(model, batch)  # (B, C)
-    loss = F.cross_entropy(logits.float(), labels)
+    loss = task.loss(logits, labels)
     extra = hooks.extra_loss(model, logits, labels)
     return loss if extra is None else loss + extra
 
@@ -310,14 +318,15 @@ def _optimize(loss: torch.Tensor, model: nn.Module, optimizer: torch.optim.Optim
 
 def _end_epoch(state: LoopState, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer,
                val_loader: DataLoader | None, accelerator: Accelerator, config: LoopConfig,
-               scores: dict[str, float]) -> dict[str, Any]:
+               scores: dict[str, float], task: Task) -> dict[str, Any]:
     """Validate, keep the best weights, decide on early stopping; the epoch's history row."""
     row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": state.running_loss / max(state.seen, 1),
                            "lr": optimizer.param_groups[-1]["lr"], **scores}
     key: tuple[float, float] | None = None
     if val_loader is not None:
-        row["val_loss"], row["val_accuracy"] = evaluate_loss_accuracy(model, val_loader, accelerator)
-        key = (row["val_accuracy"], -row["val_loss"])
+        score_key = f"val_{task.score_name}"
+        row["val_loss"], row[score_key] = evaluate_loss_accuracy(model, val_loader, accelerator, task)
+        key = (row[score_key], -row["val_loss"])
     elif config.monitor is not None:
         if config.monitor not in row:
             raise TrainingError(f"no {config.monitor!r} to monitor in the history row ({', '.join(row)})")

@@ -2,7 +2,9 @@
 
 The layout is torchvision's ``ImageFolder`` (``root/<class>/**/<file>``) for images and audio
 alike. Files that are not media (``.DS_Store``, ``README.md``, ``labels.csv``) are ignored; hidden
-files and folders and ``__MACOSX`` are never read.
+files and folders and ``__MACOSX`` are never read. For several labels per file, the same file (a copy
+or a symbolic link) sits in the folder of each of its labels; ``merge_repeated_files`` makes it one
+sample labelled ``a|b``.
 """
 
 import os
@@ -117,3 +119,34 @@ def read_folder(path: Path, *, modality: str | None, on_error: str, require_labe
                 raise DataError(f"class folder {path / name} has no readable {found} files")
         require_classes(samples.labels, str(path))
     return samples
+
+
+def merge_repeated_files(samples: Samples) -> Samples:
+    """One sample per distinct file, labelled with every class folder that holds it (``a|b``).
+
+    Files are the same when their bytes are, so a symbolic link and a copy both count. The first
+    occurrence (in class-folder order) names the sample.
+
+    Raises:
+        DataError: a class folder whose name contains ``|``, which separates labels.
+    """
+    from transferkit.data.decode import item_digest
+
+    if samples.labels is None:
+        return samples
+    bad = sorted({label for label in samples.labels if "|" in label})
+    if bad:
+        raise DataError(f"class folder {bad[0]!r} has '|' in its name, which separates the labels of a file")
+    first: dict[str, int] = {}
+    keep: list[int] = []
+    names: list[set[str]] = []
+    for i, (item, label) in enumerate(zip(samples.items, samples.labels, strict=True)):
+        key = item_digest(item)
+        if key in first:
+            names[first[key]].add(label)
+            continue
+        first[key] = len(keep)
+        keep.append(i)
+        names.append({label})
+    return Samples(items=[samples.items[i] for i in keep], labels=["|".join(sorted(n)) for n in names],
+                   modality=samples.modality, origins=[samples.origins[i] for i in keep], skipped=samples.skipped)

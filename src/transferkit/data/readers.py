@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from transferkit.data.decode import keep_readable
-from transferkit.data.folders import folder_modality, read_folder, scan_media
+from transferkit.data.folders import folder_modality, merge_repeated_files, read_folder, scan_media
 from transferkit.data.reviews import is_review_folder, read_review_folder
 from transferkit.data.samples import (
     TABLE_EXTENSIONS,
@@ -28,6 +28,7 @@ def read_dataset(
     path_column: str | None = None,
     on_error: str = "skip",
     require_labels: bool = True,
+    multilabel: bool = False,
 ) -> Samples:
     """Read a labelled (or unlabelled) dataset from a folder or a table.
 
@@ -60,6 +61,8 @@ def read_dataset(
             ``"fail"`` (raise DataError naming it).
         require_labels: demand labels with at least two classes, and that no class folder ends
             up empty.
+        multilabel: a file held in several class folders (a copy or a symbolic link) is one sample
+            with all their labels, ``a|b`` (tables write ``a|b`` in the label cell themselves).
 
     Returns:
         Samples sorted by class folder then file for folders, in row order for tables.
@@ -86,7 +89,8 @@ def read_dataset(
             raise ConfigError(f"{', '.join(named)} applies to CSV/TSV/JSONL files, but {p} is a folder")
         if is_review_folder(p) and modality in (None, "text"):
             return read_review_folder(p, require_labels=require_labels)
-        return read_folder(p, modality=modality, on_error=on_error, require_labels=require_labels)
+        samples = read_folder(p, modality=modality, on_error=on_error, require_labels=require_labels)
+        return merge_repeated_files(samples) if multilabel else samples
     if not p.is_file():
         raise DataError(f"no such file or folder: {p}")
     suffix = p.suffix.lower()

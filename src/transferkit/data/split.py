@@ -1,4 +1,5 @@
-"""Stratified train/validation splits that never take a class away from training."""
+"""Train/validation splits: stratified for class labels (never taking a class away from training), random
+for targets that have no classes (several labels per sample, numbers)."""
 
 from collections.abc import Sequence
 
@@ -48,6 +49,26 @@ def stratified_split(labels: Sequence[str], fraction: float, seed: int) -> tuple
     val_idx = np.sort(np.concatenate(val_parts))
     train_idx = np.setdiff1d(everything, val_idx)
     return train_idx, val_idx
+
+
+def random_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out ``round(fraction * n)`` random samples (at least one, at most ``n - 1``) for validation.
+
+    Returns:
+        ``(train_idx, val_idx)``: sorted int64 index arrays; the validation set is empty when
+        ``fraction`` is 0 or there are fewer than two samples.
+
+    Raises:
+        ConfigError: ``fraction`` outside ``[0, 1)``.
+    """
+    if not 0 <= fraction < 1:
+        raise ConfigError(f"the validation fraction must be in [0, 1), not {fraction!r}")
+    everything = np.arange(n, dtype=np.int64)
+    if fraction == 0 or n < 2:
+        return everything, np.empty(0, dtype=np.int64)
+    n_val = min(max(1, round(fraction * n)), n - 1)
+    val_idx = np.sort(np.random.default_rng(seed).permutation(n)[:n_val]).astype(np.int64)
+    return np.setdiff1d(everything, val_idx), val_idx
 
 
 def split_samples(samples: Samples, fraction: float, seed: int) -> tuple[Samples, Samples]:

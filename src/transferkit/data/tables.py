@@ -2,7 +2,8 @@
 
 Columns are found by the names datasets usually use (``text``, ``sentence``, ... and ``label``,
 ``class``, ...), case-insensitively, or named by the user. Cells are read as written: labels stay
-strings (``0`` is ``"0"``), and TSV fields are taken literally (GLUE-style, no quote processing).
+strings (``0`` is ``"0"``; a multi-label cell is ``a|b``, and a JSONL list of names becomes one), and
+TSV fields are taken literally (GLUE-style, no quote processing).
 Rows are named the way a spreadsheet numbers them: the header is row 1 of a CSV or TSV, so its first
 data row is ``data.csv row 2``; JSONL rows are named by line.
 """
@@ -87,10 +88,12 @@ def read_table(
             if _blank(label):
                 log.bad(origin, f"empty label in column {lcol!r}")
                 continue
-            if isinstance(label, list | dict):
-                log.bad(origin, "a label must be one value (multi-label data is not supported)")
+            if isinstance(label, dict):
+                log.bad(origin, "a label must be one value, or a list of label names")
                 continue
-            labels.append(label_to_str(label))
+            # a JSONL list of label names: several labels, written a|b
+            labels.append("|".join(sorted({label_to_str(v) for v in label})) if isinstance(label, list)
+                          else label_to_str(label))
         if use_paths:
             file = Path(str(value).strip()).expanduser()
             items.append(file if file.is_absolute() else path.parent / file)

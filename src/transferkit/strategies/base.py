@@ -7,13 +7,14 @@ training loop or cached features.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from transferkit.data import Samples
 from transferkit.errors import ConfigError
 from transferkit.heads import TransferModel
+from transferkit.tasks import Classification, Task
 
 
 @dataclass
@@ -91,13 +92,30 @@ class FitConfig:
 
 @dataclass
 class FitData:
-    """Training and (optional) validation samples with label indices into ``classes``."""
+    """Training and (optional) validation samples with their encoded targets.
+
+    Attributes:
+        train_ids, val_ids: the targets ``task.encode`` gives (class indices for classification).
+        classes: the names of the head's outputs (``task.names``).
+        task: what the targets are; None: classification over ``classes``.
+    """
 
     train: Samples
-    train_ids: list[int]
+    train_ids: Sequence[Any]
     classes: list[str]
     val: Samples | None = None
-    val_ids: list[int] | None = None
+    val_ids: Sequence[Any] | None = None
+    task: Task | None = None
+
+    def __post_init__(self) -> None:
+        if self.task is None:
+            self.task = Classification(self.classes)
+
+    @property
+    def objective(self) -> Task:
+        """The task (set in ``__post_init__``)."""
+        assert self.task is not None
+        return self.task
 
 
 @dataclass

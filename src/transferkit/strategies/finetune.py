@@ -109,8 +109,7 @@ def finetune(model: TransferModel, data: FitData, config: FitConfig) -> Strategy
 def lp_ft(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOutcome:
     from transferkit.strategies.linear_probe import linear_probe
 
-    probe = linear_probe(model, FitData(train=data.train, train_ids=data.train_ids, classes=data.classes),
-                         config)
+    probe = linear_probe(model, replace(data, val=None, val_ids=None), config)
     backbone = model.backbone
     lr = (config.lr or DEFAULT_LR[backbone.modality]) / 2
     # the head already fits: it moves no faster than the top of the backbone
@@ -146,6 +145,9 @@ def contrastive(model: TransferModel, data: FitData, config: FitConfig) -> Strat
     from transferkit.strategies.linear_probe import linear_probe
     from transferkit.strategies.regularizers import CONTRASTIVE_LOSSES
 
+    if data.objective.name != "classification":
+        raise ConfigError(f"the contrastive strategy pulls samples of one class together, so it fits classification "
+                          f"only, not {data.objective.name}; use finetune or lp_ft")
     if config.contrastive_loss not in CONTRASTIVE_LOSSES:
         raise ConfigError(f"unknown contrastive loss {config.contrastive_loss!r}; choose from "
                           f"{', '.join(CONTRASTIVE_LOSSES)}")
@@ -154,8 +156,7 @@ def contrastive(model: TransferModel, data: FitData, config: FitConfig) -> Strat
     outcome = _finetune(model, data, replace(config, regularizers=regularizers), head_lr_scale=config.head_lr_scale,
                         extra_hooks=hooks)
     # the tuned features are not the pretrained ones: never read or write them in the feature cache
-    probe = linear_probe(model, FitData(train=data.train, train_ids=data.train_ids, classes=data.classes),
-                         replace(config, use_cache=False))
+    probe = linear_probe(model, replace(data, val=None, val_ids=None), replace(config, use_cache=False))
     outcome.info = {**outcome.info, **probe.info, "contrastive_ce": config.contrastive_ce}
     return outcome
 
@@ -212,7 +213,7 @@ def _finetune(model: TransferModel, data: FitData, config: FitConfig, *, head_lr
             checkpoints = Checkpoints(folder, every=config.checkpoint_every,
                                       resume=config.resume and batch_size == first_batch_size, signature=signature)
         result = train_loop(model, optimizer, scheduler, train_loader, val_loader, loop, CombinedHooks(hook_list),
-                            checkpoints=checkpoints)
+                            checkpoints=checkpoints, task=data.objective)
         return result, batch_size, sum(p.numel() for group in groups for p in group["params"])
 
     result, batch_size, trainable = retry_on_out_of_memory(attempt, first_batch_size)

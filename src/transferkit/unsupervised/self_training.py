@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
@@ -26,8 +25,10 @@ from transferkit.backbones import Backbone
 from transferkit.data import Samples, samples_from_arrays
 from transferkit.errors import ConfigError, DataError, NotFittedError
 from transferkit.features import extract_features
-from transferkit.heads import LinearHead, TransferModel
+from transferkit.heads import set_linear_head
+from transferkit.model import build_model
 from transferkit.strategies.linear_probe import fit_probe
+from transferkit.tasks import Classification
 
 if TYPE_CHECKING:  # the estimator imports every strategy; adapt is imported by some of them
     from transferkit.estimator import TransferClassifier
@@ -139,18 +140,10 @@ def probe_classifier(backbone: Backbone, classes: list[str], weight: np.ndarray,
     clf = TransferClassifier(backbone=spec.name, strategy="linear_probe", pretrained=spec.pretrained,
                              backbone_options=dict(spec.options) or None, batch_size=batch_size, seed=seed,
                              progress=False)
-    head = LinearHead(backbone.num_features, len(classes))
-    with torch.no_grad():
-        head.fc.weight.copy_(torch.from_numpy(weight))
-        head.fc.bias.copy_(torch.from_numpy(bias))
-    model = TransferModel(backbone, head).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    # the same fitted state TransferClassifier.fit / load set
-    clf.model_, clf.classes_, clf.modality_ = model, np.array(classes), backbone.modality
-    clf.history_, clf.strategy_info_, clf.backbone_trained_ = [], info, False
-    clf.validation_metrics_, clf.fit_seconds_ = None, fit_seconds
-    return clf
+    task = Classification(classes)
+    model = build_model(backbone, task)
+    set_linear_head(model.head, weight, bias)
+    return clf.with_model(model, task, strategy_info=info, fit_seconds=fit_seconds)
 
 
 class SelfTrainingClassifier(ClassifierMixin, BaseEstimator):

@@ -1,0 +1,294 @@
+"""The task contract: what a model predicts and everything that follows from it.
+
+A task says which backbone output its head reads, how the user's labels become training targets
+(and back), which head, loss, validation score and metrics it uses, how its linear probe is fitted
+in closed form, and what one prediction looks like in Python, in the CLI's table and in JSON. The
+estimator, the strategies, the training loop and the run directory all go through it, so a new
+kind of prediction (token tags, boxes, embeddings) is one new registered ``Task``.
+
+A task object carries its fitted target encoding (the class list, the label set, the scaling of a
+numeric target): ``fit_targets`` fits it on the training labels, ``state`` writes it into the run's
+manifest and ``make_task(name, state)`` restores it.
+
+Example:
+    >>> task = make_task("multilabel").fit_targets(["sports|news", "news", "tech"])
+    >>> task.names
+    ['news', 'sports', 'tech']
+    >>> task.encode(["tech|news"])
+    array([[1., 0., 1.]], dtype=float32)
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from transferkit.errors import ConfigError, DataError, NotFittedError
+from transferkit.heads import LinearHead
+from transferkit.registry import Registry
+
+# What a task's head reads from the backbone:
+#   "pooled": one vector per sample, (B, D);
+#   "tokens": one vector per token or frame, (B, T, D), with its (B, T) mask;
+#   "feature_maps": multi-scale maps [(B, C_i, H_i, W_i)] with their strides.
+BackboneOutput = Literal["pooled", "tokens", "feature_maps"]
+BACKBONE_OUTPUTS: tuple[str, ...] = ("pooled", "tokens", "feature_maps")
+
+
+@dataclass(frozen=True)
+class ProbeFit:
+    """A linear head fitted in closed form on frozen features: ``outputs = features @ weight.T + bias``.
+
+    Attributes:
+        weight: ``(K, D)`` for the raw (unstandardised) features.
+        bias: ``(K,)``.
+        info: what was chosen (the regularisation strength), for the run's ``strategy_info``.
+    """
+
+    weight: np.ndarray
+    bias: np.ndarray
+    info: dict[str, Any]
+
+
+class Task(ABC):
+    """Base class of every task. Subclasses set the class attributes and implement the methods.
+
+    Attributes:
+        name: the registered name (``classification``).
+        output: the backbone output the head reads (see ``BackboneOutput``).
+        score_name: the validation score (higher is better) that early stopping and the best epoch
+            follow; the loop's history names it ``val_<score_name>``.
+        probabilistic: its scores are probabilities (``predict_proba``), not values.
+    """
+
+    name: ClassVar[str]
+    output: ClassVar[BackboneOutput] = "pooled"
+    score_name: ClassVar[str]
+    probabilistic: ClassVar[bool] = True
+
+    # -- targets ----------------------------------------------------------------------------------
+    def prepare_labels(self, y: Any) -> Any:
+        """The user's ``y`` in the form ``samples_from_arrays`` takes (one string or number per sample).
+
+        Raises:
+            DataError: a value this task cannot take.
+        """
+        return y
+
+    @abstractmethod
+    def fit_targets(self, labels: Sequence[str]) -> Task:
+        """Fit the target encoding on the training labels; returns ``self``.
+
+        Raises:
+            DataError: labels that cannot train this task (one class, a constant target, ...).
+        """
+
+    @abstractmethod
+    def encode(self, labels: Sequence[str], *, source: str = "the labels") -> np.ndarray:
+        """Training targets for ``labels``: ``(N,)`` or ``(N, K)`` of ``target_dtype``.
+
+        Raises:
+            DataError: a label the fitted encoding does not know (named with ``source``).
+        """
+
+    @property
+    @abstractmethod
+    def names(self) -> list[str]:
+        """The names of the head's outputs (classes, labels, or the one target)."""
+
+    @abstractmethod
+    def state(self) -> dict[str, Any]:
+        """The fitted encoding as JSON (written into the run's manifest)."""
+
+    @abstractmethod
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``state`` returned."""
+
+    @property
+    def fitted(self) -> bool:
+        return bool(self.names)
+
+    def check_fitted(self) -> None:
+        if not self.fitted:
+            raise NotFittedError(f"the {self.name} task has no target encoding yet; call fit_targets first")
+
+    def split(self, labels: Sequence[str], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(train_idx, val_idx)``: the validation split of ``fraction`` of the samples (random)."""
+        from transferkit.data.split import random_split
+
+        return random_split(len(labels), fraction, seed)
+
+    # -- model ------------------------------------------------------------------------------------
+    def num_outputs(self) -> int:
+        """Outputs of the head per sample."""
+        self.check_fitted()
+        return len(self.names)
+
+    def build_head(self, num_features: int, dropout: float = 0.0) -> nn.Module:
+        """The head on ``num_features``-dimensional pooled features: ``(B, D) -> (B, K)``."""
+        return LinearHead(num_features, self.num_outputs(), dropout=dropout)
+
+    @abstractmethod
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
+        """The training loss of the head's ``outputs`` for encoded ``targets`` (``"mean"`` or ``"sum"``)."""
+
+    @abstractmethod
+    def score(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
+        """The validation score ``score_name`` of ``outputs`` (all validation samples) for ``targets``."""
+
+    @abstractmethod
+    def fit_probe(self, features: np.ndarray, targets: np.ndarray, *, c: float | None, seed: int) -> ProbeFit:
+        """The linear probe: a scikit-learn linear model on frozen ``features (N, D)``, chosen on them only.
+
+        Args:
+            c: the inverse regularisation strength (None: chosen by cross-validation on ``features``).
+        """
+
+    # -- predictions ------------------------------------------------------------------------------
+    @abstractmethod
+    def decode(self, outputs: np.ndarray) -> np.ndarray:
+        """The head's raw ``outputs (N, K)`` as the task's scores: probabilities, or values in the
+        user's units."""
+
+    @abstractmethod
+    def predictions(self, scores: np.ndarray) -> np.ndarray:
+        """One prediction per row of ``decode``'s scores, ``(N,)``: class names, lists of label names (an
+        object array), or numbers."""
+
+    @abstractmethod
+    def metrics(self, labels: Sequence[str], scores: np.ndarray) -> dict[str, Any]:
+        """The evaluation metrics (JSON) of ``scores`` against the true ``labels``."""
+
+    @abstractmethod
+    def format_metrics(self, metrics: dict[str, Any]) -> str:
+        """A short human-readable summary of ``metrics``."""
+
+    @abstractmethod
+    def record(self, scores: np.ndarray, *, top_k: int = 3) -> dict[str, Any]:
+        """One sample's prediction as a JSON object (without the input's name)."""
+
+    @abstractmethod
+    def table_row(self, record: dict[str, Any]) -> list[str]:
+        """``record`` as the CLI's tab-separated columns after the input's name."""
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    name: str
+    target: type[Task]
+    description: str
+    output: str
+
+
+def _make_entry(name: str, target: type[Task], *, description: str) -> TaskEntry:
+    if target.output not in BACKBONE_OUTPUTS:
+        raise ValueError(f"task {name!r} reads {target.output!r}; choose one of {BACKBONE_OUTPUTS}")
+    target.name = name
+    return TaskEntry(name, target, description, target.output)
+
+
+TASKS: Registry[TaskEntry] = Registry("task", _make_entry, hint="see `transferkit tasks`")
+DEFAULT_TASK = "classification"
+
+
+def make_task(name: str = DEFAULT_TASK, state: dict[str, Any] | None = None) -> Task:
+    """A new task object, unfitted, or with the fitted encoding ``state`` of a run's manifest.
+
+    Raises:
+        ConfigError: an unknown task name.
+    """
+    task = TASKS.get(name).target()
+    if state is not None:
+        task.load_state(state)
+    return task
+
+
+def task_from_manifest(manifest: dict[str, Any]) -> Task:
+    """The fitted task of a run's manifest; runs written before tasks existed are classification.
+
+    Raises:
+        ConfigError: an unknown task name.
+    """
+    recorded = manifest.get("task")
+    if recorded is None:
+        return make_task(DEFAULT_TASK, {"classes": manifest["classes"]})
+    if not isinstance(recorded, dict) or "name" not in recorded:
+        raise ConfigError(f"the manifest's task is {recorded!r}; expected an object with a name")
+    return make_task(recorded["name"], recorded.get("encoding", {}))
+
+
+def task_manifest(task: Task) -> dict[str, Any]:
+    """What the run's manifest records about ``task``: its name, its backbone output and its encoding."""
+    return {"name": task.name, "output": task.output, "encoding": task.state()}
+
+
+def standardised_features(features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(scaled, mean, scale)``: features standardised for a probe; dead dimensions get scale 1.
+
+    Dead dimensions (all-MiniLM-L6-v2 has three whose values stay near 1e-32) carry no signal, but
+    dividing by their tiny spread would fold weights of 1e30 into the head: ``fold_scaling`` gives
+    them no weight.
+    """
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(features)
+    dead = scaler.scale_ <= 1e-6 * max(float(scaler.scale_.max()), 1e-12)
+    return scaler.transform(features), scaler.mean_, np.where(dead, np.inf, scaler.scale_)
+
+
+def fold_scaling(coef: np.ndarray, intercept: np.ndarray, mean: np.ndarray, scale: np.ndarray,
+                 info: dict[str, Any]) -> ProbeFit:
+    """A probe fitted on standardised features as a linear layer on the raw ones.
+
+    ``W x_scaled + b = (W / s) x + (b - (W / s) mu)``; dimensions of infinite ``scale`` (dead) get no weight.
+    """
+    dead = np.isinf(scale)
+    coef = np.where(dead, 0.0, coef)
+    weight = coef / np.where(dead, 1.0, scale)
+    bias = intercept - weight @ mean
+    return ProbeFit(weight.astype(np.float32), bias.astype(np.float32), info)
+
+
+def require_labels(labels: Sequence[str] | None, what: str) -> Sequence[str]:
+    """``labels``, or DataError when there are none."""
+    if labels is None:
+        raise DataError(f"{what} needs labels: pass y, or a labelled dataset")
+    return labels
+
+
+def infer_task(labels: Sequence[str], source: str, *, repeated_files: bool = False) -> str:
+    """The task a dataset's labels call for when none is named.
+
+    ``a|b`` labels (or, with ``repeated_files``, a file held in several class folders) are
+    multi-label. Labels that are all numbers could be classes (``0``/``1``) or quantities (a
+    rating): that is not guessed.
+
+    Args:
+        source: where the labels come from, for the message.
+        repeated_files: the data is a folder in which some file sits in several class folders.
+
+    Raises:
+        ConfigError: every label is a number; the message asks for ``--task``.
+    """
+    if repeated_files or any("|" in label for label in labels):
+        return "multilabel"
+    if labels and all(_is_number(label) for label in labels):
+        shown = ", ".join(sorted(set(labels), key=float)[:5])
+        raise ConfigError(f"the labels of {source} are all numbers ({shown}{', ...' if len(set(labels)) > 5 else ''}); "
+                          "pass --task classification to treat them as classes, or --task regression to predict "
+                          "the number")
+    return DEFAULT_TASK
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

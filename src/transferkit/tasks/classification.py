@@ -1,0 +1,103 @@
+"""Single-label classification: one class per sample, softmax head, cross-entropy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from transferkit.errors import DataError
+from transferkit.evaluate import classification_metrics, format_metrics
+from transferkit.tasks.base import TASKS, ProbeFit, Task, fold_scaling, standardised_features
+
+
+@TASKS.register("classification", description="one class per sample: softmax head, cross-entropy, accuracy")
+class Classification(Task):
+    """Targets are class indices into the sorted class names seen in training."""
+
+    score_name = "accuracy"
+
+    def __init__(self, classes: Sequence[str] | None = None) -> None:
+        self.classes: list[str] = list(classes or [])
+
+    def fit_targets(self, labels: Sequence[str]) -> Classification:
+        classes = sorted(set(labels))
+        if len(classes) < 2:
+            raise DataError(f"found only one class {classes[0]!r}; need at least two to classify" if classes
+                            else "no labels to fit")
+        self.classes = classes
+        return self
+
+    def encode(self, labels: Sequence[str], *, source: str = "the labels") -> np.ndarray:
+        self.check_fitted()
+        index = {name: i for i, name in enumerate(self.classes)}
+        unknown = sorted(set(labels) - set(index))
+        if unknown:
+            raise DataError(f"{source}: labels {unknown} were not seen in training (known: {self.classes})")
+        return np.array([index[v] for v in labels], dtype=np.int64)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.classes)
+
+    def state(self) -> dict[str, Any]:
+        return {"classes": list(self.classes)}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.classes = [str(c) for c in state["classes"]]
+
+    def split(self, labels: Sequence[str], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        from transferkit.data.split import stratified_split
+
+        return stratified_split(labels, fraction, seed)
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
+        return F.cross_entropy(outputs.float(), targets, reduction=reduction)  # (B, C), (B,)
+
+    def score(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
+        return int((outputs.argmax(-1) == targets).sum()) / max(len(targets), 1)
+
+    def fit_probe(self, features: np.ndarray, targets: np.ndarray, *, c: float | None, seed: int) -> ProbeFit:
+        """Standardise, fit an L2 logistic regression (C by cross-validation on log-loss unless given)."""
+        from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+
+        num_classes = self.num_outputs()
+        scaled, mean, scale = standardised_features(features)
+        folds = int(np.bincount(targets, minlength=num_classes).min())
+        if c is None and folds >= 2:
+            # log-loss breaks the ties that accuracy leaves on few samples (which favour the strongest penalty)
+            probe = LogisticRegressionCV(Cs=np.logspace(-4, 2, 13), cv=min(5, folds), max_iter=2000,
+                                         scoring="neg_log_loss", l1_ratios=(0.0,), use_legacy_attributes=False,
+                                         random_state=seed).fit(scaled, targets)
+            chosen = float(np.ravel(probe.C_)[0])
+        else:
+            chosen = 1.0 if c is None else c
+            probe = LogisticRegression(C=chosen, max_iter=2000, random_state=seed).fit(scaled, targets)
+        coef, intercept = probe.coef_, probe.intercept_
+        if num_classes == 2:  # sklearn keeps one row for two classes: logit(1) - logit(0)
+            coef = np.vstack([-coef / 2, coef / 2])
+            intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+        return fold_scaling(coef, intercept, mean, scale, {"probe_c": chosen})
+
+    def decode(self, outputs: np.ndarray) -> np.ndarray:
+        return torch.softmax(torch.from_numpy(outputs).float(), dim=-1).numpy()  # (N, C) probabilities
+
+    def predictions(self, scores: np.ndarray) -> np.ndarray:
+        return np.array(self.classes)[scores.argmax(axis=1)]
+
+    def metrics(self, labels: Sequence[str], scores: np.ndarray) -> dict[str, Any]:
+        return classification_metrics(list(labels), self.predictions(scores).tolist(), self.classes)
+
+    def format_metrics(self, metrics: dict[str, Any]) -> str:
+        return format_metrics(metrics)
+
+    def record(self, scores: np.ndarray, *, top_k: int = 3) -> dict[str, Any]:
+        order = scores.argsort()[::-1][: max(1, top_k)]
+        return {"label": self.classes[order[0]], "probabilities": {self.classes[i]: float(scores[i]) for i in order}}
+
+    def table_row(self, record: dict[str, Any]) -> list[str]:
+        shown = "  ".join(f"{name}={p:.3f}" for name, p in record["probabilities"].items())
+        return [record["label"], shown]

@@ -1,0 +1,166 @@
+"""The Task contract, checked the same way for every registered task."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from transferkit.errors import ConfigError, DataError
+from transferkit.tasks import TASKS, Task, make_task, task_from_manifest, task_manifest
+from transferkit.tasks.base import infer_task
+
+
+@dataclass(frozen=True)
+class Example:
+    """Training labels of a task, a label its encoding cannot take, and the head outputs that predict
+    given labels perfectly (the inverse of ``decode``)."""
+
+    labels: list[str]
+    bad_label: str
+    perfect: Callable[[Task, list[str]], np.ndarray]
+
+
+def _logits_for(task: Task, labels: list[str]) -> np.ndarray:
+    return np.eye(len(task.names), dtype=np.float32)[task.encode(labels)] * 20 - 10
+
+
+def _sigmoid_logits_for(task: Task, labels: list[str]) -> np.ndarray:
+    return task.encode(labels) * 20 - 10
+
+
+def _standardised_for(task: Task, labels: list[str]) -> np.ndarray:
+    return task.encode(labels)[:, None]
+
+
+EXAMPLES = {
+    "classification": Example(["cat", "dog", "bird", "dog", "cat", "bird"], "fish", _logits_for),
+    "multilabel": Example(["a|b", "b", "c", "a|c", "a", "b|c"], "a|z", _sigmoid_logits_for),
+    "regression": Example(["1", "2.5", "4", "5", "3", "2"], "lots", _standardised_for),
+}
+
+
+@pytest.fixture(params=TASKS.names())
+def name(request: pytest.FixtureRequest) -> str:
+    if request.param not in EXAMPLES:
+        pytest.fail(f"task {request.param!r} is registered but has no Example in {__file__}")
+    return request.param
+
+
+def fitted(name: str) -> Task:
+    return make_task(name).fit_targets(EXAMPLES[name].labels)
+
+
+def test_every_task_declares_what_it_reads_and_scores(name: str) -> None:
+    entry = TASKS.get(name)
+    assert entry.output in ("pooled", "tokens", "feature_maps") and entry.description
+    task = make_task(name)
+    assert task.name == name and isinstance(task.score_name, str)
+    assert not task.fitted
+
+
+def test_encoding_survives_the_manifest_and_decodes_back(name: str) -> None:
+    example, task = EXAMPLES[name], fitted(name)
+    manifest = json.loads(json.dumps({"task": task_manifest(task)}))
+    restored = task_from_manifest(manifest)
+    assert type(restored) is type(task) and restored.names == task.names
+    np.testing.assert_array_equal(restored.encode(example.labels), task.encode(example.labels))
+    # outputs that mean exactly the labels decode into predictions equal to them
+    scores = restored.decode(example.perfect(task, example.labels))
+    predictions = restored.predictions(scores)
+    assert len(predictions) == len(example.labels)
+    metrics = restored.metrics(example.labels, scores)
+    assert metrics["n"] == len(example.labels)
+    assert metrics[task.score_name] == pytest.approx(1.0)
+    json.dumps(metrics)
+    assert isinstance(restored.format_metrics(metrics), str)
+
+
+def test_an_unknown_label_is_a_data_error_naming_it(name: str) -> None:
+    example = EXAMPLES[name]
+    with pytest.raises(DataError, match="z|lots|fish"):
+        fitted(name).encode([example.bad_label], source="data.csv")
+
+
+def test_head_outputs_one_value_per_name(name: str) -> None:
+    task = fitted(name)
+    head = task.build_head(8)
+    assert head(torch.randn(5, 8)).shape == (5, task.num_outputs())
+
+
+def test_loss_is_finite_and_training_the_head_lowers_it(name: str) -> None:
+    example, task = EXAMPLES[name], fitted(name)
+    torch.manual_seed(0)
+    features = torch.randn(len(example.labels), 8)
+    targets = torch.from_numpy(task.encode(example.labels))
+    head = task.build_head(8)
+    optimizer = torch.optim.Adam(head.parameters(), lr=0.05)
+    losses = []
+    for _ in range(60):
+        loss = task.loss(head(features), targets)
+        assert torch.isfinite(loss)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.5 * losses[0]
+    summed = task.loss(head(features), targets, reduction="sum")
+    mean = task.loss(head(features), targets)
+    assert float(summed.detach()) == pytest.approx(len(example.labels) * float(mean.detach()), rel=1e-4)
+    perfect = torch.from_numpy(example.perfect(task, example.labels))
+    assert task.score(perfect, targets) >= task.score(head(features).detach() * 0, targets)
+
+
+def test_linear_probe_recovers_a_linear_relation(name: str) -> None:
+    example, task = EXAMPLES[name], fitted(name)
+    labels = example.labels * 10
+    rng = np.random.default_rng(0)
+    outputs = example.perfect(task, labels)
+    features = np.hstack([outputs, rng.standard_normal((len(labels), 3))]).astype(np.float32)
+    probe = task.fit_probe(features, task.encode(labels), c=None, seed=0)
+    assert probe.weight.shape == (task.num_outputs(), features.shape[1]) and probe.bias.shape == (task.num_outputs(),)
+    json.dumps(probe.info)
+    scores = task.decode(features @ probe.weight.T + probe.bias)
+    assert task.metrics(labels, scores)[task.score_name] > 0.9
+
+
+def test_a_record_is_json_and_a_table_row_of_strings(name: str) -> None:
+    example, task = EXAMPLES[name], fitted(name)
+    scores = task.decode(example.perfect(task, example.labels))
+    record = task.record(scores[0], top_k=2)
+    json.dumps(record)
+    row = task.table_row(record)
+    assert row and all(isinstance(cell, str) for cell in row)
+
+
+def test_labels_that_cannot_train_the_task_are_a_data_error(name: str) -> None:
+    with pytest.raises(DataError):
+        make_task(name).fit_targets(["1"])
+
+
+def test_an_unknown_task_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match="unknown task 'ner'.*classification, multilabel, regression"):
+        make_task("ner")
+
+
+def test_a_manifest_without_a_task_is_classification() -> None:
+    task = task_from_manifest({"classes": ["neg", "pos"]})
+    assert task.name == "classification" and task.names == ["neg", "pos"]
+
+
+@pytest.mark.parametrize(("labels", "repeated", "expected"), [
+    (["pos", "neg"], False, "classification"),
+    (["a|b", "a"], False, "multilabel"),
+    (["cat", "dog"], True, "multilabel"),
+])
+def test_the_task_is_inferred_from_the_labels(labels: list[str], repeated: bool, expected: str) -> None:
+    assert infer_task(labels, "data.csv", repeated_files=repeated) == expected
+
+
+def test_numeric_labels_are_not_guessed() -> None:
+    with pytest.raises(ConfigError, match=r"labels of data.csv are all numbers \(0, 1, 2\).*--task regression"):
+        infer_task(["1", "0", "2", "1"], "data.csv")
