@@ -57,7 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from transferkit.errors import ConfigError, DataError, TransferkitError
+from transferkit.errors import ConfigError, DataError
 from transferkit.train import TrainHooks, accelerator_for
 
 # The rule's constants, fixed before looking at any benchmark: a factor of ten below the minimum
@@ -157,42 +157,11 @@ class LRFinderResult:
     def plot(self, path: str | Path, *, title: str | None = None) -> Path:
         """Write the curve, the smoothed curve and the suggested rate as a PNG; returns the path.
 
-        Uses matplotlib's Agg canvas without pyplot, so it changes no global matplotlib state.
-
-        Raises:
-            TransferkitError: matplotlib is not installed.
+        The drawing is ``transferkit.report.lr_finder.range_test_plot``.
         """
-        try:
-            from matplotlib.figure import Figure
-        except ImportError:  # pragma: no cover - depends on the environment
-            raise TransferkitError("plotting the range test needs matplotlib: pip install matplotlib") from None
-        path = Path(path)
-        fig = Figure(figsize=(7, 4.2), dpi=110)
-        ax = fig.subplots()
-        lrs = np.asarray(self.lrs)
-        ax.plot(lrs, self.losses, color="0.7", linewidth=0.8, label="loss per step")
-        ax.plot(lrs, self.smoothed, color="C0", linewidth=2, label="smoothed")
-        ax.axvline(self.suggestion, color="C3", linewidth=2, label=f"suggestion {self.suggestion:.2g}")
-        for key, label, color in (("descent_midpoint", "descent midpoint", "C2"),
-                                  ("min_loss_over_10", "min-loss lr / 10", "C1")):
-            value = self.candidates.get(key)
-            if value is not None:
-                ax.axvline(value, color=color, linestyle="--", linewidth=1, label=f"{label} {value:.2g}")
-        ax.set_xscale("log")
-        finite = [v for v in self.losses if math.isfinite(v)]
-        low = min(min(self.smoothed), min(finite, default=min(self.smoothed)))
-        # the divergent tail can be orders of magnitude above the rest; keep the informative part
-        high = max(max(self.smoothed), self.initial_loss)
-        ax.set_ylim(low - 0.05 * (high - low), high + 0.15 * (high - low))
-        ax.set_xlabel("learning rate (base rate; parameter groups scale it)")
-        ax.set_ylabel("training loss")
-        ax.set_title(title or "learning-rate range test" + (" (stopped: diverged)" if self.diverged else ""))
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8, loc="lower left")
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, format="png")
-        return path
+        from transferkit.report.lr_finder import range_test_plot
+
+        return range_test_plot(self, path, title=title)
 
 
 def lr_ramp(start_lr: float, end_lr: float, num_steps: int) -> np.ndarray:

@@ -81,5 +81,5 @@ class LeNetBackbone(ImageBackbone):
 def lenet(spec: BackboneSpec) -> Backbone:
     if spec.pretrained:
         raise BackboneError("lenet has no pretrained weights; build it with pretrained=False "
-                            "(--no-pretrained) and train it from scratch")
+                            "(--from-scratch on the command line) and train it from scratch")
     return LeNetBackbone(spec)

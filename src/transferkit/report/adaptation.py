@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from transferkit.report.plots import panels_figure, save_png
+
 
 def _pca_2d(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Both domains projected on the first two principal axes of their union (one shared projection)."""
@@ -30,29 +32,21 @@ def embedding_plot(path: str | Path, panels: dict[str, tuple[np.ndarray, np.ndar
         source_labels: ``(N_s,)`` class indices to colour the source by (target labels are not used).
         max_points: per domain, a random subset above this size keeps the plot readable.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rng = np.random.default_rng(seed)
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 5), squeeze=False)
-    for ax, (title, (source, target)) in zip(axes[0], panels.items(), strict=True):
+    fig, axes = panels_figure(len(panels))
+    for ax, (title, (source, target)) in zip(axes, panels.items(), strict=True):
         keep_s = np.sort(rng.permutation(len(source))[:max_points])
         keep_t = np.sort(rng.permutation(len(target))[:max_points])
         zs, zt = _pca_2d(source[keep_s], target[keep_t])
         colour = None if source_labels is None else np.asarray(source_labels)[keep_s]
-        ax.scatter(zs[:, 0], zs[:, 1], c=colour, cmap="tab10", s=10, marker="o", alpha=0.6, label="source")
+        ax.scatter(zs[:, 0], zs[:, 1], c=colour, cmap=None if colour is None else "tab10", s=10, marker="o",
+                   alpha=0.6, label="source")
         ax.scatter(zt[:, 0], zt[:, 1], c="black", s=10, marker="x", alpha=0.5, label="target")
         ax.set_title(title)
         ax.set_xlabel("PC 1")
         ax.set_ylabel("PC 2")
         ax.legend(loc="best")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi=100)
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:

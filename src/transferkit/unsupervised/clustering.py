@@ -29,6 +29,7 @@ from transferkit.backbones import BackboneSpec, create_backbone
 from transferkit.data import Samples, samples_from_arrays
 from transferkit.errors import ConfigError, DataError, NotFittedError
 from transferkit.features import extract_features
+from transferkit.report.clustering import cluster_map_plot
 from transferkit.unsupervised.zero_shot import normalise_rows
 
 # silhouette is O(N^2): on more samples it is estimated on a random subset of this size
@@ -101,34 +102,6 @@ def map_2d(x: np.ndarray, *, method: str = "tsne", seed: int = 0) -> np.ndarray:
 
     return TSNE(n_components=2, perplexity=min(30.0, (len(x) - 1) / 3), init="pca",
                 random_state=seed).fit_transform(x)
-
-
-def plot_map(coords: np.ndarray, clusters: Sequence[Any], path: Path, *, true_labels: Sequence[str] | None = None,
-             title: str = "") -> None:
-    """Write a scatter plot of ``coords`` coloured by cluster (and, beside it, by true label) as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [("clusters", [str(c) for c in clusters])]
-    if true_labels is not None:
-        panels.append(("labels", [str(v) for v in true_labels]))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 5), squeeze=False)
-    for ax, (name, values) in zip(axes[0], panels, strict=True):
-        names = sorted(set(values))
-        cmap = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
-        for i, value in enumerate(names):
-            mask = np.asarray(values) == value
-            ax.scatter(coords[mask, 0], coords[mask, 1], s=8, color=cmap(i % cmap.N), label=value)
-        ax.set_title(f"{title} {name}".strip())
-        ax.set_xticks([])
-        ax.set_yticks([])
-        if len(names) <= 20:
-            ax.legend(markerscale=2, fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 @dataclass
@@ -260,6 +233,6 @@ def write_clustering(out: Path, *, origins: Sequence[str], clusters: Sequence[in
         (staging / "assignments.json").write_text(json.dumps(rows, indent=1) + "\n")
         write_json(staging / "summary.json", summary)
         if coords is not None:
-            plot_map(coords, clusters, staging / "map.png", true_labels=true_labels,
-                     title=f"{summary.get('backbone') or 'features'}:")
+            cluster_map_plot(staging / "map.png", coords, clusters, true_labels=true_labels,
+                             title=f"{summary.get('backbone') or 'features'}:")
     return out
