@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from transferkit.backbones import BackboneSpec, create_backbone, registered_backbones
-from transferkit.backbones.base import resolve_entry, weights_installed
+from transferkit.backbones import Backbone, BackboneSpec, create_backbone, registered_backbones
+from transferkit.backbones.base import OUTPUTS, FeatureMaps, TokenFeatures, resolve_entry, weights_installed
 from transferkit.errors import BackboneError
 
 
@@ -89,16 +90,50 @@ def test_every_registered_entry_has_a_tiny_spec(specs: dict[str, BackboneSpec]) 
     assert names <= covered
 
 
-@pytest.mark.parametrize(
-    "key",
-    ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "minilm",
-     # optional weights package (CI installs it); its install hint is tested in test_mpnet.py
-     pytest.param("mpnet", marks=pytest.mark.skipif(
-         not weights_installed(resolve_entry("mpnet")), reason="mpnet weights not installed")),
-     "whisper_tiny_en", "whisper_base", "timm:", "hf:", "hf:vision", "hf:audio", "local:", "lenet"],
-)
-def test_backbone_contract(specs: dict[str, BackboneSpec], key: str) -> None:
-    backbone = create_backbone(specs[key])
+# The outputs each entry declares: a change here is a change of the contract, so it is spelled out.
+DECLARED = {
+    "efficientnet_lite0": {"pooled", "feature_maps"},
+    "efficientnet_lite1": {"pooled", "feature_maps"},
+    "efficientnet_lite2": {"pooled", "feature_maps"},
+    "minilm": {"pooled", "tokens"},
+    "mpnet": {"pooled", "tokens"},
+    "whisper_tiny_en": {"pooled", "tokens"},
+    "whisper_base": {"pooled", "tokens"},
+    "timm:": {"pooled", "feature_maps"},
+    "hf:": {"pooled", "tokens"},
+    "hf:vision": {"pooled"},
+    "hf:audio": {"pooled", "tokens"},
+    "local:": {"pooled", "tokens"},
+    "lenet": {"pooled"},
+}
+# optional weights package (CI installs it); its install hint is tested in test_mpnet.py
+_MPNET = pytest.mark.skipif(not weights_installed(resolve_entry("mpnet")), reason="mpnet weights not installed")
+KEYS = [pytest.param(key, marks=_MPNET) if key == "mpnet" else key for key in DECLARED]
+
+
+def keys_giving(output: str) -> list:
+    return [pytest.param(key, marks=_MPNET) if key == "mpnet" else key
+            for key, outputs in DECLARED.items() if output in outputs]
+
+
+@pytest.fixture(scope="module")
+def built(specs: dict[str, BackboneSpec]) -> Callable[[str], Backbone]:
+    """Each entry's backbone, built once for the module (mpnet's archive takes seconds to read)."""
+    cache: dict[str, Backbone] = {}
+
+    def get(key: str) -> Backbone:
+        if key not in cache:
+            cache[key] = create_backbone(specs[key])
+        backbone = cache[key]
+        backbone.zero_grad(set_to_none=True)
+        return backbone
+
+    return get
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_backbone_contract(specs: dict[str, BackboneSpec], built: Callable[[str], Backbone], key: str) -> None:
+    backbone = built(key)
     given = specs[key]
     assert (backbone.spec.name, backbone.spec.pretrained) == (given.name, given.pretrained)
     assert given.options.items() <= backbone.spec.options.items()  # defaults may be filled in, never changed
@@ -132,7 +167,113 @@ def test_backbone_contract(specs: dict[str, BackboneSpec], key: str) -> None:
         if grads:
             assert any(g is not None and g.abs().sum() > 0 for g in grads), f"no gradient in {name}"
 
-    json.dumps(backbone.describe())  # JSON-serialisable for run directories
+    described = json.loads(json.dumps(backbone.describe()))  # JSON-serialisable for run directories
+    assert described["outputs"] == sorted(DECLARED[key])
+
+
+def groups_get_gradients(backbone: Backbone, groups: list[tuple[str, torch.nn.Module]]) -> None:
+    for name, module in groups:
+        grads = [p.grad for p in module.parameters() if p.requires_grad]
+        if grads:
+            assert any(g is not None and g.abs().sum() > 0 for g in grads), f"no gradient in {name}"
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_declared_outputs_and_the_error_for_the_others(built: Callable[[str], Backbone], key: str) -> None:
+    backbone = built(key)
+    assert set(backbone.outputs) == DECLARED[key]
+    batch = backbone.collate([backbone.transform(item) for item in raw_items(backbone.modality)])
+    calls = {"tokens": backbone.forward_tokens, "feature_maps": backbone.forward_feature_maps}
+    for output in sorted(set(OUTPUTS) - DECLARED[key]):
+        given = ", ".join(o for o in OUTPUTS if o in DECLARED[key])
+        message = f"backbone {backbone.spec.name!r} gives no {output!r} output; it gives: {given}"
+        with pytest.raises(BackboneError) as raised:
+            calls[output](**batch)
+        assert str(raised.value) == message
+        with pytest.raises(BackboneError, match="it gives: pooled"):
+            backbone.require_output(output)
+    for output in DECLARED[key]:
+        backbone.require_output(output)
+    with pytest.raises(BackboneError, match="'logits' is not a backbone output"):
+        backbone.require_output("logits")
+
+
+@pytest.mark.parametrize("key", keys_giving("tokens"))
+def test_tokens_are_what_the_pooled_features_pool(built: Callable[[str], Backbone], key: str) -> None:
+    backbone = built(key).eval()
+    items = raw_items(backbone.modality)  # of different lengths: the batch is padded
+    batch = backbone.collate([backbone.transform(item) for item in items])
+    with torch.no_grad():
+        tokens = backbone.forward_tokens(**batch)
+        pooled = backbone.forward_features(**batch)
+    assert isinstance(tokens, TokenFeatures)
+    batch_size, length, width = tokens.features.shape
+    assert (batch_size, width) == (len(items), backbone.num_features)
+    assert tokens.features.dtype == torch.float32 and tokens.mask.dtype == torch.bool
+    assert tokens.mask.shape == (batch_size, length)
+    real = tokens.mask.sum(1)
+    assert (real >= 1).all() and real.max() == length and real.min() < length  # padding is masked out
+    assert torch.isfinite(tokens.features[tokens.mask]).all()
+    torch.testing.assert_close(backbone.pool(tokens), pooled, rtol=0, atol=0)
+
+    # gradients reach the input side through the real tokens alone
+    backbone.train()
+    train_batch = backbone.collate([backbone.transform(item, train=True) for item in items])
+    trained = backbone.forward_tokens(**train_batch)
+    trained.features[trained.mask].pow(2).mean().backward()
+    groups = backbone.layer_groups()
+    groups_get_gradients(backbone, [groups[0], groups[-1]])
+
+
+# Encoders whose padded positions cannot reach the real ones. (wav2vec2's default group norm spans the
+# padding: transformers documents that such models take no attention mask, so padding there is not inert.)
+@pytest.mark.parametrize("key", [k for k in keys_giving("tokens") if getattr(k, "values", (k,))[0] != "hf:audio"])
+def test_token_mask_covers_exactly_what_padding_leaves_unchanged(built: Callable[[str], Backbone], key: str) -> None:
+    backbone = built(key).eval()
+    samples = [backbone.transform(item) for item in raw_items(backbone.modality)]
+    with torch.no_grad():
+        together = backbone.forward_tokens(**backbone.collate(samples))
+        for row, sample in enumerate(samples):
+            alone = backbone.forward_tokens(**backbone.collate([sample]))
+            assert alone.mask.all()
+            count = alone.mask.shape[1]
+            assert together.mask[row].sum() == count and together.mask[row, :count].all()
+            torch.testing.assert_close(together.features[row, :count], alone.features[0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("key", keys_giving("feature_maps"))
+def test_feature_maps_have_the_declared_strides_and_channels(built: Callable[[str], Backbone], key: str) -> None:
+    from torchvision.ops import FeaturePyramidNetwork
+
+    backbone = built(key).eval()
+    strides, channels = backbone.feature_strides, backbone.feature_channels
+    assert len(strides) == len(channels) >= 1 and list(strides) == sorted(set(strides)) and strides[0] >= 4
+    height, width = 2 * strides[-1], 3 * strides[-1]  # not square: rows and columns are checked apart
+    pixels = torch.randn(2, 3, height, width)
+    with torch.no_grad():
+        maps = backbone.forward_feature_maps(pixel_values=pixels)
+    assert isinstance(maps, FeatureMaps)
+    assert (maps.strides, maps.channels) == (strides, channels)
+    assert [tuple(m.shape) for m in maps.maps] == [(2, c, height // s, width // s) for s, c in zip(strides, channels)]
+    assert all(m.dtype == torch.float32 and torch.isfinite(m).all() for m in maps.maps)
+
+    # the batch the backbone's own preprocessing makes
+    batch = backbone.collate([backbone.transform(item) for item in raw_items("image")])
+    side = batch["pixel_values"].shape[-1]
+    with torch.no_grad():
+        own = backbone.forward_feature_maps(**batch)
+    assert [m.shape[-1] for m in own.maps] == [-(-side // s) for s in strides]
+
+    # torchvision's feature pyramid takes them as they are
+    fpn = FeaturePyramidNetwork(list(channels), out_channels=16)
+    pyramid = fpn(maps.as_dict())
+    assert [tuple(p.shape) for p in pyramid.values()] == [(2, 16, height // s, width // s) for s in strides]
+
+    # gradients flow from the maps to the input side (the head convolution after the last level gets none)
+    backbone.train()
+    trained = backbone.forward_feature_maps(pixel_values=pixels)
+    sum(m.pow(2).mean() for m in trained.maps).backward()
+    groups_get_gradients(backbone, backbone.layer_groups()[:1])
 
 
 def test_unknown_backbone_names_the_value() -> None:

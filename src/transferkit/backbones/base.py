@@ -4,6 +4,11 @@ A backbone turns a batch of raw items (images, strings or waveforms) into one fe
 item, exposes its layers as named groups from the input side to the output side (for freezing,
 gradual unfreezing and layer-wise learning rates) and knows its own preprocessing. Sources (the
 packaged zoo, timm, transformers, a local directory) register a factory under a name or prefix.
+
+Beyond the pooled vector every backbone gives, a backbone declares the other outputs it can give in
+``outputs``: a sequence of token or frame features with their mask (text and audio encoders, for
+token-level tasks and frame-level embeddings) or multi-scale feature maps with their strides (CNNs,
+for detection heads on a feature pyramid).
 """
 
 from __future__ import annotations
@@ -22,6 +27,43 @@ from transferkit.errors import BackboneError
 
 Modality = Literal["image", "text", "audio"]
 MODALITIES: tuple[str, ...] = ("image", "text", "audio")
+
+# What a backbone can give: one vector per item (every backbone), a sequence per item, or feature maps.
+Output = Literal["pooled", "tokens", "feature_maps"]
+OUTPUTS: tuple[str, ...] = ("pooled", "tokens", "feature_maps")
+
+
+@dataclass
+class TokenFeatures:
+    """A sequence of features per item: sub-word tokens of a text, or frames of a clip.
+
+    Attributes:
+        features: ``(B, T, D)``; rows where ``mask`` is False are padding and meaningless.
+        mask: ``(B, T)`` bool, True on the real tokens or frames of each item.
+    """
+
+    features: torch.Tensor
+    mask: torch.Tensor
+
+
+@dataclass
+class FeatureMaps:
+    """Feature maps of an image batch at several scales, finest first.
+
+    Attributes:
+        maps: one ``(B, C_i, H_i, W_i)`` tensor per level, ``H_i = H / strides[i]`` for inputs whose
+            side is a multiple of the largest stride.
+        strides: input pixels per map cell, increasing (e.g. ``(8, 16, 32)``).
+        channels: ``C_i`` of each level.
+    """
+
+    maps: list[torch.Tensor]
+    strides: tuple[int, ...]
+    channels: tuple[int, ...]
+
+    def as_dict(self) -> dict[str, torch.Tensor]:
+        """``{"0": map_0, "1": map_1, ...}``, the ordered input of ``torchvision.ops.FeaturePyramidNetwork``."""
+        return {str(level): fmap for level, fmap in enumerate(self.maps)}
 
 
 @dataclass(frozen=True)
@@ -66,6 +108,14 @@ class Backbone(nn.Module):
     * ``forward_features(**batch)``: the batch dict to pooled features ``(B, D)``.
     * ``layer_groups()``: ordered ``(name, module)`` pairs, input side first.
 
+    and, for each further output they declare in ``outputs``:
+
+    * ``"tokens"``: ``forward_tokens(**batch) -> TokenFeatures`` ``(B, T, num_features)`` with the mask
+      of real tokens or frames, and ``pool(tokens)``: ``forward_features`` is ``pool(forward_tokens(...))``.
+    * ``"feature_maps"``: ``forward_feature_maps(**batch) -> FeatureMaps``, with the levels' strides and
+      channels also known before any forward pass (``feature_strides``, ``feature_channels``), so that a
+      feature pyramid can be built on them.
+
     A submodule ``pretrained_head`` may hold the source task's classifier (for example the ImageNet head),
     so that the weights can be checked and source-task probabilities used.
     """
@@ -76,6 +126,9 @@ class Backbone(nn.Module):
     sample_rate: int | None = None
     weights_stamp: int | None = None
     source_labels: Sequence[str] | None = None
+    outputs: frozenset[str] = frozenset({"pooled"})
+    feature_strides: tuple[int, ...] = ()
+    feature_channels: tuple[int, ...] = ()
 
     def transform(self, item: Any, train: bool = False) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -88,6 +141,46 @@ class Backbone(nn.Module):
 
     def layer_groups(self) -> list[tuple[str, nn.Module]]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def forward_tokens(self, **batch: torch.Tensor) -> TokenFeatures:
+        """Token or frame features ``(B, T, D)`` and their mask ``(B, T)``.
+
+        Raises:
+            BackboneError: the backbone does not declare ``"tokens"`` (names the outputs it has).
+        """
+        raise self.missing_output("tokens")
+
+    def pool(self, tokens: TokenFeatures) -> torch.Tensor:
+        """The pooled features ``(B, D)`` of ``forward_tokens``' output, as ``forward_features`` computes them.
+
+        Raises:
+            BackboneError: the backbone does not declare ``"tokens"``.
+        """
+        raise self.missing_output("tokens")
+
+    def forward_feature_maps(self, **batch: torch.Tensor) -> FeatureMaps:
+        """Multi-scale feature maps ``[(B, C_i, H_i, W_i)]``, finest first, with strides and channels.
+
+        Raises:
+            BackboneError: the backbone does not declare ``"feature_maps"`` (names the outputs it has).
+        """
+        raise self.missing_output("feature_maps")
+
+    def require_output(self, output: str) -> None:
+        """Check that the backbone gives ``output`` before a task builds on it.
+
+        Raises:
+            BackboneError: it does not (names the backbone and the outputs it has).
+        """
+        if output not in self.outputs:
+            raise self.missing_output(output)
+
+    def missing_output(self, output: str) -> BackboneError:
+        """The error for asking ``output`` of a backbone that does not give it."""
+        if output not in OUTPUTS:
+            return BackboneError(f"{output!r} is not a backbone output (known: {', '.join(OUTPUTS)})")
+        given = ", ".join(o for o in OUTPUTS if o in self.outputs)
+        return BackboneError(f"backbone {self.spec.name!r} gives no {output!r} output; it gives: {given}")
 
     def forward(self, **batch: torch.Tensor) -> torch.Tensor:
         return self.forward_features(**batch)
@@ -111,6 +204,9 @@ class Backbone(nn.Module):
             "num_features": self.num_features,
             "layer_groups": [name for name, _ in self.layer_groups()],
             "sample_rate": self.sample_rate,
+            "outputs": sorted(self.outputs),
+            **({"feature_strides": list(self.feature_strides), "feature_channels": list(self.feature_channels)}
+               if "feature_maps" in self.outputs else {}),
         }
 
 

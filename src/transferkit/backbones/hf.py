@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from transferkit.backbones.base import Backbone, BackboneSpec, directory_stamp, register_backbone
+from transferkit.backbones.base import Backbone, BackboneSpec, TokenFeatures, directory_stamp, register_backbone
 from transferkit.backbones.groups import layer_groups_around_blocks
 from transferkit.backbones.image import ImageBackbone, ImagePreprocessing
 from transferkit.errors import BackboneError
@@ -35,6 +35,7 @@ class TextTransformerBackbone(Backbone):
     """
 
     modality = "text"
+    outputs = frozenset({"pooled", "tokens"})
 
     def __init__(self, model: nn.Module, tokenizer: Any, spec: BackboneSpec) -> None:
         super().__init__()
@@ -56,10 +57,51 @@ class TextTransformerBackbone(Backbone):
                                  max_length=self.max_length, return_tensors="pt")
         return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 
+    def tokenize_words(self, sentences: list[list[str]]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Tokenise pre-split sentences and say which word each sub-word token comes from.
+
+        This is what token-level tasks (named entities) need to carry word labels to sub-word tokens
+        and predictions back to words. Sentences longer than ``max_length`` tokens are truncated: the
+        words missing from ``word_ids`` are the ones cut off.
+
+        Args:
+            sentences: one list of words per sentence.
+
+        Returns:
+            The batch for ``forward_tokens`` / ``forward_features``, and ``word_ids`` ``(B, T)`` long:
+            the index of the token's word in its sentence, -1 on special and padding tokens.
+
+        Raises:
+            BackboneError: the tokenizer is not a fast (Rust) tokenizer, which alone tracks words.
+
+        Example:
+            >>> batch, word_ids = backbone.tokenize_words([["Obama", "visited", "Paris"]])  # doctest: +SKIP
+            >>> tokens = backbone.forward_tokens(**batch)  # (1, T, D), word_ids (1, T)  # doctest: +SKIP
+        """
+        if not getattr(self.tokenizer, "is_fast", False):
+            raise BackboneError(f"backbone {self.spec.name!r} has a slow tokenizer, which cannot map tokens "
+                                "to words; save the model with its fast tokenizer (tokenizer.json)")
+        encoded = self.tokenizer([list(words) for words in sentences], is_split_into_words=True, padding=True,
+                                 truncation=True, max_length=self.max_length, return_tensors="pt")
+        word_ids = torch.tensor([[-1 if word is None else word for word in encoded.word_ids(row)]
+                                 for row in range(len(sentences))], dtype=torch.long)  # (B, T)
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}, word_ids
+
+    def forward_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                       **_: torch.Tensor) -> TokenFeatures:
+        """The encoder's last hidden states ``(B, T, D)``, masked to the real tokens (special tokens included)."""
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, D)
+        return TokenFeatures(hidden, attention_mask.bool())
+
     def forward_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                          **_: torch.Tensor) -> torch.Tensor:
-        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, D)
-        pooled = hidden[:, 0] if self.pooling == "cls" else masked_mean(hidden, attention_mask)  # (B, D)
+        return self.pool(self.forward_tokens(input_ids=input_ids, attention_mask=attention_mask))
+
+    def pool(self, tokens: TokenFeatures) -> torch.Tensor:
+        """The sentence embedding of token features: ``pooling`` (mean of real tokens, or CLS), then
+        L2-normalised if ``normalize``. ``(B, T, D) -> (B, D)``."""
+        hidden = tokens.features
+        pooled = hidden[:, 0] if self.pooling == "cls" else masked_mean(hidden, tokens.mask)  # (B, D)
         return nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
 
     def layer_groups(self) -> list[tuple[str, nn.Module]]:
@@ -107,6 +149,7 @@ class AudioTransformerBackbone(Backbone):
     """A transformers speech encoder on raw waveforms (wav2vec2, HuBERT, WavLM, ...)."""
 
     modality = "audio"
+    outputs = frozenset({"pooled", "tokens"})
 
     def __init__(self, model: nn.Module, feature_extractor: Any, spec: BackboneSpec) -> None:
         super().__init__()
@@ -122,12 +165,21 @@ class AudioTransformerBackbone(Backbone):
                                          padding=True, return_attention_mask=True, return_tensors="pt")
         return {"input_values": encoded["input_values"], "attention_mask": encoded["attention_mask"]}
 
-    def forward_features(self, input_values: torch.Tensor, attention_mask: torch.Tensor,
-                         **_: torch.Tensor) -> torch.Tensor:
+    def forward_tokens(self, input_values: torch.Tensor, attention_mask: torch.Tensor,
+                       **_: torch.Tensor) -> TokenFeatures:
+        """Frame features ``(B, T, D)`` (one per 20 ms for wav2vec2-like models), masked to each clip's frames."""
         hidden = self.model(input_values=input_values, attention_mask=attention_mask).last_hidden_state
         frames = hidden.shape[1]  # (B, T, D)
         mask = self.model._get_feature_vector_attention_mask(frames, attention_mask)  # (B, T)
-        return masked_mean(hidden, mask)
+        return TokenFeatures(hidden, mask.bool())
+
+    def forward_features(self, input_values: torch.Tensor, attention_mask: torch.Tensor,
+                         **_: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.forward_tokens(input_values=input_values, attention_mask=attention_mask))
+
+    def pool(self, frames: TokenFeatures) -> torch.Tensor:
+        """The mean of each clip's frames: ``(B, T, D) -> (B, D)``."""
+        return masked_mean(frames.features, frames.mask)
 
     def layer_groups(self) -> list[tuple[str, nn.Module]]:
         return layer_groups_around_blocks(self.model)

@@ -24,7 +24,7 @@ from torch import nn
 from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-from transferkit.backbones.base import Backbone, BackboneSpec, import_weights_package
+from transferkit.backbones.base import Backbone, BackboneSpec, TokenFeatures, import_weights_package
 from transferkit.backbones.ct2 import read_ct2_variables, whisper_encoder_state_dict
 from transferkit.errors import BackboneError, DataError
 
@@ -146,6 +146,7 @@ class WhisperEncoderBackbone(Backbone):
     """
 
     modality = "audio"
+    outputs = frozenset({"pooled", "tokens"})
 
     def __init__(
         self, encoder: WhisperEncoder, feature_extractor: WhisperFeatureExtractor, spec: BackboneSpec
@@ -272,6 +273,22 @@ class WhisperEncoderBackbone(Backbone):
             x = layer(x, attention_mask)  # (B, T/2, D)
         return encoder.layer_norm(x)  # (B, T/2, D)
 
+    def forward_tokens(  # type: ignore[override]
+        self,
+        input_features: torch.Tensor,
+        frame_mask: torch.Tensor | None = None,
+    ) -> TokenFeatures:
+        """Frame features ``(B, T // 2, D)``, one per 20 ms, and the mask of the frames that hold each clip.
+
+        Args:
+            input_features: log-mels ``(B, n_mels, T)`` from ``collate``.
+            frame_mask: ``(B, T // 2)`` from ``collate``; None means no padding (every frame is real).
+        """
+        hidden = self.encode_frames(input_features, frame_mask)  # (B, T/2, D)
+        if frame_mask is None:
+            frame_mask = torch.ones(hidden.shape[:2], dtype=torch.bool, device=hidden.device)
+        return TokenFeatures(hidden, frame_mask.bool())
+
     def forward_features(  # type: ignore[override]
         self,
         input_features: torch.Tensor,
@@ -283,10 +300,15 @@ class WhisperEncoderBackbone(Backbone):
             input_features: log-mels ``(B, n_mels, T)`` from ``collate``.
             frame_mask: ``(B, T // 2)`` from ``collate``; None means no padding.
         """
-        hidden = self.encode_frames(input_features, frame_mask)  # (B, T/2, D)
+        frames = self.forward_tokens(input_features, frame_mask)
         if frame_mask is None:
-            return hidden.mean(dim=1)  # (B, D)
-        weights = frame_mask.to(hidden.dtype).unsqueeze(-1)  # (B, T/2, 1)
+            return frames.features.mean(dim=1)  # (B, D): the same mean, without the weights of an all-True mask
+        return self.pool(frames)
+
+    def pool(self, frames: TokenFeatures) -> torch.Tensor:
+        """The mean of each clip's own frames: ``(B, T, D) -> (B, D)``."""
+        hidden = frames.features
+        weights = frames.mask.to(hidden.dtype).unsqueeze(-1)  # (B, T/2, 1)
         return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)  # (B, D)
 
     def layer_groups(self) -> list[tuple[str, nn.Module]]:

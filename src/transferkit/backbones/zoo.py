@@ -19,6 +19,7 @@ import io
 import sys
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from torch import nn
 from transferkit.backbones.base import (
     Backbone,
     BackboneSpec,
+    FeatureMaps,
     import_weights_package,
     read_split_file,
     register_backbone,
@@ -48,10 +50,13 @@ def imagenet_labels() -> list[str]:
 
 
 class EfficientNetLiteBackbone(ImageBackbone):
-    """EfficientNet-Lite from ``efficientnet-lite-pytorch``, pooled to ``(B, 1280)``.
+    """EfficientNet-Lite from ``efficientnet-lite-pytorch``, pooled to ``(B, 1280)``, with feature maps at
+    strides 4, 8, 16 and 32 (lite0: 24, 40, 112 and 320 channels) for detection heads.
 
     Options: ``image_size`` (default: the variant's native size), ``hflip``, ``crop_scale``.
     """
+
+    outputs = frozenset({"pooled", "feature_maps"})
 
     def __init__(self, variant: str, spec: BackboneSpec, weights_path: str | None) -> None:
         super().__init__()
@@ -71,6 +76,7 @@ class EfficientNetLiteBackbone(ImageBackbone):
         if weights_path is not None:
             self.pretrained_head = net._fc
             self.source_labels = imagenet_labels()
+        self._level_blocks, self.feature_strides, self.feature_channels = _stage_ends(net, min_stride=4)
         native = EfficientNet.get_image_size(f"efficientnet-{variant}")
         self.preprocessing = ImagePreprocessing(
             image_size=int(spec.options.get("image_size", native)),
@@ -80,8 +86,34 @@ class EfficientNetLiteBackbone(ImageBackbone):
         )
 
     def forward_features(self, pixel_values: torch.Tensor, **_: torch.Tensor) -> torch.Tensor:
-        fmap = self.net.extract_features(pixel_values)  # (B, 1280, H/32, W/32)
+        net = self.net
+        x, _ = self.forward_blocks(pixel_values, keep=())  # (B, 320, H/32, W/32)
+        fmap = net._swish(net._bn1(net._conv_head(x)))  # (B, 1280, H/32, W/32)
         return fmap.mean(dim=(2, 3))  # (B, 1280)
+
+    def forward_feature_maps(self, pixel_values: torch.Tensor, **_: torch.Tensor) -> FeatureMaps:
+        """The output of the last block at each stride 4, 8, 16 and 32 (before the 1x1 head convolution)."""
+        _, kept = self.forward_blocks(pixel_values, keep=self._level_blocks)  # [(B, C_i, H/s_i, W/s_i)]
+        return FeatureMaps(kept, self.feature_strides, self.feature_channels)
+
+    def forward_blocks(self, pixel_values: torch.Tensor, keep: Sequence[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The stem and the MBConv blocks, as ``EfficientNet.extract_features`` runs them (with its
+        per-block drop-connect rate), without the head convolution.
+
+        Returns:
+            The last block's output and the outputs of the blocks whose indices are in ``keep``.
+        """
+        net = self.net
+        x = net._swish(net._bn0(net._conv_stem(pixel_values)))  # (B, 32, H/2, W/2)
+        kept = []
+        for index, block in enumerate(net._blocks):
+            rate = net._global_params.drop_connect_rate
+            if rate:
+                rate *= float(index) / len(net._blocks)
+            x = block(x, drop_connect_rate=rate)
+            if index in keep:
+                kept.append(x)
+        return x, kept
 
     def layer_groups(self) -> list[tuple[str, nn.Module]]:
         net = self.net
@@ -97,6 +129,22 @@ class EfficientNetLiteBackbone(ImageBackbone):
         groups.append((f"stage{len(groups) - 1}", nn.ModuleList(stage)))
         groups.append(("head_conv", nn.ModuleList([net._conv_head, net._bn1])))
         return groups
+
+
+def _stage_ends(net: nn.Module, *, min_stride: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """The last block at each stride from ``min_stride`` on: ``(block indices, strides, channels)``.
+
+    Strides are read from the stem's and the depthwise convolutions' own strides, channels from the
+    blocks' projection widths, so they hold for every EfficientNet-Lite variant.
+    """
+    stride = net._conv_stem.stride[0]
+    ends: dict[int, tuple[int, int]] = {}  # stride -> (block index, channels); later blocks overwrite
+    for index, block in enumerate(net._blocks):
+        stride *= block._depthwise_conv.stride[0]
+        if stride >= min_stride:
+            ends[stride] = (index, int(block._block_args.output_filters))
+    strides = tuple(sorted(ends))
+    return tuple(ends[s][0] for s in strides), strides, tuple(ends[s][1] for s in strides)
 
 
 def _plain_pointwise_convs(net: nn.Module) -> None:
