@@ -31,3 +31,54 @@ def test_minilm_is_normalised_by_default_and_says_so_in_its_spec() -> None:
 def test_unknown_pooling_is_refused(tiny_bert_dir: Path) -> None:
     with pytest.raises(BackboneError, match="pooling"):
         create_backbone(f"hf:{tiny_bert_dir}", pooling="max")
+
+
+@torch.no_grad()
+def test_pooled_features_are_the_masked_mean_of_the_last_hidden_state_as_before(tiny_bert_dir: Path) -> None:
+    backbone = create_backbone(f"hf:{tiny_bert_dir}").eval()
+    batch = backbone.collate(SENTENCES)
+    hidden = backbone.model(**batch).last_hidden_state  # (B, T, D)
+    weights = batch["attention_mask"].to(hidden.dtype).unsqueeze(-1)
+    expected = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-6)
+    assert torch.equal(backbone.forward_features(**batch), expected)
+    cls = create_backbone(f"hf:{tiny_bert_dir}", pooling="cls").eval()
+    assert torch.equal(cls.forward_features(**batch), hidden[:, 0])
+
+
+def test_tokenize_words_maps_each_sub_word_token_to_its_word() -> None:
+    backbone = create_backbone("minilm", pretrained=False, max_length=16)
+    sentences = [["Obama", "visited", "Parisians", "yesterday!!"], ["Hi"]]
+    batch, word_ids = backbone.tokenize_words(sentences)
+    assert word_ids.shape == batch["input_ids"].shape and word_ids.dtype == torch.long
+    for row, words in enumerate(sentences):
+        pieces = backbone.tokenizer.convert_ids_to_tokens(batch["input_ids"][row])
+        spelled = ["".join(p.removeprefix("##") for p, w in zip(pieces, word_ids[row]) if w == index)
+                   for index in range(len(words))]
+        assert spelled == [word.lower() for word in words]  # MiniLM's vocabulary is lowercase
+        assert all(word_ids[row][~batch["attention_mask"][row].bool()] == -1)  # padding belongs to no word
+        assert word_ids[row][0] == -1  # [CLS]
+    assert word_ids[0].tolist().count(2) == 2  # "parisian" "##s"
+    tokens = backbone.eval().forward_tokens(**batch)
+    assert tokens.features.shape[:2] == word_ids.shape
+
+
+def test_tokenize_words_truncates_to_max_length_and_says_which_words_are_left() -> None:
+    backbone = create_backbone("minilm", pretrained=False, max_length=6)
+    _, word_ids = backbone.tokenize_words([["one", "two", "three", "four", "five", "six", "seven"]])
+    assert word_ids.shape[1] == 6
+    assert sorted(set(word_ids[0].tolist()) - {-1}) == [0, 1, 2, 3]  # words 4.. were cut off
+
+
+def test_tokenize_words_needs_a_fast_tokenizer(tiny_bert_dir: Path) -> None:
+    import transformers
+
+    from transferkit.backbones.base import BackboneSpec
+    from transferkit.backbones.hf import TextTransformerBackbone
+
+    # transformers 5 makes BertTokenizer the fast one and keeps the pure-Python one as BertTokenizerLegacy
+    python_tokenizer = getattr(transformers, "BertTokenizerLegacy", transformers.BertTokenizer)
+    fast = create_backbone(f"hf:{tiny_bert_dir}")
+    slow = TextTransformerBackbone(fast.model, python_tokenizer(str(tiny_bert_dir / "vocab.txt")),
+                                   BackboneSpec("slow_bert", pretrained=False))
+    with pytest.raises(BackboneError, match="'slow_bert' has a slow tokenizer"):
+        slow.tokenize_words([["good", "film"]])

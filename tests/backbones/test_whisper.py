@@ -137,6 +137,22 @@ def test_padding_invariance(tiny: WhisperEncoderBackbone) -> None:
     torch.testing.assert_close(batched[1], long_alone[0], rtol=1e-5, atol=1e-5)
 
 
+def test_frames_are_the_clip_and_pooled_features_their_mean_as_before(tiny: WhisperEncoderBackbone) -> None:
+    batch = tiny.collate([tiny.transform(clip(seconds)) for seconds in (0.5, 1.0)])
+    with torch.no_grad():
+        frames = tiny.forward_tokens(**batch)
+        hidden = tiny.encode_frames(**batch)  # (2, 50, 16)
+        pooled = tiny.forward_features(**batch)
+        unpadded = tiny.forward_features(batch["input_features"])
+    assert torch.equal(frames.features, hidden)
+    assert torch.equal(frames.mask, batch["frame_mask"])  # the 20-ms frames that hold each clip
+    assert frames.mask.sum(1).tolist() == [25, 50]
+    weights = batch["frame_mask"].to(hidden.dtype).unsqueeze(-1)
+    assert torch.equal(pooled, (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0))
+    assert torch.equal(tiny.pool(frames), pooled)
+    assert torch.equal(unpadded, tiny.encode_frames(batch["input_features"]).mean(1))  # no mask: every frame
+
+
 def test_encode_frames_matches_transformers_on_full_windows(tiny: WhisperEncoderBackbone) -> None:
     features = torch.randn(2, 80, 400)  # 2 * max_source_positions: what WhisperEncoder.forward takes
     with torch.no_grad():
