@@ -223,6 +223,40 @@ def test_a_nan_loss_restores_the_best_weights_so_far() -> None:
         assert torch.equal(value, after_epoch_1[name]), name
 
 
+class StopAt(TrainHooks):
+    """Asks the loop to stop at the ``at``-th batch (1-based) and records every loss it is shown."""
+
+    def __init__(self, at: int) -> None:
+        self.at, self.losses = at, []
+
+    def should_stop(self, loss: float) -> bool:
+        self.losses.append(loss)
+        return len(self.losses) == self.at
+
+
+def test_a_hook_stops_the_loop_mid_epoch_without_the_last_update() -> None:
+    # 8 batches per epoch: the stop comes at batch 3 of epoch 2, after 10 optimizer steps
+    stopped, optimizer, scheduler = setup()
+    hook = StopAt(at=8 + 3)
+    result = train_loop(stopped, optimizer, scheduler, loader(blobs(64, 0)), None, config(), hook)
+    assert len(hook.losses) == 11 and len(result.history) == 2 and result.stopped_early
+    assert all(math.isfinite(loss) for loss in hook.losses)
+    ten_steps, optimizer, scheduler = setup()
+    truncated = DataLoader(TensorDataset(*blobs(64, 0)[:16]), batch_size=8, collate_fn=collate)
+    train_loop(ten_steps, optimizer, scheduler, loader(blobs(64, 0)), None, config(epochs=1))
+    train_loop(ten_steps, optimizer, scheduler, truncated, None, config(epochs=1))
+    for name, value in ten_steps.state_dict().items():
+        assert torch.allclose(stopped.state_dict()[name], value), name
+
+
+def test_a_hook_sees_a_nan_loss_before_the_loop_raises_on_it() -> None:
+    model, optimizer, scheduler = setup()
+    hook = StopAt(at=3)
+    result = train_loop(model, optimizer, scheduler, loader(blobs(64, 0)), None, config(),
+                        CombinedHooks([NanAfter(after=2), hook]))
+    assert math.isnan(hook.losses[-1]) and len(hook.losses) == 3 and len(result.history) == 1
+
+
 class DropoutClassifier(TinyClassifier):
     """Dropout draws from torch's global generator: a resumed run must restore it."""
 

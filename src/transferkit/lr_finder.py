@@ -46,19 +46,19 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader
 
 from transferkit.errors import ConfigError, DataError
-from transferkit.train import TrainHooks, accelerator_for
+from transferkit.train import CombinedHooks, LoopConfig, TrainHooks, train_loop
 
 # The rule's constants, fixed before looking at any benchmark: a factor of ten below the minimum
 # is fastai's margin (``lr_min``); two rules more than 30x (1.5 decades) apart describe different
@@ -155,10 +155,7 @@ class LRFinderResult:
         return asdict(self)
 
     def plot(self, path: str | Path, *, title: str | None = None) -> Path:
-        """Write the curve, the smoothed curve and the suggested rate as a PNG; returns the path.
-
-        The drawing is ``transferkit.report.lr_finder.range_test_plot``.
-        """
+        """The curve, smoothed curve and suggested rate as a PNG (``report.lr_finder.range_test_plot``); the path."""
         from transferkit.report.lr_finder import range_test_plot
 
         return range_test_plot(self, path, title=title)
@@ -317,15 +314,34 @@ def _descent_midpoint(x: np.ndarray, values: np.ndarray, start: float, i_min: in
     return float(10 ** (x[j] + t * (x[j + 1] - x[j])))
 
 
-def _batches(loader: DataLoader) -> Iterator[Any]:
-    """The loader's batches, pass after pass (until a pass yields nothing)."""
-    while True:
-        empty = True
-        for batch in loader:
-            empty = False
-            yield batch
-        if empty:
-            return
+class RangeTestRecorder(TrainHooks):
+    """The range test as a hook on the training loop: records the loss of batch ``t + 1`` against the rate
+    ``ramp[t]`` of the update before it (batch 0's is ``initial_loss``); stops on divergence or at the ramp's end.
+    """
+
+    def __init__(self, ramp: np.ndarray, diverge_factor: float) -> None:
+        self.ramp, self.diverge_factor = ramp, diverge_factor
+        self.lrs: list[float] = []
+        self.losses: list[float] = []
+        self.initial_loss, self.diverged = math.nan, False
+        self.average, self.best, self.step = 0.0, math.inf, 0
+
+    def should_stop(self, loss: float) -> bool:
+        step, self.step = self.step, self.step + 1
+        if step == 0:
+            if not math.isfinite(loss):
+                raise DataError(f"the loss was {loss} before any training step; check the data and the model")
+            self.initial_loss = loss
+            return False
+        self.lrs.append(float(self.ramp[step - 1]))
+        self.losses.append(loss)
+        self.diverged = not math.isfinite(loss)
+        if not self.diverged:
+            self.average = STOP_BETA * self.average + (1 - STOP_BETA) * loss
+            smoothed = self.average / (1 - STOP_BETA**step)  # the early stop's causal average
+            self.best = min(self.best, smoothed)
+            self.diverged = smoothed > self.diverge_factor * self.best
+        return self.diverged or step == len(self.ramp)
 
 
 def suggest_lr(model: nn.Module, train_loader: DataLoader, *, param_groups: ParamGroupsFn | None = None,
@@ -333,23 +349,20 @@ def suggest_lr(model: nn.Module, train_loader: DataLoader, *, param_groups: Para
                config: LRFinderConfig | None = None, seed: int = 0) -> LRFinderResult:
     """Run the range test on a copy of ``model`` and suggest a learning rate.
 
-    The caller's model, its ``requires_grad`` flags and torch's global random state are left as they
-    were: the test trains a deep copy (so it briefly needs the model's memory twice) under a forked
-    random state. Batches follow the training loop's convention: ``(batch_dict, labels)`` with
-    ``model(**batch_dict) -> logits (B, C)``; the loss is cross-entropy plus ``hooks.extra_loss``.
-
-    This is its own short loop rather than ``train.train_loop`` because it needs what an epoch loop
-    does not give: a rate changed and a loss recorded at every step, a stop in mid-epoch, and no
-    validation or checkpoint.
+    The test is ``train.train_loop`` with the base rate rising geometrically at each step and a
+    ``RangeTestRecorder`` hook, on a deep copy (the model's memory twice, briefly) under a forked random
+    state: the caller's model, its ``requires_grad`` flags and torch's random state are left as they were.
+    Batches and loss follow the loop (``model(**batch_dict) -> logits (B, C)``, cross-entropy plus the
+    hooks' terms); a loader shorter than the ramp is passed over again (a new epoch).
 
     Args:
         model: the model to probe (not modified).
-        train_loader: training batches; cycled if shorter than the ramp (see ``LRFinderConfig``).
+        train_loader: training batches (a sized loader).
         param_groups: builds the optimizer's groups from the copy; each group's ``lr`` is its scale
             relative to the base rate (e.g. ``layerwise_param_groups(m, lr=1.0, ...)``). None: one group
             of every parameter that requires grad, at scale 1.
         optimizer: builds the optimizer from the groups (default ``torch.optim.AdamW``).
-        hooks: ``train_mode`` and ``extra_loss`` are applied as in the training loop.
+        hooks: the loop's hooks (``train_mode``, ``extra_loss``, ...), applied as in training.
         config: the ramp, the early stop and the smoothing.
         seed: seeds dropout and anything else random during the test.
 
@@ -366,78 +379,30 @@ def suggest_lr(model: nn.Module, train_loader: DataLoader, *, param_groups: Para
     """
     config = config or LRFinderConfig()
     config.check()
-    hooks = hooks or TrainHooks()
-    try:
-        batches_per_epoch = len(train_loader)
-    except TypeError:  # an iterable dataset: no epochs to count
-        batches_per_epoch = None
+    batches_per_epoch = len(train_loader)
     if batches_per_epoch == 0:
         raise DataError("the training loader yields no batches")
     steps = config.num_steps
-    if config.max_epochs is not None and batches_per_epoch is not None:
+    if config.max_epochs is not None:
         # one batch more than steps: the loss after the last step is read on it
         steps = min(steps, max(2, math.floor(config.max_epochs * batches_per_epoch) - 1))
     ramp = lr_ramp(config.start_lr, config.end_lr, steps)
-    devices = list(range(torch.cuda.device_count()))
-    with torch.random.fork_rng(devices=devices):
+    recorder = RangeTestRecorder(ramp, config.diverge_factor)
+    loop = LoopConfig(epochs=math.ceil((steps + 1) / batches_per_epoch), patience=None,
+                      mixed_precision=config.mixed_precision, max_grad_norm=config.max_grad_norm, progress=False)
+    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
         torch.manual_seed(seed)
         work = copy.deepcopy(model)
-        groups: list[dict[str, Any]] = param_groups(work) if param_groups is not None else [
-            {"params": [p for p in work.parameters() if p.requires_grad], "lr": 1.0}]
-        groups = [{**g, "params": list(g["params"])} for g in groups]  # generators would be spent by a check
-        groups = [g for g in groups if g["params"]]
+        made = param_groups(work) if param_groups is not None else [{"params": work.parameters()}]
+        # each group's rate is its scale of the base rate (1 if unset); lists, as generators would be spent
+        listed = [{"lr": 1.0, **g, "params": [p for p in g["params"] if p.requires_grad]} for g in made]
+        groups = [g for g in listed if g["params"]]
         if not groups:
             raise ConfigError("the range test found no parameter to train (every parameter is frozen)")
-        scales = [float(g.get("lr", 1.0)) for g in groups]
         opt = (optimizer or torch.optim.AdamW)(groups)
-        with accelerator_for(config.mixed_precision) as accelerator:
-            work, opt = accelerator.prepare(work, opt)
-            lrs, losses, initial_loss = [], [], math.nan
-            diverged = False
-            stop_average, best, seen = 0.0, math.inf, 0
-            work.train()
-            hooks.train_mode(work)
-            batches = _batches(train_loader)
-            for step in range(steps + 1):
-                try:
-                    batch, labels = next(batches)
-                except StopIteration:
-                    break
-                batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-                labels = labels.to(accelerator.device)
-                logits = work(**batch)  # (B, C); a prepared model runs in the configured precision
-                loss = F.cross_entropy(logits.float(), labels)
-                extra = hooks.extra_loss(work, logits, labels)
-                if extra is not None:
-                    loss = loss + extra
-                value = float(loss.detach())
-                if step == 0:
-                    if not math.isfinite(value):
-                        raise DataError(f"the loss was {value} before any training step; check the data and the model")
-                    initial_loss = value
-                else:
-                    lrs.append(float(ramp[step - 1]))
-                    losses.append(value)
-                    if not math.isfinite(value):
-                        diverged = True
-                        break
-                    seen += 1
-                    stop_average = STOP_BETA * stop_average + (1 - STOP_BETA) * value
-                    smoothed = stop_average / (1 - STOP_BETA**seen)
-                    best = min(best, smoothed)
-                    if smoothed > config.diverge_factor * best:
-                        diverged = True
-                        break
-                if step == steps:
-                    break
-                for group, scale in zip(opt.param_groups, scales, strict=True):
-                    group["lr"] = float(ramp[step]) * scale
-                accelerator.backward(loss)
-                if config.max_grad_norm:
-                    accelerator.clip_grad_norm_(work.parameters(), config.max_grad_norm)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-        del work, opt
+        schedule = LambdaLR(opt, lambda step: float(ramp[min(step, steps - 1)]))
+        train_loop(work, opt, schedule, train_loader, None, loop, CombinedHooks([hooks or TrainHooks(), recorder]))
+    lrs, losses = recorder.lrs, recorder.losses
     if len(lrs) < 2:
         raise DataError(f"the range test ran only {len(lrs)} step(s); the loader is too short or the loss diverged "
                         f"at once (start_lr={config.start_lr})")
@@ -445,9 +410,10 @@ def suggest_lr(model: nn.Module, train_loader: DataLoader, *, param_groups: Para
     for note in reading.notes:
         warnings.warn(note, LRFinderWarning, stacklevel=2)
     return LRFinderResult(lrs=lrs, losses=losses, smoothed=reading.smoothed.tolist(),
-                          bandwidth=reading.bandwidth, initial_loss=initial_loss,
+                          bandwidth=reading.bandwidth, initial_loss=recorder.initial_loss,
                           suggestion=reading.suggestion, rule=reading.rule, candidates=reading.candidates,
-                          diverged=diverged, notes=reading.notes, info={"config": asdict(config), "seed": seed})
+                          diverged=recorder.diverged, notes=reading.notes,
+                          info={"config": asdict(config), "seed": seed})
 
 
 def find_lr(X: Any, y: Any = None, *, backbone: str, strategy: str = "finetune", pretrained: bool = True,
@@ -479,17 +445,19 @@ def find_lr(X: Any, y: Any = None, *, backbone: str, strategy: str = "finetune",
         >>> result = find_lr(images, labels, backbone="efficientnet_lite0", batch_size=16)
         >>> TransferClassifier("efficientnet_lite0", "finetune", lr=result.suggestion).fit(images, labels)
     """
-    from transferkit.backbones import BackboneSpec, create_backbone
+    from transferkit.backbones import BackboneSpec
     from transferkit.data import Samples, samples_from_arrays
     from transferkit.features import make_loader
-    from transferkit.heads import LinearHead, TransferModel
+    from transferkit.heads import TransferModel
+    from transferkit.model import build_model
     from transferkit.strategies import FitConfig, get_strategy
-    from transferkit.strategies.finetune import (
+    from transferkit.strategies.run import (
         FrozenBatchNormHooks,
         default_freeze_bn,
         default_layer_decay,
         layerwise_param_groups,
     )
+    from transferkit.tasks import Classification
 
     get_strategy(strategy)  # an unknown name gets the registry's error
     if strategy not in RANGE_TEST_STRATEGIES:
@@ -501,19 +469,16 @@ def find_lr(X: Any, y: Any = None, *, backbone: str, strategy: str = "finetune",
     classes = sorted(set(samples.labels))
     if len(classes) < 2:
         raise DataError(f"found only one class {classes[0]!r}; need at least two to classify")
-    defaults = FitConfig()
     torch.manual_seed(seed)
     spec = BackboneSpec(backbone, pretrained=pretrained, options=dict(backbone_options or {}))
-    net = create_backbone(spec)
-    if net.modality != samples.modality:
-        raise DataError(f"backbone {backbone!r} takes {net.modality} but the data is {samples.modality}")
-    model = TransferModel(net, LinearHead(net.num_features, len(classes)))
+    model = build_model(spec, Classification(classes), modality=samples.modality)
+    net = model.backbone
     if strategy == "partial" and train_last_k is None:
         train_last_k = min(2, len(net.layer_groups()))
-    # the finetune strategy's defaults (strategies/finetune.py, _finetune)
+    # the finetune strategy's defaults (strategies/finetune.py, fine_tune)
     layer_decay = default_layer_decay(layer_decay, pretrained=pretrained)
-    head_scale = (head_lr_scale if head_lr_scale is not None else defaults.head_lr_scale) if pretrained else 1.0
-    decay = weight_decay if weight_decay is not None else defaults.weight_decay
+    head_scale = (head_lr_scale if head_lr_scale is not None else FitConfig.head_lr_scale) if pretrained else 1.0
+    decay = weight_decay if weight_decay is not None else FitConfig.weight_decay
     freeze = default_freeze_bn(freeze_bn, pretrained=pretrained)
     index = {name: i for i, name in enumerate(classes)}
     loader = make_loader(samples, net, [index[v] for v in samples.labels], train=True, batch_size=batch_size,

@@ -133,6 +133,11 @@ class TrainHooks:
         """A term added to the task's loss (regularisers, adaptation losses)."""
         return None
 
+    def should_stop(self, loss: float) -> bool:
+        """Sees each batch's loss (NaN and infinity included) before its update; True ends training there,
+        without that update, after closing the epoch (the learning-rate range test stops on divergence)."""
+        return False
+
     def on_epoch_end(self, epoch: int, model: nn.Module) -> dict[str, float] | None:
         """Called after each epoch's training; the returned values join the epoch's history row."""
         return None
@@ -173,6 +178,9 @@ class CombinedHooks(TrainHooks):
     def extra_loss(self, model: nn.Module, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
         terms = [t for t in (hook.extra_loss(model, logits, labels) for hook in self.hooks) if t is not None]
         return torch.stack(terms).sum() if terms else None
+
+    def should_stop(self, loss: float) -> bool:
+        return any([hook.should_stop(loss) for hook in self.hooks])  # a list: every hook sees every loss
 
     def on_epoch_end(self, epoch: int, model: nn.Module) -> dict[str, float] | None:
         rows = [row for row in (hook.on_epoch_end(epoch, model) for hook in self.hooks) if row]
@@ -234,7 +242,9 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: An
     ``checkpoints.resume`` it continues from the last one: the resumed epoch replays the same batch
     order (``train_loader.set_epoch``; see ``features.EpochSampler``) and skips the batches already
     done, so on one process the result equals that of an uninterrupted run. Each checkpoint holds the
-    hooks' own state too (``TrainHooks.state_dict``), put back before the first resumed batch.
+    hooks' own state too (``TrainHooks.state_dict``), put back before the first resumed batch. A hook's
+    ``should_stop`` ends training after any batch (the learning-rate range test is this loop with a
+    rising schedule and such a hook).
 
     Raises:
         TrainingError: the loss became NaN or infinite (the best weights so far are restored first,
@@ -266,15 +276,19 @@ def _train(accelerator: Accelerator, model: nn.Module, optimizer: torch.optim.Op
             batches = accelerator.skip_first_batches(train_loader, state.step) if state.step else train_loader
             bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not show,
                        leave=False, initial=state.step, total=batches_per_epoch)
+            stop = False
             for batch, labels in bar:
                 with accelerator.accumulate(model):
                     loss = _loss(model, batch, labels, hooks, task)
-                    if not torch.isfinite(loss):
-                        raise _bad_loss(float(loss.detach()), epoch, state, accelerator.unwrap_model(model),
-                                        checkpoints)
+                    value = float(loss.detach())
+                    stop = hooks.should_stop(value)
+                    if stop:
+                        break
+                    if not math.isfinite(value):
+                        raise _bad_loss(value, epoch, state, accelerator.unwrap_model(model), checkpoints)
                     _optimize(loss, model, optimizer, scheduler, accelerator, config)
                 state.step += 1
-                state.running_loss += float(loss.detach()) * len(labels)
+                state.running_loss += value * len(labels)
                 state.seen += len(labels)
                 bar.set_postfix(loss=f"{state.running_loss / max(state.seen, 1):.4f}")
                 if accelerator.sync_gradients:
@@ -283,6 +297,7 @@ def _train(accelerator: Accelerator, model: nn.Module, optimizer: torch.optim.Op
                         _save(checkpoints, state, accelerator, model, optimizer, scheduler, hooks)
             scores = hooks.on_epoch_end(epoch, accelerator.unwrap_model(model)) or {}
             row = _end_epoch(state, epoch, model, optimizer, val_loader, accelerator, config, scores, task)
+            state.stopped_early = state.stopped_early or stop
             if checkpoints:
                 _save(checkpoints, state, accelerator, model, optimizer, scheduler, hooks)
             if show:

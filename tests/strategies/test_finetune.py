@@ -14,7 +14,7 @@ from transferkit.data import samples_from_arrays
 from transferkit.errors import ConfigError
 from transferkit.heads import LinearHead, TransferModel
 from transferkit.strategies import FitConfig, FitData, StrategyOutcome
-from transferkit.strategies.finetune import _finetune, layerwise_param_groups
+from transferkit.strategies.finetune import fine_tune, layerwise_param_groups
 from transferkit.train import TrainHooks
 
 IMAGE_SPEC = {"backbone": "timm:test_efficientnet", "pretrained": False, "backbone_options": {"image_size": 32}}
@@ -201,7 +201,7 @@ def test_out_of_memory_halves_the_batch_until_it_fits_and_ends_as_a_run_at_that_
         backbone = initial_image_backbone()
         model = TransferModel(backbone, LinearHead(backbone.num_features, 2))
         config = FitConfig(epochs=1, batch_size=batch_size, progress=False)
-        return model, _finetune(model, data, config, head_lr_scale=10.0, extra_hooks=(OutOfMemoryAbove(8),))
+        return model, fine_tune(model, data, config, head_lr_scale=10.0, extra_hooks=(OutOfMemoryAbove(8),))
 
     with pytest.warns(UserWarning, match="out of memory") as caught:
         model, outcome = run(32)

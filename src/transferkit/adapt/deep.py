@@ -22,11 +22,10 @@ Entry point: ``adapt_model(model, source, target, classes, method, config, param
 from __future__ import annotations
 
 import inspect
-import json
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,18 +34,26 @@ import torch
 from accelerate.data_loader import skip_first_batches
 from torch import nn
 from torch.utils.data import DataLoader
-from transformers import get_cosine_schedule_with_warmup
 
 from transferkit.adapt.base import AdaptOutcome, get_adapter
 from transferkit.adapt.losses import entropy
 from transferkit.adapt.selection import soft_neighbourhood_density
-from transferkit.checkpoint import Checkpoints, read_progress
+from transferkit.checkpoint import read_progress
 from transferkit.data import Samples
 from transferkit.errors import ConfigError, DataError
 from transferkit.features import make_loader
 from transferkit.heads import TransferModel
-from transferkit.strategies.finetune import DEFAULT_LR, SCRATCH_LR, default_layer_decay, layerwise_param_groups
-from transferkit.train import CombinedHooks, LoopConfig, TrainHooks, TrainResult, steps_per_epoch, train_loop
+from transferkit.strategies.run import (
+    HEAD_LR_SCALE,
+    RunSettings,
+    default_head_lr_scale,
+    default_layer_decay,
+    default_lr,
+    fine_tuning_run,
+    layerwise_param_groups,
+    settings_signature,
+)
+from transferkit.train import TrainHooks, TrainResult
 
 
 @dataclass
@@ -97,10 +104,6 @@ class DeepAdaptConfig:
     resume: bool = False
 
 
-# fields that change how a run is kept or shown, not what it computes (the oracle enters by its size)
-_NOT_IN_SIGNATURE = ("progress", "oracle", "checkpoint_dir", "checkpoint_every", "resume")
-
-
 @dataclass
 class DeepAdaptData:
     """Labelled source samples (class indices into ``classes``) and unlabelled target samples.
@@ -143,7 +146,7 @@ class AdaptationTerm:
             and their weights are checkpointed with the loop's.
 
     State the loss reads that changes between epochs (pseudo-labels) lives in a ``TrainHooks`` passed
-    to ``train_adapted`` beside the term, which refreshes it and checkpoints it (``PseudoLabels``).
+    to ``train_adapted`` beside the term, which refreshes it and checkpoints it (``deep_methods.PseudoLabels``).
     """
 
     loss: Callable[[AdaptBatch], torch.Tensor]
@@ -358,47 +361,44 @@ def train_adapted(model: TransferModel, data: DeepAdaptData, config: DeepAdaptCo
     """
     backbone = model.backbone
     pretrained = backbone.spec.pretrained
-    lr = config.lr or (DEFAULT_LR[backbone.modality] if pretrained else SCRATCH_LR)
-    epochs = config.epochs if epochs is None else epochs
-    head_scale = 10.0 if pretrained else 1.0
-    torch.manual_seed(config.seed)
+    lr = default_lr(config.lr, backbone)
+    head_scale = default_head_lr_scale(HEAD_LR_SCALE, pretrained=pretrained)
     samples, ids = train or (data.source, data.source_ids)
-    loader = make_loader(samples, backbone, ids, train=True, batch_size=config.batch_size, seed=config.seed)
-    groups = layerwise_param_groups(model, lr=lr, layer_decay=default_layer_decay(None, pretrained=pretrained),
-                                    train_last_k=None, head_lr_scale=head_scale, weight_decay=config.weight_decay)
-    model.head.requires_grad_(train_head)
-    if not train_head:
-        groups = [group for group in groups if group["name"] != "head"]
-    if term is not None:
-        extra = [p for module in term.modules for p in module.parameters()]
+    modules = () if term is None else term.modules
+
+    def param_groups() -> list[dict[str, Any]]:
+        groups = layerwise_param_groups(model, lr=lr, layer_decay=default_layer_decay(None, pretrained=pretrained),
+                                        train_last_k=None, head_lr_scale=head_scale, weight_decay=config.weight_decay)
+        model.head.requires_grad_(train_head)
+        if not train_head:
+            groups = [group for group in groups if group["name"] != "head"]
+        extra = [p for module in modules for p in module.parameters()]
         if extra:
             groups.append({"params": extra, "lr": lr * head_scale, "weight_decay": config.weight_decay,
                            "name": "adaptation"})
-    optimizer = torch.optim.AdamW(groups)
-    total = epochs * steps_per_epoch(loader, 1)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_ratio * total), total)
-    hook_list: list[TrainHooks] = []
-    if term is not None:
-        target_batches = TargetBatches(data.target, model, batch_size=config.batch_size, seed=config.seed + 1)
-        hook_list.append(JointForward(model, target_batches, term, trade_off=trade_off, total_steps=total))
-    hook_list += [*hooks, LabelFreeSelection(selection_subset(data.target, config), batch_size=256)]
-    if config.oracle is not None:
-        hook_list.append(OracleReport(config.oracle, data.classes, batch_size=256))
-    loop = LoopConfig(epochs=epochs, patience=None, mixed_precision=config.mixed_precision, progress=config.progress,
-                      monitor="selection_score" if config.selection == "snd" else None)
-    checkpoints = None
-    if config.checkpoint_dir:
-        signature = {"run": data.run, "stage": stage, "epochs": epochs, "trade_off": trade_off,
-                     "train_head": train_head, "hooks": [type(hook).__name__ for hook in hook_list],
-                     "config": {f.name: getattr(config, f.name) for f in fields(config)
-                                if f.name not in _NOT_IN_SIGNATURE},
-                     "oracle_size": None if config.oracle is None else len(config.oracle),
-                     "backbone": backbone.spec.to_dict(), "classes": data.classes, "train_size": len(samples),
-                     "target_size": len(data.target)}
-        checkpoints = Checkpoints(Path(config.checkpoint_dir) / stage, every=config.checkpoint_every or None,
-                                  resume=config.resume, signature=json.loads(json.dumps(signature, default=repr)))
-    return train_loop(model, optimizer, scheduler, loader, None, loop, CombinedHooks(hook_list),
-                      checkpoints=checkpoints)
+        return groups
+
+    def run_hooks(total: int, batch_size: int) -> list[TrainHooks]:
+        hook_list: list[TrainHooks] = []
+        if term is not None:
+            target_batches = TargetBatches(data.target, model, batch_size=batch_size, seed=config.seed + 1)
+            hook_list.append(JointForward(model, target_batches, term, trade_off=trade_off, total_steps=total))
+        hook_list += [*hooks, LabelFreeSelection(selection_subset(data.target, config), batch_size=256)]
+        if config.oracle is not None:
+            hook_list.append(OracleReport(config.oracle, data.classes, batch_size=256))
+        return hook_list
+
+    epochs = config.epochs if epochs is None else epochs
+    settings = RunSettings(lr=lr, epochs=epochs, batch_size=config.batch_size, warmup_ratio=config.warmup_ratio,
+                           seed=config.seed, mixed_precision=config.mixed_precision, progress=config.progress,
+                           monitor="selection_score" if config.selection == "snd" else None,
+                           checkpoint_dir=Path(config.checkpoint_dir) / stage if config.checkpoint_dir else None,
+                           checkpoint_every=config.checkpoint_every, resume=config.resume)
+    signature = {"run": data.run, "stage": stage, "epochs": epochs, "trade_off": trade_off, "train_head": train_head,
+                 "config": settings_signature(config), "classes": data.classes, "target_size": len(data.target),
+                 "oracle_size": None if config.oracle is None else len(config.oracle)}
+    return fine_tuning_run(model, (samples, ids), settings, param_groups=param_groups, hooks=run_hooks,
+                           signature=signature, modules=modules).result
 
 
 def pretrain_on_source(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig) -> list[dict[str, Any]]:
@@ -481,33 +481,3 @@ def adapt_model(model: TransferModel, source: Samples, target: Samples, classes:
 def _has_checkpoints(folder: Path) -> bool:
     return folder.is_dir() and any(read_progress(stage) for stage in folder.iterdir() if stage.is_dir())
 
-
-class PseudoLabels(TrainHooks):
-    """Per-target-sample pseudo-labels, ``-1`` where the sample has none, made by ``make(model)`` before
-    each epoch.
-
-    The table, the epoch it was made for and the share of samples labelled at each refresh are the
-    hook's state: a run resumed mid-epoch goes on with the labels that epoch started with.
-    """
-
-    def __init__(self, make: Callable[[TransferModel], torch.Tensor]) -> None:
-        self.make = make
-        self.labels = torch.empty(0, dtype=torch.long)
-        self.epoch = -1
-        self.rates: list[float] = []
-
-    def on_epoch_start(self, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        if epoch == self.epoch:
-            return  # resumed inside this epoch: its labels came back with the checkpoint
-        assert isinstance(model, TransferModel)
-        self.labels, self.epoch = self.make(model), epoch
-        self.rates.append(int((self.labels >= 0).sum()) / len(self.labels))
-
-    def lookup(self, index: torch.Tensor) -> torch.Tensor:
-        return self.labels.to(index.device)[index]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"labels": self.labels, "epoch": self.epoch, "rates": list(self.rates)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.labels, self.epoch, self.rates = state["labels"], state["epoch"], list(state["rates"])

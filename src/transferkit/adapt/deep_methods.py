@@ -8,6 +8,9 @@ None, to the method's own default.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -18,7 +21,6 @@ from transferkit.adapt.deep import (
     AdaptBatch,
     DeepAdaptConfig,
     DeepAdaptData,
-    PseudoLabels,
     model_device,
     outcome_of,
     predict,
@@ -202,6 +204,37 @@ def adabn(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, *,
         target = target.subset(np.sort(np.random.default_rng(config.seed).choice(len(target), samples, False)))
     result = train_adapted(model, data, config, hooks=(TargetBatchNorm(target, batch_size=256),))
     return outcome_of(result, statistics_samples=len(target))
+
+
+class PseudoLabels(TrainHooks):
+    """Per-target-sample pseudo-labels, ``-1`` where the sample has none, made by ``make(model)`` before
+    each epoch.
+
+    The table, the epoch it was made for and the share of samples labelled at each refresh are the
+    hook's state: a run resumed mid-epoch goes on with the labels that epoch started with.
+    """
+
+    def __init__(self, make: Callable[[TransferModel], torch.Tensor]) -> None:
+        self.make = make
+        self.labels = torch.empty(0, dtype=torch.long)
+        self.epoch = -1
+        self.rates: list[float] = []
+
+    def on_epoch_start(self, epoch: int, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        if epoch == self.epoch:
+            return  # resumed inside this epoch: its labels came back with the checkpoint
+        assert isinstance(model, TransferModel)
+        self.labels, self.epoch = self.make(model), epoch
+        self.rates.append(int((self.labels >= 0).sum()) / len(self.labels))
+
+    def lookup(self, index: torch.Tensor) -> torch.Tensor:
+        return self.labels.to(index.device)[index]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"labels": self.labels, "epoch": self.epoch, "rates": list(self.rates)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.labels, self.epoch, self.rates = state["labels"], state["epoch"], list(state["rates"])
 
 
 @register_adapter("self_training", level="deep", grid={"fraction": (0.3, 0.5, 0.8)},

@@ -32,7 +32,7 @@ from transferkit.backbones.base import Backbone
 from transferkit.errors import ConfigError
 from transferkit.heads import TransferModel
 from transferkit.strategies.base import FitConfig, FitData, StrategyOutcome, register_strategy
-from transferkit.strategies.finetune import _finetune
+from transferkit.strategies.finetune import fine_tune
 
 # LoRA updates start at zero and move little per step: rates above full fine-tuning's work best.
 DEFAULT_LR = {"image": 1e-3, "text": 5e-4, "audio": 1e-3}
@@ -161,7 +161,7 @@ def lora(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOutc
     rate towards the input (default 1.0: one rate). Regularisers apply as in fine-tuning (L2-SP
     pulls the adapters towards their start, where ``B = 0`` leaves the pretrained function).
     BatchNorm statistics always stay frozen, so the base weights are exactly the spec's and the
-    adapter alone describes the change. Training runs through fine-tuning's ``_finetune`` with the
+    adapter alone describes the change. Training runs through fine-tuning's ``fine_tune`` with the
     adapters and head as its parameter groups, so checkpoints, ``resume`` and out-of-memory retries
     work as they do there.
 
@@ -197,7 +197,7 @@ def lora(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOutc
     # the shared fine-tuning run: checkpoints and --resume, out-of-memory retries, regularisers
     config = replace(config, lr=config.lr or DEFAULT_LR[backbone.modality], epochs=config.epochs or DEFAULT_EPOCHS,
                      layer_decay=config.layer_decay if config.layer_decay is not None else 1.0, freeze_bn=True)
-    outcome = _finetune(model, data, config, head_lr_scale=config.head_lr_scale, param_groups=adapters_and_head)
+    outcome = fine_tune(model, data, config, head_lr_scale=config.head_lr_scale, param_groups=adapters_and_head)
     # backbone_trained: its features are no longer the pretrained ones (never read them from the
     # cache); "adapter" tells the artifact that the adapter alone holds that change.
     outcome.info = {"adapter": "lora", **outcome.info, "lora_rank": settings.rank, "lora_alpha": settings.alpha,
