@@ -24,15 +24,15 @@ several invocations; ``--report`` rewrites benchmarks/results/adapt_digits.md fr
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
-import pickle
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+import tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -44,25 +44,6 @@ REFERENCE = {  # SKADA-Bench, deep digits, selected with target labels (referenc
     "dann": {"mnist_usps": 92.6, "usps_mnist": 86.8},
     "deep_coral": {"mnist_usps": 97.1, "usps_mnist": 89.9},
 }
-
-
-def read_mnist(folder: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """MNIST's training and test splits as ``(N, 28, 28)`` floats in [0, 1] and integer labels."""
-    with gzip.open(folder / "mnist.pkl.gz", "rb") as f:
-        train, _valid, test = pickle.load(f, encoding="latin1")  # the project's own fixed file, not user input
-    return {split: (x.reshape(-1, 28, 28).astype(np.float32), y.astype(int))
-            for split, (x, y) in (("train", train), ("test", test))}
-
-
-def read_usps(folder: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """USPS as ``(N, 28, 28)`` floats in [0, 1]: rows "label v1..v256" in [-1, 1], padded by 6 pixels
-    each side as SKADA-Bench does (``transforms.Pad(6)``), background 0 like MNIST."""
-    splits = {}
-    for split in ("train", "test"):
-        rows = np.loadtxt(folder / f"zip.{split}.gz", dtype=np.float32)
-        images = (rows[:, 1:].reshape(-1, 16, 16) + 1.0) / 2.0
-        splits[split] = (np.pad(images, ((0, 0), (6, 6), (6, 6))), rows[:, 0].astype(int))
-    return splits
 
 
 def as_samples(x: np.ndarray, y: np.ndarray, name: str) -> Any:
@@ -238,7 +219,7 @@ def main() -> None:
 
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
         assert transferkit.adapt  # the import registers the deep methods
-        raw = {"mnist": read_mnist(args.data / "digits" / "mnist"), "usps": read_usps(args.data / "digits" / "usps")}
+        raw = {"mnist": tasks.read_mnist(args.data), "usps": tasks.read_usps(args.data)}
         domains = {name: {split: as_samples(x, y, f"{name}_{split}") for split, (x, y) in splits.items()}
                    for name, splits in raw.items()}
         for task in args.tasks.split(","):

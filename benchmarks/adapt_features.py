@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+import tasks
+
 ROOT = Path(__file__).resolve().parents[1]
 OURS = ("source_only", "coral", "subspace_alignment", "entropic_ot", "ot_label_propagation", "cbst")
 PUBLISHED = {
@@ -51,13 +53,6 @@ PUBLISHED = {
 Task = tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
-def _mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    from scipy.io import loadmat
-
-    m = loadmat(path)
-    return m["fts"].astype(np.float64), m["labels"].ravel().astype(np.int64)
-
-
 def pairs(domains: dict[str, tuple[np.ndarray, np.ndarray]]) -> Iterator[Task]:
     for s, (xs, ys) in domains.items():
         for t, (xt, yt) in domains.items():
@@ -66,16 +61,11 @@ def pairs(domains: dict[str, tuple[np.ndarray, np.ndarray]]) -> Iterator[Task]:
 
 
 def office_caltech(data: Path) -> list[Task]:
-    folder = data / "features" / "office_caltech10_surf"
-    files = {"C": "Caltech10", "A": "amazon", "W": "webcam", "D": "dslr"}
-    domains = {k: _mat(folder / f"{v}_SURF_L10.mat") for k, v in files.items()}
-    return list(pairs(domains))
+    return list(pairs(tasks.office_caltech_surf(data)))
 
 
 def amazon400(data: Path) -> list[Task]:
-    folder = data / "features" / "amazon400"
-    domains = {d: _mat(folder / f"{d}_400.mat") for d in ("books", "dvd", "elec", "kitchen")}
-    return list(pairs(domains))
+    return list(pairs(tasks.amazon400(data)))
 
 
 def _backbone_features(samples_by_domain: dict[str, Any], backbone: str, options: dict[str, Any]
@@ -96,27 +86,17 @@ def _backbone_features(samples_by_domain: dict[str, Any], backbone: str, options
 
 
 def amazon_minilm(data: Path) -> list[Task]:
-    from transferkit.data import read_review_folder
-
-    names = {"books": "books", "dvd": "dvd", "elec": "electronics", "kitchen": "kitchen"}
-    samples = {}
-    for key, folder in names.items():
-        domain = read_review_folder(data / "text" / "amazon_reviews" / folder)
-        # positives first, the order of benchmarks/lpft_ood.py, so both share the feature cache
-        samples[key] = domain.subset(sorted(range(len(domain)), key=lambda i, d=domain: d.labels[i] != "positive"))
+    # positives first, the order of benchmarks/lpft_ood.py, so both share the feature cache
+    samples = {key: tasks.amazon_reviews(data, key) for key in tasks.AMAZON_DOMAINS}
     return list(pairs(_backbone_features(samples, "minilm", {"max_length": 128})))
 
 
 def fsdd(data: Path) -> list[Task]:
     """Leave one speaker out: the three other speakers are the source, the fourth the unlabelled target."""
-    from transferkit.data import Samples
-
-    files = sorted((data / "speech" / "fsdd" / "recordings").glob("*.wav"))
-    speakers = sorted({f.stem.split("_")[1] for f in files})
-    samples = Samples(items=files, labels=[f.stem.split("_")[0] for f in files], modality="audio",
-                      origins=[str(f) for f in files])
+    samples = tasks.fsdd(data)
+    who = np.array([speaker for _, speaker, _ in tasks.fsdd_fields(samples)])
+    speakers = sorted(set(who.tolist()))
     (x, y), = _backbone_features({"all": samples}, "whisper_tiny_en", {}).values()
-    who = np.array([f.stem.split("_")[1] for f in files])
     return [(f"others→{s}", x[who != s], y[who != s], x[who == s], y[who == s]) for s in speakers]
 
 

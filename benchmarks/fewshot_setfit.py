@@ -154,10 +154,9 @@ def main() -> None:
                              "train-long: 1,000 other training items of at least 12 words, closer to dev's whole "
                              "sentences than the mostly short phrases of the train slice")
     args = parser.parse_args()
-    from transferkit.data import read_dataset
+    import tasks
 
-    train = read_dataset(args.data / "text" / "sst2" / "train.tsv", on_error="fail")
-    dev = read_dataset(args.data / "text" / "sst2" / "dev.tsv", on_error="fail")
+    train, dev = tasks.sst2(args.data)
     dev_texts, dev_labels = list(dev.items), np.asarray(dev.labels)
     if args.score_on != "dev":
         held = held_out_slice(train.items, train.labels or [], long=args.score_on == "train-long")

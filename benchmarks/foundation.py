@@ -47,26 +47,14 @@ METHODS = ("linear_probe", "finetune", "partial", "gradual", "lp_ft", "contrasti
 
 def load_task(task: str, data: Path) -> tuple[Any, Any]:
     """Train and evaluation ``Samples`` of a shared task."""
-    from transferkit.data import Samples, read_dataset
+    import tasks
 
     if task == "hymenoptera":
-        root = data / "images" / "hymenoptera"
-        return read_dataset(root / "train", on_error="fail"), read_dataset(root / "val", on_error="fail")
+        return tasks.hymenoptera(data)
     if task in ("sst2", "sst2_mpnet"):
-        import numpy as np
-
-        train = read_dataset(data / "text" / "sst2" / "train.tsv", on_error="fail")
-        pick = np.random.default_rng(0).choice(len(train), size=2000, replace=False)
-        return train.subset(pick), read_dataset(data / "text" / "sst2" / "dev.tsv", on_error="fail")
+        return tasks.sst2_subset(data, train_size=2000)
     if task == "fsdd":
-        files = sorted((data / "speech" / "fsdd" / "recordings").glob("*.wav"))
-        parts = [f.stem.split("_") for f in files]
-        splits: dict[str, list[int]] = {"train": [], "test": []}
-        for i, (_, _, index) in enumerate(parts):
-            splits["test" if int(index) < 5 else "train"].append(i)
-        full = Samples(items=list(files), labels=[p[0] for p in parts], modality="audio",
-                       origins=[str(f) for f in files])
-        return full.subset(splits["train"]), full.subset(splits["test"])
+        return tasks.fsdd_official_split(tasks.fsdd(data))
     raise SystemExit(f"unknown task {task!r}")
 
 

@@ -28,13 +28,12 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
-def read_reviews(folder: Path) -> tuple[list[str], list[str]]:
-    """Texts and labels ("positive"/"negative") of one domain's pseudo-XML review files."""
-    from transferkit.data import read_review_folder
+def read_reviews(data: Path, domain: str) -> tuple[list[str], list[str]]:
+    """Texts and labels ("positive"/"negative") of one domain, positives first."""
+    import tasks
 
-    samples = read_review_folder(folder)
-    order = sorted(range(len(samples)), key=lambda i: samples.labels[i] != "positive")  # positives first, as before
-    return [samples.items[i] for i in order], [samples.labels[i] for i in order]
+    samples = tasks.amazon_reviews(data, domain)
+    return list(samples.items), list(samples.labels or [])
 
 
 def main() -> None:
@@ -46,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     from transferkit import TransferClassifier
 
-    domains = {d: read_reviews(args.data / "text" / "amazon_reviews" / d) for d in DOMAINS}
+    domains = {d: read_reviews(args.data, d) for d in DOMAINS}
     texts, labels = domains["books"]
     order = np.random.default_rng(0).permutation(len(texts))
     cut = int(0.8 * len(texts))

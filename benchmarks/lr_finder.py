@@ -45,16 +45,13 @@ TASKS: dict[str, dict[str, Any]] = {
 
 def load_task(task: str, data: Path, n_train: int, n_score: int, score_fraction: float) -> tuple[Any, Any]:
     """``(fit_on, score_on)`` Samples; both come from the task's training data."""
-    from transferkit.data import read_dataset, stratified_split
+    import tasks
+    from transferkit.data import stratified_split
 
     if task == "sst2":
-        train = read_dataset(data / "text" / "sst2" / "train.tsv", on_error="fail")
-        order = np.random.default_rng(0).choice(len(train), size=n_train, replace=False)  # as in foundation.py
-        rest = np.setdiff1d(np.arange(len(train)), order)
-        held_out = np.random.default_rng(1).choice(rest, size=n_score, replace=False)  # as in tune_sst2.py
-        return train.subset(order), train.subset(held_out)
+        return tasks.sst2_held_out(data, n_fit=n_train, n_score=n_score)  # as in foundation.py and tune_sst2.py
     if task == "hymenoptera":
-        train = read_dataset(data / "images" / "hymenoptera" / "train", on_error="fail")
+        train, _ = tasks.hymenoptera(data)
         fit_idx, score_idx = stratified_split(train.labels or [], score_fraction, seed=0)
         return train.subset(fit_idx), train.subset(score_idx)
     raise SystemExit(f"unknown task {task!r}; choose from {', '.join(TASKS)}")

@@ -50,9 +50,9 @@ TASKS: dict[str, dict[str, Any]] = {
 
 def load_task(task: str, data: Path) -> tuple[Any, Any, str]:
     """``(train, test, description)`` Samples of a shared task."""
-    from transferkit.data import Samples, read_dataset
+    import tasks
+    from transferkit.data import Samples
 
-    rng = np.random.default_rng(0)
     if task == "hymenoptera":
         from PIL import Image
 
@@ -65,38 +65,18 @@ def load_task(task: str, data: Path) -> tuple[Any, Any, str]:
                 items.append(np.asarray(image))
             return Samples(items=items, labels=samples.labels, modality="image", origins=samples.origins)
 
-        root = data / "images" / "hymenoptera"
-        train = shrunk(read_dataset(root / "train", on_error="fail"))
-        test = shrunk(read_dataset(root / "val", on_error="fail"))
-        return train, test, "244 train images (2 classes), shrunk to 192 px once"
+        train, test = tasks.hymenoptera(data)
+        return shrunk(train), shrunk(test), "244 train images (2 classes), shrunk to 192 px once"
     if task == "digits":
-        from sklearn.datasets import load_digits
-
-        digits = load_digits()
-        images = np.clip(digits.images * 16, 0, 255).astype(np.uint8)  # 0..16 -> 0..255
-        order = rng.permutation(len(images))
-        train_idx, test_idx = order[:200], order[200:500]
-        labels = digits.target.astype(str)
-
-        def part(idx: np.ndarray) -> Samples:
-            return Samples(items=[np.repeat(images[i][:, :, None], 3, axis=2) for i in idx],
-                           labels=[labels[i] for i in idx], modality="image", origins=[f"digits[{i}]" for i in idx])
-
-        return part(train_idx), part(test_idx), "scikit-learn digits 8x8: 200 train, 300 test (random, seed 0)"
+        train, test = tasks.sklearn_digits_split(n_train=200, n_test=300)
+        return train, test, "scikit-learn digits 8x8: 200 train, 300 test (random, seed 0)"
     if task == "fsdd":
-        files = sorted((data / "speech" / "fsdd" / "recordings").glob("*.wav"))
-        parts = [f.stem.split("_") for f in files]
-        full = Samples(items=list(files), labels=[p[0] for p in parts], modality="audio",
-                       origins=[str(f) for f in files])
-        test = [i for i, p in enumerate(parts) if int(p[2]) < 5]
         # 5 train clips per (digit, speaker): indices 5..9 of the official training part
-        train = [i for i, p in enumerate(parts) if 5 <= int(p[2]) < 10]
-        return full.subset(train), full.subset(test), "FSDD: 200 train clips (indices 5-9), official test split"
+        train, test = tasks.fsdd_official_split(tasks.fsdd(data), train_takes=5)
+        return train, test, "FSDD: 200 train clips (indices 5-9), official test split"
     if task == "sst2":
-        train = read_dataset(data / "text" / "sst2" / "train.tsv", on_error="fail")
-        pick = rng.choice(len(train), size=500, replace=False)
-        dev = read_dataset(data / "text" / "sst2" / "dev.tsv", on_error="fail")
-        return train.subset(pick), dev, "SST-2: 500 random train sentences (seed 0), dev set"
+        train, dev = tasks.sst2_subset(data, train_size=500)
+        return train, dev, "SST-2: 500 random train sentences (seed 0), dev set"
     raise SystemExit(f"unknown task {task!r}")
 
 

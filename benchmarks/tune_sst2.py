@@ -13,8 +13,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 CANDIDATES = [
     {"strategy": "finetune", "epochs": 4, "lr": 1e-4, "batch_size": 32},
@@ -30,14 +28,10 @@ def main() -> None:
     parser.add_argument("--candidates", type=json.loads, default=CANDIDATES,
                         help="JSON list of TransferClassifier parameter dicts (default: the list in this file)")
     args = parser.parse_args()
+    import tasks
     from transferkit import TransferClassifier
-    from transferkit.data import read_dataset
 
-    train = read_dataset(args.data / "text" / "sst2" / "train.tsv", on_error="fail")
-    order = np.random.default_rng(0).choice(len(train), size=2000, replace=False)  # as in foundation.py
-    rest = np.setdiff1d(np.arange(len(train)), order)
-    held_out = np.random.default_rng(1).choice(rest, size=1000, replace=False)
-    fit_on, score_on = train.subset(order), train.subset(held_out)
+    fit_on, score_on = tasks.sst2_held_out(args.data, n_fit=2000, n_score=1000)  # foundation.py's 2,000 and others
     rows = []
     for params in args.candidates:
         start = time.perf_counter()

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import unlabelled_data as D  # noqa: E402
+import tasks as D  # noqa: E402
 from transferkit.backbones import create_backbone  # noqa: E402
 from transferkit.data import Samples  # noqa: E402
 from transferkit.evaluate import classification_metrics  # noqa: E402
@@ -69,7 +69,7 @@ FINETUNE = {"epochs": 3, "lr": 1e-4, "batch_size": 32}
 def text_sets(task: str, data: Path) -> tuple[Samples, Samples | None]:
     """``(evaluation texts, labelled train texts or None when the probe is cross-validated)``."""
     if task == "sst2":
-        train, dev = D.sst2(data, train_size=5000)
+        train, dev = D.sst2_subset(data, train_size=5000, sort=True)
         return dev, train
     if task == "mr":
         return D.mr(data), None
@@ -192,7 +192,7 @@ def cluster_sets(task: str, data: Path) -> tuple[list[str], str, np.ndarray, flo
     from transferkit.data import load_image
 
     if task == "hymenoptera":
-        samples = D.hymenoptera(data)
+        samples = D.hymenoptera_all(data)
         features, seconds = timed_features(create_backbone("efficientnet_lite0"), samples)
         raw = np.stack([np.asarray(load_image(p).resize((32, 32), Image.Resampling.BILINEAR), np.float32).ravel()
                         for p in samples.items])
