@@ -215,7 +215,7 @@ def main() -> None:
         import torch
 
         import transferkit.adapt
-        from transferkit.adapt import get_adapter
+        from transferkit.adapt import DA_METHODS
 
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
         assert transferkit.adapt  # the import registers the deep methods
@@ -224,7 +224,7 @@ def main() -> None:
                    for name, splits in raw.items()}
         for task in args.tasks.split(","):
             for method in args.methods.split(","):
-                grid = get_adapter(method).grid if args.grid else {}
+                grid = DA_METHODS.get(method).grid if args.grid else {}
                 # each method's default is one of its grid values: the grid alone covers it
                 settings = [{key: value} for key, values in grid.items() for value in values] or [{}]
                 if args.set:

@@ -122,14 +122,14 @@ def skada_methods() -> dict[str, Callable[[], Any]]:
 
 
 def run_ours(method: str, task: Task, selection: str, transforms: list[str], combine: str) -> dict[str, Any]:
-    from transferkit.adapt import get_adapter
+    from transferkit.adapt import DA_METHODS
     from transferkit.adapt.search import search_features
 
     _, xs, ys, xt, yt = task
     classes = np.unique(ys)
     ys_i, yt_i = np.searchsorted(classes, ys), np.searchsorted(classes, yt)
     start = time.perf_counter()
-    outcome = search_features(get_adapter(method), xs, ys_i, xt, criterion=selection, oracle_eval=(xt, yt_i),
+    outcome = search_features(DA_METHODS.get(method), xs, ys_i, xt, criterion=selection, oracle_eval=(xt, yt_i),
                                transforms=transforms, combine=combine)
     seconds = time.perf_counter() - start
     accuracy = float((outcome.model.predict_proba(xt).argmax(axis=1) == yt_i).mean())

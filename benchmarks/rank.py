@@ -108,11 +108,11 @@ def task_correlations(row: dict[str, Any]) -> dict[str, Any]:
 
 def run_task(task: str, data: Path) -> dict[str, Any]:
     from transferkit import TransferClassifier
-    from transferkit.select import parse_candidate, rank_backbones, registered_scores
+    from transferkit.select import SCORES, parse_candidate, rank_backbones
 
     conf = TASKS[task]
     train, test, description = load_task(task, data)
-    score_names = [entry.name for entry in registered_scores()]
+    score_names = SCORES.names()
     ranking = rank_backbones(train, conf["candidates"], score_names, backbone_options=conf["options"],
                              progress=False)
     by_name = {row.candidate: row for row in ranking.rows}
@@ -146,9 +146,9 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 
 def write_markdown(rows: list[dict[str, Any]], path: Path) -> None:
-    from transferkit.select import DEFAULT_SCORE, registered_scores
+    from transferkit.select import DEFAULT_SCORE, SCORES
 
-    names = [entry.name for entry in registered_scores()]
+    names = SCORES.names()
     out = ["## Choosing the backbone before training (`transferkit rank`)", "",
            "Command: `python benchmarks/rank.py --data ../shared/data`. Each candidate is scored on the training "
            "set (cold feature cache), then fine-tuned (`finetune` strategy) on the same training set with one "

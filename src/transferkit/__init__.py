@@ -1,13 +1,13 @@
 """transferkit: reuse pretrained models on your own images, texts and speech."""
 
-from transferkit.backbones import Backbone, BackboneSpec, create_backbone, register_backbone, registered_backbones
+from transferkit.backbones import BACKBONES, Backbone, BackboneSpec, create_backbone
 from transferkit.errors import TransferkitError
 from transferkit.estimator import TransferClassifier, TransferEstimator, TransferRegressor, __version__, load
-from transferkit.select import rank_backbones, register_score, registered_scores
-from transferkit.strategies import FitConfig, register_strategy, registered_strategies
+from transferkit.registry import Registry, registries
+from transferkit.select import SCORES, rank_backbones
+from transferkit.strategies import STRATEGIES, FitConfig
 from transferkit.unsupervised import FeatureClusterer, SelfTrainingClassifier, ZeroShotClassifier
 
-__all__ = ["Backbone", "BackboneSpec", "FeatureClusterer", "FitConfig", "SelfTrainingClassifier", "TransferClassifier",
-           "TransferEstimator", "TransferRegressor", "TransferkitError", "ZeroShotClassifier", "__version__",
-           "create_backbone", "load", "rank_backbones", "register_backbone", "register_score", "register_strategy",
-           "registered_backbones", "registered_scores", "registered_strategies"]
+__all__ = ["BACKBONES", "SCORES", "STRATEGIES", "Backbone", "BackboneSpec", "FeatureClusterer", "FitConfig", "Registry",
+           "SelfTrainingClassifier", "TransferClassifier", "TransferEstimator", "TransferRegressor", "TransferkitError",
+           "ZeroShotClassifier", "__version__", "create_backbone", "load", "rank_backbones", "registries"]

@@ -24,7 +24,7 @@ from transferkit.data import Samples, samples_from_arrays
 from transferkit.errors import ArtifactError, ConfigError, DataError, NotFittedError
 from transferkit.heads import TransferModel
 from transferkit.model import build_model, predict_scores, run_manifest
-from transferkit.strategies import FitConfig, FitData, get_strategy
+from transferkit.strategies import STRATEGIES, FitConfig, FitData
 from transferkit.tasks import DEFAULT_TASK, Task, make_task, task_from_manifest
 from transferkit.tasks.base import require_labels
 from transferkit.train import resolve_precision
@@ -166,7 +166,7 @@ class TransferEstimator(BaseEstimator):
         task = make_task(self._task_name())
         samples = self._labelled(X, y, task, self.modality)
         task.fit_targets(require_labels(samples.labels, "fit"))
-        entry = get_strategy(self.strategy)
+        entry = STRATEGIES.get(self.strategy)
         torch.manual_seed(self.seed)
         spec = BackboneSpec(self.backbone, pretrained=self.pretrained, options=dict(self.backbone_options or {}))
         model = build_model(spec, task, modality=samples.modality)

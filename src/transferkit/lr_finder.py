@@ -450,7 +450,7 @@ def find_lr(X: Any, y: Any = None, *, backbone: str, strategy: str = "finetune",
     from transferkit.features import make_loader
     from transferkit.heads import TransferModel
     from transferkit.model import build_model
-    from transferkit.strategies import FitConfig, get_strategy
+    from transferkit.strategies import STRATEGIES, FitConfig
     from transferkit.strategies.run import (
         FrozenBatchNormHooks,
         default_freeze_bn,
@@ -459,7 +459,7 @@ def find_lr(X: Any, y: Any = None, *, backbone: str, strategy: str = "finetune",
     )
     from transferkit.tasks import Classification
 
-    get_strategy(strategy)  # an unknown name gets the registry's error
+    STRATEGIES.get(strategy)  # an unknown name gets the registry's error
     if strategy not in RANGE_TEST_STRATEGIES:
         raise ConfigError(f"the range test reproduces the optimizer of {' and '.join(RANGE_TEST_STRATEGIES)}, "
                           f"not {strategy!r}; run it with --strategy finetune and adapt the rate")

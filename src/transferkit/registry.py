@@ -4,7 +4,8 @@ Backbones, strategies, regularisers, domain-adaptation methods, input transforms
 scores and tasks are each one ``Registry``: the same verbs (``register``, ``get``, ``names``,
 ``describe``) and the same error, which lists the registered names. Each kind keeps its own entry
 dataclass (what a backbone entry records differs from what a score entry records); an entry has at
-least ``name`` and ``description``.
+least ``name`` and ``description``, and may add ``listing() -> tuple[str, ...]``: short facts that
+``transferkit list`` shows between the name and the description.
 
 Example:
     >>> SCORES = Registry("transferability score", ScoreEntry)
@@ -15,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -55,12 +57,21 @@ class Registry(Generic[E]):
         """Register a ready-made entry.
 
         Raises:
-            ValueError: the name is taken (a programming error, not a user's).
+            ValueError: the name is taken, or the entry has no description (programming errors, not a user's).
         """
         if entry.name in self._entries:
             raise ValueError(f"{self.kind} {entry.name!r} is already registered")
+        if not entry.description.strip():
+            raise ValueError(f"{self.kind} {entry.name!r} needs a one-line description (it is listed by the CLI)")
         self._entries[entry.name] = entry
         return entry
+
+    def remove(self, name: str) -> E:
+        """Take the entry ``name`` out again (a plugin replacing an entry, a test cleaning up after itself)."""
+        try:
+            return self._entries.pop(name)
+        except KeyError:
+            raise self.unknown(name) from None
 
     def register(self, name: str, **fields: Any) -> Callable[[T], T]:
         """Decorator: register the decorated function or class under ``name`` with the entry's other fields."""
@@ -107,6 +118,13 @@ class Registry(Generic[E]):
         return len(self._entries)
 
 
+# importing these fills every registry (the CLI's lazy imports would otherwise leave some empty)
+_REGISTERING_PACKAGES = (
+    "transferkit.tasks", "transferkit.backbones", "transferkit.strategies", "transferkit.adapt", "transferkit.select")
+
+
 def registries() -> dict[str, Registry[Any]]:
-    """Every registry created so far, by kind (import ``transferkit`` first so that all have registered)."""
+    """Every registry, by kind, in the order the kinds were created; each filled with its built-in entries."""
+    for package in _REGISTERING_PACKAGES:
+        importlib.import_module(package)
     return dict(_ALL)

@@ -1,4 +1,4 @@
-"""`transferkit adapt` and `transferkit adapters` on tiny text data with a tiny BERT, offline."""
+"""`transferkit adapt` and `transferkit list adaptation-method` on tiny text data with a tiny BERT, offline."""
 
 from __future__ import annotations
 
@@ -24,12 +24,13 @@ def domains(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]
     return source, target, folder
 
 
-def test_adapters_lists_feature_methods_with_grids() -> None:
-    result = invoke("adapters")
+def test_list_shows_the_adaptation_methods_with_grids() -> None:
+    result = invoke("list", "adaptation-method")
     assert result.exit_code == 0, result.output
     lines = {line.split()[0]: line for line in result.stdout.splitlines()}
     assert {"coral", "subspace_alignment", "entropic_ot", "cbst", "source_only"} <= lines.keys()
     assert "features" in lines["coral"] and "grid: C=" in lines["coral"]
+    assert "source-free" in lines["shot"] and "deep" in lines["shot"]
 
 
 def test_adapt_writes_report_predictions_and_label_free_choice(domains: tuple[Path, Path, Path],

@@ -18,7 +18,7 @@ from transferkit.data import Samples
 from transferkit.errors import ConfigError, DataError
 from transferkit.heads import LinearHead, TransferModel
 
-DEEP_METHODS = sorted(m.name for m in transferkit.adapt.registered_adapters("deep"))
+DEEP_METHODS = sorted(m.name for m in transferkit.adapt.DA_METHODS if m.level == "deep")
 CLASSES = ["0", "1"]
 
 
@@ -143,7 +143,7 @@ def test_adabn_leaves_target_statistics_in_batchnorm() -> None:
     assert torch.allclose(norm.running_mean, hidden.mean(0), atol=1e-4)
 
 
-def test_user_errors_name_the_value(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_user_errors_name_the_value(request: pytest.FixtureRequest) -> None:
     config = DeepAdaptConfig(epochs=1, progress=False)
     with pytest.raises(ConfigError, match="no_such_method"):
         adapt_model(fresh_model(), SOURCE, TARGET, CLASSES, "no_such_method", config, {})
@@ -153,8 +153,8 @@ def test_user_errors_name_the_value(monkeypatch: pytest.MonkeyPatch) -> None:
         adapt_model(fresh_model(), unlabelled(SOURCE), TARGET, CLASSES, "mcc", config, {})
     with pytest.raises(DataError, match="not among the classes"):
         adapt_model(fresh_model(), SOURCE, TARGET, ["0", "2"], "mcc", config, {})
-    features_only = base.AdaptMethod("arrays_only", "features", lambda *a, **k: None, "", {}, False)
-    monkeypatch.setitem(base._METHODS, "arrays_only", features_only)
+    base.DA_METHODS.register("arrays_only", level="features", description="arrays only")(lambda *a, **k: None)
+    request.addfinalizer(lambda: base.DA_METHODS.remove("arrays_only"))
     with pytest.raises(ConfigError, match="feature arrays"):
         adapt_model(fresh_model(), SOURCE, TARGET, CLASSES, "arrays_only", config, {})
 
@@ -181,4 +181,4 @@ def test_shot_never_trains_the_head_or_reads_the_source_after_pretraining() -> N
     assert outcome.info["source_history"] == []
     for name, value in model.head.state_dict().items():
         assert torch.equal(value, head[name]), name
-    assert transferkit.adapt.get_adapter("shot").source_free
+    assert transferkit.adapt.DA_METHODS.get("shot").source_free

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from transferkit.adapt import DomainAdaptationClassifier, get_adapter, registered_adapters
+from transferkit.adapt import DA_METHODS, DomainAdaptationClassifier
 from transferkit.adapt.search import search_features
 from transferkit.errors import ConfigError, DataError, NotFittedError
 
@@ -30,11 +30,11 @@ def shifted_domains(seed: int = 0, n: int = 120) -> tuple[np.ndarray, np.ndarray
 
 def accuracy(name: str, **params: float) -> float:
     xs, ys, xt, yt = shifted_domains()
-    model = get_adapter(name).fn(xs, ys, xt, seed=0, **params)
+    model = DA_METHODS.get(name).fn(xs, ys, xt, seed=0, **params)
     return float((model.predict_proba(xt).argmax(axis=1) == yt).mean())
 
 
-FEATURE_METHODS = [m.name for m in registered_adapters("features") if m.name != "source_only"]
+FEATURE_METHODS = [m.name for m in DA_METHODS if m.level == "features" and m.name != "source_only"]
 
 
 @pytest.mark.parametrize("name", FEATURE_METHODS)
@@ -44,10 +44,10 @@ def test_every_feature_method_beats_source_only_on_shifted_gaussians(name: str) 
     assert accuracy(name) > baseline + 0.15
 
 
-@pytest.mark.parametrize("name", [m.name for m in registered_adapters("features")])
+@pytest.mark.parametrize("name", [m.name for m in DA_METHODS if m.level == "features"])
 def test_contract_probabilities_and_aligned_space(name: str) -> None:
     xs, ys, xt, _ = shifted_domains(n=60)
-    model = get_adapter(name).fn(xs, ys, xt, seed=0)
+    model = DA_METHODS.get(name).fn(xs, ys, xt, seed=0)
     probs = model.predict_proba(xt)
     assert probs.shape == (60, 3)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
@@ -55,13 +55,13 @@ def test_contract_probabilities_and_aligned_space(name: str) -> None:
     assert len(model.source_features) == len(xs)
 
 
-@pytest.mark.parametrize("name", [m.name for m in registered_adapters("features")])
+@pytest.mark.parametrize("name", [m.name for m in DA_METHODS if m.level == "features"])
 def test_every_adapter_folds_into_one_linear_layer(name: str) -> None:
     """``as_linear`` is what a saved adapted model predicts with: it must equal ``predict_proba``."""
     from scipy.special import softmax
 
     xs, ys, xt, _ = shifted_domains(n=60)
-    model = get_adapter(name).fn(xs, ys, xt, seed=0)
+    model = DA_METHODS.get(name).fn(xs, ys, xt, seed=0)
     weight, bias = model.as_linear()
     np.testing.assert_allclose(softmax(xt @ weight.T + bias, axis=1), model.predict_proba(xt), atol=1e-8)
 
@@ -71,7 +71,7 @@ def test_folded_binary_adapter_and_a_class_it_never_saw() -> None:
 
     xs, ys, xt, _ = shifted_domains(n=60)
     keep = ys < 2  # two classes seen; the adapter is told there are three
-    model = get_adapter("coral").fn(xs[keep], ys[keep], xt, seed=0)
+    model = DA_METHODS.get("coral").fn(xs[keep], ys[keep], xt, seed=0)
     model.num_classes = 3
     weight, bias = model.as_linear()
     probs = softmax(xt @ weight.T + bias, axis=1)
@@ -82,16 +82,16 @@ def test_folded_binary_adapter_and_a_class_it_never_saw() -> None:
 def test_hidden_source_rows_are_aligned_but_not_learned() -> None:
     xs, ys, xt, _ = shifted_domains(n=60)
     masked = np.where(np.arange(60) % 2 == 0, -1, ys)
-    model = get_adapter("coral").fn(xs, masked, xt, seed=0)
+    model = DA_METHODS.get("coral").fn(xs, masked, xt, seed=0)
     assert len(model.source_features) == 60
     assert model.classifier.n_features_in_ == xs.shape[1]
 
 
 def test_search_reports_candidates_and_the_oracle_separately() -> None:
     xs, ys, xt, yt = shifted_domains()
-    outcome = search_features(get_adapter("coral"), xs, ys, xt, criterion="dev", oracle_eval=(xt, yt))
+    outcome = search_features(DA_METHODS.get("coral"), xs, ys, xt, criterion="dev", oracle_eval=(xt, yt))
     result = outcome.result
-    assert len(result.candidates) == len(get_adapter("coral").grid["C"])
+    assert len(result.candidates) == len(DA_METHODS.get("coral").grid["C"])
     assert {"dev", "iwv", "snd", "source_val", "target_accuracy"} <= result.candidates[0].scores.keys()
     chosen = max(result.candidates, key=lambda c: (c.scores["dev"], c.scores["snd"]))
     assert result.params == chosen.params
@@ -100,7 +100,7 @@ def test_search_reports_candidates_and_the_oracle_separately() -> None:
 
 def test_search_without_target_labels_has_no_oracle() -> None:
     xs, ys, xt, _ = shifted_domains(n=60)
-    outcome = search_features(get_adapter("coral"), xs, ys, xt, fixed={"C": 0.5})
+    outcome = search_features(DA_METHODS.get("coral"), xs, ys, xt, fixed={"C": 0.5})
     assert outcome.result.oracle_params is None and outcome.oracle_model is None
     assert [c.params for c in outcome.result.candidates] == [{"C": 0.5}]
     assert "target_accuracy" not in outcome.result.candidates[0].scores
@@ -165,9 +165,9 @@ def test_estimator_rejects_other_widths_unknown_names_and_missing_domains() -> N
 
 def test_cbst_standardises_each_domain_and_takes_coral_as_an_option() -> None:
     xs, ys, xt, yt = shifted_domains()
-    outcome = search_features(get_adapter("cbst"), xs, ys, xt, fixed={"C": 0.1, "align": True}, oracle_eval=(xt, yt))
+    outcome = search_features(DA_METHODS.get("cbst"), xs, ys, xt, fixed={"C": 0.1, "align": True}, oracle_eval=(xt, yt))
     assert [c.params for c in outcome.result.candidates] == [{"C": 0.1, "align": True}]
     # per-domain standardisation undoes the shift that source standardisation leaves in place
     assert accuracy("cbst", standardise="domain") > accuracy("cbst", standardise="source") + 0.15
     with pytest.raises(ConfigError, match="standardise must be one of"):
-        get_adapter("cbst").fn(xs, ys, xt, standardise="joint")
+        DA_METHODS.get("cbst").fn(xs, ys, xt, standardise="joint")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from transferkit.adapt import DomainAdaptationClassifier, get_adapter
+from transferkit.adapt import DA_METHODS, DomainAdaptationClassifier
 from transferkit.adapt.search import search_features
-from transferkit.adapt.transforms import get_input_transform, registered_input_transforms
+from transferkit.adapt.transforms import TRANSFORMS
 from transferkit.errors import ConfigError, DataError
 
 
@@ -29,14 +29,14 @@ def scaled_domains(seed: int, n: int = 240) -> tuple[np.ndarray, np.ndarray, np.
 
 def test_transforms_are_row_wise_and_named() -> None:
     x = np.array([[1.0, 3.0, 0.0], [4.0, 0.0, 0.0]])
-    np.testing.assert_allclose(get_input_transform("hellinger").fn(x), np.sqrt([[0.25, 0.75, 0], [1, 0, 0]]))
-    np.testing.assert_allclose(np.linalg.norm(get_input_transform("l2").fn(x), axis=1), 1.0)
-    np.testing.assert_allclose(get_input_transform("l2").fn(x)[:1], get_input_transform("l2").fn(x[:1]))
-    assert {"identity", "hellinger", "l2"} <= {t.name for t in registered_input_transforms()}
+    np.testing.assert_allclose(TRANSFORMS.get("hellinger").fn(x), np.sqrt([[0.25, 0.75, 0], [1, 0, 0]]))
+    np.testing.assert_allclose(np.linalg.norm(TRANSFORMS.get("l2").fn(x), axis=1), 1.0)
+    np.testing.assert_allclose(TRANSFORMS.get("l2").fn(x)[:1], TRANSFORMS.get("l2").fn(x[:1]))
+    assert {"identity", "hellinger", "l2"} <= set(TRANSFORMS.names())
     with pytest.raises(DataError, match="negative values"):
-        get_input_transform("hellinger").fn(-x)
+        TRANSFORMS.get("hellinger").fn(-x)
     with pytest.raises(ConfigError, match="unknown input transform 'log'"):
-        get_input_transform("log")
+        TRANSFORMS.get("log")
 
 
 def test_dev_prefers_the_transform_that_matches_the_domains() -> None:
@@ -44,7 +44,7 @@ def test_dev_prefers_the_transform_that_matches_the_domains() -> None:
     picks, chosen, raw = [], [], []
     for seed in range(6):
         xs, ys, xt, yt = scaled_domains(seed)
-        outcome = search_features(get_adapter("source_only"), xs, ys, xt, fixed={"C": 0.1},
+        outcome = search_features(DA_METHODS.get("source_only"), xs, ys, xt, fixed={"C": 0.1},
                                   transforms=["identity", "l2"], combine="select", oracle_eval=(xt, yt))
         picks.append(outcome.result.transform)
         chosen.append(float((outcome.model.predict_proba(xt).argmax(axis=1) == yt).mean()))
@@ -56,7 +56,7 @@ def test_dev_prefers_the_transform_that_matches_the_domains() -> None:
 
 def test_chosen_transform_travels_with_the_model() -> None:
     xs, ys, xt, yt = scaled_domains(0)
-    outcome = search_features(get_adapter("coral"), xs, ys, xt, fixed={"C": 0.1}, transforms=["identity", "l2"],
+    outcome = search_features(DA_METHODS.get("coral"), xs, ys, xt, fixed={"C": 0.1}, transforms=["identity", "l2"],
                               combine="select", oracle_eval=(xt, yt))
     assert outcome.result.transform == "l2" and outcome.result.oracle_transform == "l2"
     # the model takes raw rows: rescaling a target row must not change its prediction
@@ -64,7 +64,7 @@ def test_chosen_transform_travels_with_the_model() -> None:
     with pytest.raises(TypeError, match="not an Affine map"):
         outcome.model.as_linear()  # a non-linear input transform cannot fold into one linear layer
     with pytest.raises(ConfigError, match="unknown input transform"):
-        search_features(get_adapter("coral"), xs, ys, xt, transforms=["identity", "log"])
+        search_features(DA_METHODS.get("coral"), xs, ys, xt, transforms=["identity", "log"])
 
 
 def test_estimator_searches_transforms() -> None:
@@ -82,7 +82,7 @@ def test_estimator_searches_transforms() -> None:
 def test_average_combines_each_transforms_own_choice() -> None:
     """``combine="average"``: one label-free choice per transform, probabilities averaged exactly."""
     xs, ys, xt, yt = scaled_domains(1)
-    method = get_adapter("source_only")
+    method = DA_METHODS.get("source_only")
     outcome = search_features(method, xs, ys, xt, transforms=["identity", "l2"], oracle_eval=(xt, yt))
     result = outcome.result
     assert result.transform == "average" and result.params == {}

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from transferkit.backbones import Backbone, BackboneSpec, create_backbone, registered_backbones
+from transferkit.backbones import BACKBONES, Backbone, BackboneSpec, create_backbone
 from transferkit.backbones.base import OUTPUTS, FeatureMaps, TokenFeatures, resolve_entry, weights_installed
 from transferkit.errors import BackboneError
 
@@ -85,7 +85,7 @@ def raw_items(modality: str) -> list:
 
 
 def test_every_registered_entry_has_a_tiny_spec(specs: dict[str, BackboneSpec]) -> None:
-    names = {entry.name for entry in registered_backbones()}
+    names = set(BACKBONES.names())
     covered = {key.split("vision")[0].split("audio")[0] for key in specs}
     assert names <= covered
 

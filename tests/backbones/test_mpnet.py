@@ -8,14 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from transferkit.backbones import create_backbone, registered_backbones
+from transferkit.backbones import BACKBONES, create_backbone
 from transferkit.backbones.base import weights_installed
 from transferkit.backbones.zoo import MPNET_INSTALL, packaged_mpnet_parts
 from transferkit.errors import BackboneError
 from transferkit.select import offline_candidates
 from transferkit.strategies.lora import LoraSettings, apply_lora, lora_targets
 
-MPNET = next(e for e in registered_backbones() if e.name == "mpnet")
+MPNET = BACKBONES.get("mpnet")
 # optional weights (CI installs them): without them only the install hint is testable
 needs_weights = pytest.mark.skipif(not weights_installed(MPNET), reason=f"mpnet weights not installed: {MPNET_INSTALL}")
 pytestmark = pytest.mark.integration
@@ -35,7 +35,7 @@ def mpnet():  # built only by tests that need the weights
 
 @needs_weights
 def test_registered_as_an_offline_text_backbone() -> None:
-    entry = next(e for e in registered_backbones() if e.name == "mpnet")
+    entry = BACKBONES.get("mpnet")
     assert entry.offline and entry.modality == "text" and entry.pretrained_weights
     assert offline_candidates("text") == ["minilm", "mpnet"]
     assert [p.name for p in packaged_mpnet_parts()] == [f"all-mpnet-base-v2.zip.{i:03d}" for i in range(1, 6)]

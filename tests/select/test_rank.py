@@ -14,11 +14,10 @@ import torch
 from torch import nn
 
 from support import WORDS, invoke, sentiment_texts
-from transferkit.backbones import Backbone, BackboneSpec, register_backbone
-from transferkit.backbones.base import _REGISTRY
+from transferkit.backbones import BACKBONES, Backbone, BackboneSpec
 from transferkit.data import Samples
 from transferkit.errors import ConfigError, DataError
-from transferkit.select import offline_candidates, parse_candidate, rank_backbones, registered_scores
+from transferkit.select import SCORES, offline_candidates, parse_candidate, rank_backbones
 
 
 class WordBackbone(Backbone):
@@ -67,11 +66,11 @@ class WordBackbone(Backbone):
 @pytest.fixture(scope="module", autouse=True)
 def word_backbones() -> Iterator[None]:
     for name, informative in (("test_words", True), ("test_hash", False)):
-        register_backbone(name, modality="text", description="test", offline=False)(
+        BACKBONES.register(name, modality="text", description="test", offline=False)(
             lambda spec, informative=informative: WordBackbone(spec, informative))
     yield
     for name in ("test_words", "test_hash"):
-        del _REGISTRY[name]
+        BACKBONES.remove(name)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +80,7 @@ def texts() -> Samples:
 
 
 def test_every_score_ranks_the_informative_backbone_first(texts: Samples) -> None:
-    scores = [entry.name for entry in registered_scores()]
+    scores = SCORES.names()
     ranking = rank_backbones(texts, ["test_hash", "test_words"], scores, progress=False)
 
     assert ranking.sort_by == "logme" and ranking.best == "test_words"

@@ -7,8 +7,8 @@ import pytest
 from scipy.stats import multivariate_normal
 
 from transferkit.errors import ConfigError, DataError
-from transferkit.select import compute_score, get_score, register_score, registered_scores
-from transferkit.select.scores import _SCORES, h_score, h_score_shrink, logme
+from transferkit.select import SCORES, compute_score
+from transferkit.select.scores import h_score, h_score_shrink, logme
 
 
 def gaussian_classes(n: int = 120, d: int = 32, classes: int = 3, separation: float = 3.0,
@@ -31,11 +31,11 @@ def source_probs_for(labels: np.ndarray, informative: bool, seed: int = 0, num_s
     return np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
 
 
-@pytest.mark.parametrize("name", [entry.name for entry in registered_scores()])
+@pytest.mark.parametrize("name", SCORES.names())
 def test_every_score_prefers_separable_features_to_noise(name: str) -> None:
     features, labels = gaussian_classes()
     noise = np.random.default_rng(1).standard_normal(features.shape)
-    entry = get_score(name)
+    entry = SCORES.get(name)
     if entry.needs_source_probs:
         good = compute_score(name, features, labels, source_probs=source_probs_for(labels, informative=True))
         bad = compute_score(name, noise, labels, source_probs=source_probs_for(labels, informative=False))
@@ -46,18 +46,18 @@ def test_every_score_prefers_separable_features_to_noise(name: str) -> None:
 
 
 def test_registering_a_score_makes_it_computable() -> None:
-    @register_score("test_centroid_gap", description="distance between the two class means")
+    @SCORES.register("test_centroid_gap", description="distance between the two class means")
     def centroid_gap(features: np.ndarray, labels: np.ndarray) -> float:
         return float(np.linalg.norm(features[labels == 0].mean(0) - features[labels == 1].mean(0)))
 
     try:
         features, labels = gaussian_classes(classes=2)
         assert compute_score("test_centroid_gap", features, labels) > 2.0
-        assert "test_centroid_gap" in [entry.name for entry in registered_scores()]
+        assert "test_centroid_gap" in SCORES
         with pytest.raises(ValueError, match="already registered"):
-            register_score("test_centroid_gap", description="again")(centroid_gap)
+            SCORES.register("test_centroid_gap", description="again")(centroid_gap)
     finally:
-        del _SCORES["test_centroid_gap"]
+        SCORES.remove("test_centroid_gap")
 
 
 def test_bad_inputs_are_named() -> None:

@@ -9,13 +9,13 @@ import pytest
 
 import support
 from transferkit import TransferClassifier, load
-from transferkit.strategies import registered_strategies
+from transferkit.strategies import STRATEGIES
 
 # LoRA's updates start at zero; on a random 32-wide BERT they need a higher rate than full fine-tuning
 LEARNING_RATE = {"lora": 5e-3}
 
 
-@pytest.mark.parametrize("strategy", [entry.name for entry in registered_strategies()])
+@pytest.mark.parametrize("strategy", STRATEGIES.names())
 def test_strategy_contract(strategy: str, tiny_bert_dir: Path, tmp_path: Path) -> None:
     texts, labels = support.sentiment_texts(24, seed=2)
     clf = TransferClassifier(backbone=f"hf:{tiny_bert_dir}", strategy=strategy, epochs=10,

@@ -14,7 +14,7 @@ from transferkit.data import samples_from_arrays
 from transferkit.errors import ConfigError
 from transferkit.features import make_loader
 from transferkit.heads import LinearHead, TransferModel
-from transferkit.strategies import FitConfig, FitData, get_strategy
+from transferkit.strategies import STRATEGIES, FitConfig, FitData
 from transferkit.strategies.finetune import GradualUnfreezing
 from transferkit.strategies.regularizers import L2SP, BatchSpectralShrinkage, build_regularizers
 
@@ -128,7 +128,7 @@ def _tune_contrastive(model: TransferModel, **config) -> dict[str, torch.Tensor]
     samples = samples_from_arrays(texts, labels)
     before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
     data = FitData(train=samples, train_ids=[int(v == "pos") for v in labels], classes=["neg", "pos"])
-    get_strategy("contrastive").fn(model, data, FitConfig(epochs=2, lr=1e-3, batch_size=8, progress=False, **config))
+    STRATEGIES.get("contrastive").fn(model, data, FitConfig(epochs=2, lr=1e-3, batch_size=8, progress=False, **config))
     return before
 
 

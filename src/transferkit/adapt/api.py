@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from transferkit import __version__
-from transferkit.adapt.base import get_adapter
+from transferkit.adapt.base import DA_METHODS
 from transferkit.adapt.feature_methods import AlignedClassifier, AveragedClassifier, domain_standardiser
 from transferkit.adapt.search import SearchOutcome, search_features
 from transferkit.artifact import write_json
@@ -97,7 +97,7 @@ def adapt(source: str | os.PathLike[str] | Samples, target: str | os.PathLike[st
     Args:
         source: labelled data (folder, table, ``.review`` folder or ``Samples``).
         target: target-domain data; any labels it has are dropped.
-        method: a registered method (``transferkit adapters``).
+        method: a registered method (``transferkit list adaptation-method``).
         backbone: backbone name; default the zoo backbone of the data's modality.
         out: folder to write (``adapt.json``, ``predictions.csv``, ``embedding.png``,
             ``report.html``, and the adapted model as the run directory ``model/`` for
@@ -123,7 +123,7 @@ def adapt(source: str | os.PathLike[str] | Samples, target: str | os.PathLike[st
         >>> adapt("books/", "electronics/", method="cbst", target_eval="electronics/", out="runs/b2e")
     """
     say = log or (lambda _line: None)
-    method_entry = get_adapter(method)
+    method_entry = DA_METHODS.get(method)
     if out is not None and Path(out).exists() and not overwrite:
         raise ArtifactError(f"output directory {out} already exists; choose another or pass overwrite")
     data = read_adapt_data(source, target, target_eval, modality=modality, **read_options)
@@ -176,7 +176,7 @@ def _adapt_features(backbone: Any, data: AdaptData, classes: list[str], method: 
         oracle_eval = (fe, np.array([classes.index(label) for label in data.target_eval.labels or []]))
     runs: dict[str, SearchOutcome] = {}
     for name in dict.fromkeys([BASELINE, method]):
-        runs[name] = search_features(get_adapter(name), fs, ys, ft, criterion=selection,
+        runs[name] = search_features(DA_METHODS.get(name), fs, ys, ft, criterion=selection,
                                      fixed=params if name == method else None, seed=seed, oracle_eval=oracle_eval,
                                      progress=say)
     chosen = runs[method]
@@ -203,7 +203,7 @@ def _adapt_features(backbone: Any, data: AdaptData, classes: list[str], method: 
     panels = {"before adaptation (raw features)": (before(fs), before(ft)),
               f"after {method} (classifier's input space)": (chosen.model.source_features,
                                                              chosen.model.transform(ft))}
-    # the adapter is affine + logistic regression: it folds into a linear head on the frozen backbone
+    # the fitted model is affine + logistic regression: it folds into a linear head on the frozen backbone
     weight, bias = chosen.model.as_linear()
     head = LinearHead(backbone.num_features, len(classes))
     with torch.no_grad():

@@ -5,7 +5,7 @@ and target labels are unknown (-1) during adaptation. A method is registered by 
 it works at:
 
 * ``"features"``: works on arrays (cached backbone features or any user array). The registered
-  callable is ``fn(source_x, source_y, target_x, *, seed, **params) -> FittedAdapter``; it returns an
+  callable is ``fn(source_x, source_y, target_x, *, seed, **params) -> FittedDAModel``; it returns an
   object with ``predict_proba(x) -> (N, C)`` for target-domain inputs (and ``transform(x)`` when it
   maps features into a shared space).
 * ``"deep"``: trains a ``TransferModel`` on the shared training loop with unlabelled target batches;
@@ -22,13 +22,14 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from transferkit.errors import ConfigError, DataError
+from transferkit.errors import DataError
+from transferkit.registry import Registry
 
 Level = Literal["features", "deep"]
 UNKNOWN_LABEL = -1
 
 
-class FittedAdapter(Protocol):
+class FittedDAModel(Protocol):
     """What a feature-level method returns: a classifier for target-domain inputs."""
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:  # (N, D) -> (N, C)
@@ -44,42 +45,39 @@ class AdaptOutcome:
 
 
 @dataclass(frozen=True)
-class AdaptMethod:
+class DAMethod:
+    """One registered domain-adaptation method.
+
+    Attributes:
+        name: what ``transferkit adapt --method`` calls it.
+        fn: the method (its signature depends on ``level``, see the module docstring).
+        level: ``"features"`` (arrays) or ``"deep"`` (trains a model on the loop).
+        description: one line for the CLI's listing.
+        grid: the method's own hyperparameter grid, searched by label-free model selection.
+        source_free: the method never sees source data while adapting.
+    """
+
     name: str
-    level: Level
     fn: Callable[..., Any]
+    level: Level
     description: str
-    grid: Mapping[str, Sequence[Any]]
-    source_free: bool
+    grid: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+    source_free: bool = False
+
+    def __post_init__(self) -> None:
+        if self.level not in ("features", "deep"):
+            raise ValueError(f"adaptation method {self.name!r}: level must be 'features' or 'deep', "
+                             f"not {self.level!r}")
+
+    def listing(self) -> tuple[str, ...]:
+        """Level, source-free or not, and the search grid, for ``transferkit list adaptation-method``."""
+        grid = " ".join(f"{key}={','.join(map(str, values))}" for key, values in self.grid.items())
+        return self.level, "source-free" if self.source_free else "", f"grid: {grid}" if grid else ""
 
 
-_METHODS: dict[str, AdaptMethod] = {}
-
-
-def register_adapter(name: str, *, level: Level, description: str, grid: Mapping[str, Sequence[Any]] | None = None,
-                     source_free: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a domain-adaptation method under ``name`` (selectable in ``transferkit adapt``)."""
-    if level not in ("features", "deep"):
-        raise ValueError(f"level must be 'features' or 'deep', not {level!r}")
-
-    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        if name in _METHODS:
-            raise ValueError(f"adaptation method {name!r} is already registered")
-        _METHODS[name] = AdaptMethod(name, level, fn, description, dict(grid or {}), source_free)
-        return fn
-
-    return decorate
-
-
-def get_adapter(name: str) -> AdaptMethod:
-    try:
-        return _METHODS[name]
-    except KeyError:
-        raise ConfigError(f"unknown adaptation method {name!r}; choose one of {', '.join(sorted(_METHODS))}") from None
-
-
-def registered_adapters(level: Level | None = None) -> list[AdaptMethod]:
-    return [m for m in _METHODS.values() if level is None or m.level == level]
+DA_METHODS: Registry[DAMethod] = Registry("adaptation method", DAMethod,
+                                         hint="see `transferkit list adaptation-method`")
+"""Domain-adaptation methods by name; ``@DA_METHODS.register("name", level=..., description=...)`` adds one."""
 
 
 def split_domains(x: np.ndarray, y: np.ndarray, sample_domain: np.ndarray

@@ -35,7 +35,7 @@ from accelerate.data_loader import skip_first_batches
 from torch import nn
 from torch.utils.data import DataLoader
 
-from transferkit.adapt.base import AdaptOutcome, get_adapter
+from transferkit.adapt.base import DA_METHODS, AdaptOutcome
 from transferkit.adapt.losses import entropy
 from transferkit.adapt.selection import soft_neighbourhood_density
 from transferkit.checkpoint import read_progress
@@ -432,7 +432,7 @@ def adapt_model(model: TransferModel, source: Samples, target: Samples, classes:
         source: labelled source samples (class names as strings).
         target: target samples; their labels, if any, are ignored.
         classes: class names in the order of the head's outputs.
-        method: a registered deep method (``transferkit.adapt.registered_adapters("deep")``).
+        method: a registered deep method (``transferkit.adapt.DA_METHODS``, level ``"deep"``).
         config: shared settings (epochs, learning rate, selection, ...).
         params: the method's own hyperparameters (see its signature), e.g. ``{"trade_off": 0.3}``.
 
@@ -451,7 +451,7 @@ def adapt_model(model: TransferModel, source: Samples, target: Samples, classes:
         >>> outcome = adapt_model(model, mnist, usps, [str(d) for d in range(10)], "mcc",
         ...                       DeepAdaptConfig(epochs=5), {})
     """
-    entry = get_adapter(method)
+    entry = DA_METHODS.get(method)
     if entry.level != "deep":
         raise ConfigError(f"adaptation method {method!r} works on feature arrays, not on a model")
     if len(target) == 0:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from transferkit.adapt.base import AdaptOutcome, register_adapter
+from transferkit.adapt.base import DA_METHODS, AdaptOutcome
 from transferkit.adapt.deep import (
     AdaptationTerm,
     AdaptBatch,
@@ -66,15 +66,15 @@ class DomainDiscriminator(nn.Sequential):
                          nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
 
-@register_adapter("deep_source_only", level="deep", description="no adaptation: the same loop, model and "
-                  "label-free epoch selection on source labels only (the baseline)")
+@DA_METHODS.register("deep_source_only", level="deep", description="no adaptation: the same loop, model and "
+                     "label-free epoch selection on source labels only (the baseline)")
 def deep_source_only(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig) -> AdaptOutcome:
     return outcome_of(train_adapted(model, data, config))
 
 
-@register_adapter("dann", level="deep", grid={"trade_off": (0.1, 0.3, 1.0)},
-                  description="DANN (Ganin et al., JMLR 2016): gradient reversal into a domain discriminator, "
-                  "reversal strength ramped up over training")
+@DA_METHODS.register("dann", level="deep", grid={"trade_off": (0.1, 0.3, 1.0)},
+                     description="DANN (Ganin et al., JMLR 2016): gradient reversal into a domain discriminator, "
+                     "reversal strength ramped up over training")
 def dann(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, *, trade_off: float | None = None,
          hidden: int = 256) -> AdaptOutcome:
     discriminator = DomainDiscriminator(model.backbone.num_features, hidden)
@@ -90,9 +90,9 @@ def dann(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, *, 
     return _aligned(model, data, config, term, _weight(trade_off, config, 1.0))
 
 
-@register_adapter("cdan", level="deep", grid={"trade_off": (0.1, 0.3, 1.0)},
-                  description="CDAN+E (Long et al., NeurIPS 2018): adversarial alignment of features x class "
-                  "probabilities, confident samples weighted up (entropy=False: plain CDAN)")
+@DA_METHODS.register("cdan", level="deep", grid={"trade_off": (0.1, 0.3, 1.0)},
+                     description="CDAN+E (Long et al., NeurIPS 2018): adversarial alignment of features x class "
+                     "probabilities, confident samples weighted up (entropy=False: plain CDAN)")
 def cdan(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, *, trade_off: float | None = None,
          entropy: bool = True, hidden: int = 256) -> AdaptOutcome:
     discriminator = DomainDiscriminator(model.backbone.num_features * len(data.classes), hidden)
@@ -114,8 +114,8 @@ def cdan(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, *, 
     return _aligned(model, data, config, term, _weight(trade_off, config, 1.0), entropy=entropy)
 
 
-@register_adapter("dan", level="deep", grid={"trade_off": (0.3, 1.0, 3.0)},
-                  description="DAN (Long et al., ICML 2015): multi-kernel MMD between source and target features")
+@DA_METHODS.register("dan", level="deep", grid={"trade_off": (0.3, 1.0, 3.0)},
+                     description="DAN (Long et al., ICML 2015): multi-kernel MMD between source and target features")
 def dan(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, *, trade_off: float | None = None,
         kernel_mul: float = 2.0, kernel_num: int = 5) -> AdaptOutcome:
     def loss(batch: AdaptBatch) -> torch.Tensor:
@@ -125,9 +125,9 @@ def dan(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, *, t
     return _aligned(model, data, config, AdaptationTerm(loss), _weight(trade_off, config, 1.0))
 
 
-@register_adapter("deep_coral", level="deep", grid={"trade_off": (10.0, 100.0, 1000.0)},
-                  description="Deep CORAL (Sun & Saenko, 2016): match second-order statistics of source and "
-                  "target features")
+@DA_METHODS.register("deep_coral", level="deep", grid={"trade_off": (10.0, 100.0, 1000.0)},
+                     description="Deep CORAL (Sun & Saenko, 2016): match second-order statistics of source and "
+                     "target features")
 def deep_coral(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, *,
                trade_off: float | None = None) -> AdaptOutcome:
     def loss(batch: AdaptBatch) -> torch.Tensor:
@@ -137,8 +137,8 @@ def deep_coral(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfi
     return _aligned(model, data, config, AdaptationTerm(loss), _weight(trade_off, config, 100.0))
 
 
-@register_adapter("mcc", level="deep", grid={"trade_off": (0.3, 1.0, 3.0)},
-                  description="MCC (Jin et al., ECCV 2020): minimum class confusion on target predictions")
+@DA_METHODS.register("mcc", level="deep", grid={"trade_off": (0.3, 1.0, 3.0)},
+                     description="MCC (Jin et al., ECCV 2020): minimum class confusion on target predictions")
 def mcc(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, *, trade_off: float | None = None,
         temperature: float = 2.5) -> AdaptOutcome:
     def loss(batch: AdaptBatch) -> torch.Tensor:
@@ -147,8 +147,8 @@ def mcc(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, *, t
     return _aligned(model, data, config, AdaptationTerm(loss), _weight(trade_off, config, 1.0))
 
 
-@register_adapter("entropy", level="deep", grid={"trade_off": (0.03, 0.1, 0.3)},
-                  description="entropy minimisation on target predictions (Grandvalet & Bengio, 2005)")
+@DA_METHODS.register("entropy", level="deep", grid={"trade_off": (0.03, 0.1, 0.3)},
+                     description="entropy minimisation on target predictions (Grandvalet & Bengio, 2005)")
 def entropy_minimisation(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, *,
                          trade_off: float | None = None) -> AdaptOutcome:
     def loss(batch: AdaptBatch) -> torch.Tensor:
@@ -195,8 +195,8 @@ def target_statistics(model: TransferModel, target: Samples, *, batch_size: int)
     model.train(was_training)
 
 
-@register_adapter("adabn", level="deep", description="AdaBN (Li et al., 2016): train on the source, then use "
-                  "BatchNorm statistics of the target domain")
+@DA_METHODS.register("adabn", level="deep", description="AdaBN (Li et al., 2016): train on the source, then use "
+                     "BatchNorm statistics of the target domain")
 def adabn(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, *,
           samples: int | None = 10000) -> AdaptOutcome:
     target = data.target
@@ -237,9 +237,9 @@ class PseudoLabels(TrainHooks):
         self.labels, self.epoch, self.rates = state["labels"], state["epoch"], list(state["rates"])
 
 
-@register_adapter("self_training", level="deep", grid={"fraction": (0.3, 0.5, 0.8)},
-                  description="self-training: source model first, then cross-entropy on class-balanced confident "
-                  "target pseudo-labels, refreshed every epoch")
+@DA_METHODS.register("self_training", level="deep", grid={"fraction": (0.3, 0.5, 0.8)},
+                     description="self-training: source model first, then cross-entropy on class-balanced confident "
+                     "target pseudo-labels, refreshed every epoch")
 def self_training(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, *,
                   trade_off: float | None = None, fraction: float = 0.5,
                   threshold: float | None = None) -> AdaptOutcome:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from transferkit.adapt.base import UNKNOWN_LABEL, get_adapter, split_domains
+from transferkit.adapt.base import DA_METHODS, UNKNOWN_LABEL, split_domains
 from transferkit.adapt.search import SearchResult, search_features
 from transferkit.errors import ConfigError, DataError, NotFittedError
 
@@ -25,7 +25,7 @@ class DomainAdaptationClassifier(ClassifierMixin, BaseEstimator):
     and each candidate's ``target_accuracy``, so the gap to the oracle choice is visible.
 
     Args:
-        method: a registered feature-level method (``transferkit adapters``).
+        method: a registered feature-level method (``transferkit list adaptation-method``).
         selection: label-free criterion: ``dev``, ``iwv``, ``snd`` or ``source_val``.
         holdout: share of each source class hidden while selecting.
         transforms: named input transforms (``transferkit.adapt.transforms``, e.g. ``("identity",
@@ -77,7 +77,7 @@ class DomainAdaptationClassifier(ClassifierMixin, BaseEstimator):
         X = _as_features(X)
         y = np.asarray(y)
         source_x, source_y, target_x, target_y = split_domains(X, y, sample_domain)
-        method = get_adapter(self.method)
+        method = DA_METHODS.get(self.method)
         if method.level != "features":
             raise ConfigError(f"{self.method} is a deep method; DomainAdaptationClassifier takes feature-level ones "
                               "(use transferkit.adapt.adapt for deep methods)")

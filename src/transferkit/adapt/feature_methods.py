@@ -37,7 +37,7 @@ import numpy as np
 from scipy import linalg
 from sklearn.linear_model import LogisticRegression
 
-from transferkit.adapt.base import register_adapter
+from transferkit.adapt.base import DA_METHODS
 from transferkit.adapt.selection import confident_pseudo_labels
 from transferkit.errors import ConfigError
 
@@ -59,7 +59,7 @@ class Affine:
 
 @dataclass
 class AlignedClassifier:
-    """A fitted feature-level adapter.
+    """A fitted feature-level method.
 
     Attributes:
         classifier: fitted on ``source_features`` (and, for self-training, on pseudo-labelled target rows).
@@ -86,7 +86,7 @@ class AlignedClassifier:
         return probs
 
     def as_linear(self) -> tuple[np.ndarray, np.ndarray]:
-        """The whole adapter as one linear layer on raw target inputs: ``(weight (C, D), bias (C,))``.
+        """The whole fitted model as one linear layer on raw target inputs: ``(weight (C, D), bias (C,))``.
 
         The target map is affine and the classifier is logistic regression, so
         ``softmax(x @ weight.T + bias)`` equals ``predict_proba(x)``; a class the classifier never
@@ -114,7 +114,7 @@ class AlignedClassifier:
 
 @dataclass
 class AveragedClassifier:
-    """Several fitted adapters whose class probabilities are averaged (one per input transform).
+    """Several fitted models whose class probabilities are averaged (one per input transform).
 
     ``search_features(..., combine="average")`` builds it: each member is the label-free choice on
     one input representation, and averaging them replaces a choice between representations that the
@@ -144,7 +144,7 @@ class AveragedClassifier:
         return np.mean([m.predict_proba(x) for m in self.members], axis=0)
 
     def as_linear(self) -> tuple[np.ndarray, np.ndarray]:
-        raise TypeError("an average of adapters on different input transforms is not one linear layer")
+        raise TypeError("an average of models on different input transforms is not one linear layer")
 
 
 def domain_standardiser(x: np.ndarray) -> Affine:
@@ -216,8 +216,8 @@ def _num_classes(source_y: np.ndarray) -> int:
     return int(np.max(source_y)) + 1
 
 
-@register_adapter("source_only", level="features", grid={"C": C_GRID},
-                  description="no adaptation: standardise with source statistics, logistic regression on the source")
+@DA_METHODS.register("source_only", level="features", grid={"C": C_GRID},
+                     description="no adaptation: standardise with source statistics, logistic regression on the source")
 def source_only(source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *, seed: int = 0,
                 C: float = 0.1) -> AlignedClassifier:
     source_map = domain_standardiser(source_x)  # the target is treated as more source data: no adaptation
@@ -225,8 +225,8 @@ def source_only(source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray
     return _finish(fit_logistic(xs, source_y, C=C, seed=seed), source_map, xs, _num_classes(source_y))
 
 
-@register_adapter("coral", level="features", grid={"C": C_GRID},
-                  description="CORAL (Sun et al. 2016): recolour the source with the target covariance")
+@DA_METHODS.register("coral", level="features", grid={"C": C_GRID},
+                     description="CORAL (Sun et al. 2016): recolour the source with the target covariance")
 def coral(source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *, seed: int = 0, C: float = 0.1,
           reg: float = 1.0) -> AlignedClassifier:
     target_map, xs, xt = _standardised(source_x, target_x)
@@ -234,8 +234,9 @@ def coral(source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *, s
     return _finish(fit_logistic(aligned, source_y, C=C, seed=seed), target_map, aligned, _num_classes(source_y))
 
 
-@register_adapter("subspace_alignment", level="features", grid={"n_components": (16, 32, 64), "C": (0.1, 1.0)},
-                  description="subspace alignment (Fernando et al. 2013): map the source PCA basis onto the target's")
+@DA_METHODS.register("subspace_alignment", level="features", grid={"n_components": (16, 32, 64), "C": (0.1, 1.0)},
+                     description="subspace alignment (Fernando et al. 2013): map the source PCA basis onto the "
+                                 "target's")
 def subspace_alignment(source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *, seed: int = 0,
                        n_components: int = 32, C: float = 1.0) -> AlignedClassifier:
     target_map, xs, xt = _standardised(source_x, target_x)
@@ -246,9 +247,9 @@ def subspace_alignment(source_x: np.ndarray, source_y: np.ndarray, target_x: np.
     return _finish(fit_logistic(aligned, source_y, C=C, seed=seed), full_map, aligned, _num_classes(source_y))
 
 
-@register_adapter("entropic_ot", level="features", grid={"reg": (0.05, 0.2), "C": (0.1, 1.0)},
-                  description="entropic optimal transport (Courty et al. 2017): move the source to its "
-                              "barycentric image in the target")
+@DA_METHODS.register("entropic_ot", level="features", grid={"reg": (0.05, 0.2), "C": (0.1, 1.0)},
+                     description="entropic optimal transport (Courty et al. 2017): move the source to its "
+                                 "barycentric image in the target")
 def entropic_ot(source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *, seed: int = 0,
                 reg: float = 0.1, C: float = 1.0) -> AlignedClassifier:
     target_map, xs, xt = _standardised(source_x, target_x)
@@ -257,9 +258,9 @@ def entropic_ot(source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray
     return _finish(fit_logistic(moved, source_y, C=C, seed=seed), target_map, moved, _num_classes(source_y))
 
 
-@register_adapter("ot_label_propagation", level="features", grid={"reg": (0.05, 0.2), "C": (0.1, 1.0)},
-                  description="OT label propagation (Redko et al. 2019): carry source labels along an entropic "
-                              "plan, fit on the target")
+@DA_METHODS.register("ot_label_propagation", level="features", grid={"reg": (0.05, 0.2), "C": (0.1, 1.0)},
+                     description="OT label propagation (Redko et al. 2019): carry source labels along an entropic "
+                                 "plan, fit on the target")
 def ot_label_propagation(source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *, seed: int = 0,
                          reg: float = 0.1, C: float = 1.0) -> AlignedClassifier:
     target_map, xs, xt = _standardised(source_x, target_x)
@@ -282,9 +283,9 @@ def ot_label_propagation(source_x: np.ndarray, source_y: np.ndarray, target_x: n
 STANDARDISE = ("domain", "source")
 
 
-@register_adapter("cbst", level="features", grid={"C": C_GRID},
-                  description="class-balanced self-training (Zou et al. 2018) on confident pseudo-labelled target "
-                              "samples, each domain standardised (align=True adds CORAL)")
+@DA_METHODS.register("cbst", level="features", grid={"C": C_GRID},
+                     description="class-balanced self-training (Zou et al. 2018) on confident pseudo-labelled target "
+                                 "samples, each domain standardised (align=True adds CORAL)")
 def cbst(source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *, seed: int = 0, C: float = 0.1,
          rounds: int = 5, align: bool = False, standardise: str = "domain",
          target_weight: float = 1.0) -> AlignedClassifier:

@@ -38,10 +38,10 @@ from typing import Any
 
 import numpy as np
 
-from transferkit.adapt.base import AdaptMethod
+from transferkit.adapt.base import DAMethod
 from transferkit.adapt.feature_methods import AlignedClassifier, AveragedClassifier
 from transferkit.adapt.selection import density_ratio, importance_weighted_risk, soft_neighbourhood_density
-from transferkit.adapt.transforms import Transformed, get_input_transform
+from transferkit.adapt.transforms import TRANSFORMS, Transformed
 from transferkit.errors import ConfigError
 
 CRITERIA: tuple[str, ...] = ("dev", "iwv", "snd", "source_val")
@@ -119,7 +119,7 @@ def _score(fitted: AlignedClassifier, source_y: np.ndarray, hidden: np.ndarray, 
     }
 
 
-def search_features(method: AdaptMethod, source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *,
+def search_features(method: DAMethod, source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *,
                     criterion: str = "dev", fixed: Mapping[str, Any] | None = None, seed: int = 0,
                     holdout: float = 0.2, oracle_eval: tuple[np.ndarray, np.ndarray] | None = None,
                     transforms: Sequence[str] | None = None, combine: str = "average",
@@ -146,7 +146,7 @@ def search_features(method: AdaptMethod, source_x: np.ndarray, source_y: np.ndar
             feature-level, or a fixed hyperparameter the method does not take.
 
     Example:
-        >>> outcome = search_features(get_adapter("coral"), xs, ys, xt, criterion="dev",
+        >>> outcome = search_features(DA_METHODS.get("coral"), xs, ys, xt, criterion="dev",
         ...                           transforms=["identity", "hellinger"])
         >>> outcome.result.params, outcome.result.transform, outcome.model.predict_proba(xt).shape
     """
@@ -158,7 +158,7 @@ def search_features(method: AdaptMethod, source_x: np.ndarray, source_y: np.ndar
         raise ConfigError(f"{method.name} is a {method.level}-level method; search_features takes feature-level ones")
     _check_params(method, fixed or {})
     names = list(dict.fromkeys(transforms or ["identity"]))
-    functions = {name: get_input_transform(name).fn for name in names}
+    functions = {name: TRANSFORMS.get(name).fn for name in names}
     points = grid_points(method.grid, fixed)
     hidden = holdout_labels(source_y, fraction=holdout, seed=seed)
     masked = np.where(hidden, -1, source_y)
@@ -215,7 +215,7 @@ def search_features(method: AdaptMethod, source_x: np.ndarray, source_y: np.ndar
     return SearchOutcome(model, result, oracle_model)
 
 
-def _check_params(method: AdaptMethod, params: Mapping[str, Any]) -> None:
+def _check_params(method: DAMethod, params: Mapping[str, Any]) -> None:
     import inspect
 
     accepted = set(inspect.signature(method.fn).parameters) - {"source_x", "source_y", "target_x", "seed"}

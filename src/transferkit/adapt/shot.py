@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from transferkit.adapt.base import AdaptOutcome, register_adapter
+from transferkit.adapt.base import DA_METHODS, AdaptOutcome
 from transferkit.adapt.deep import (
     DeepAdaptConfig,
     DeepAdaptData,
@@ -98,9 +98,9 @@ class InformationMaximization(TrainHooks):
         return self.weight * information_maximization_loss(logits_t=logits)
 
 
-@register_adapter("shot", level="deep", source_free=True, grid={"beta": (0.1, 0.3, 0.5)},
-                  description="SHOT (Liang et al., ICML 2020), source-free: frozen source head, information "
-                  "maximisation + pseudo-labels from clustering target features")
+@DA_METHODS.register("shot", level="deep", source_free=True, grid={"beta": (0.1, 0.3, 0.5)},
+                     description="SHOT (Liang et al., ICML 2020), source-free: frozen source head, information "
+                     "maximisation + pseudo-labels from clustering target features")
 def shot(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, *, beta: float = 0.3,
          rounds: int = 2) -> AdaptOutcome:
     """``config.source_epochs`` of source training first (0: the model is already the source model);

@@ -1,7 +1,7 @@
 """Named input transforms that label-free model selection can choose between, per task.
 
 A transform maps each row on its own (``(N, D) -> (N, D)``), so applying it to the source and to
-the target separately is the same as applying it to both together, and a fitted adapter can apply it
+the target separately is the same as applying it to both together, and a fitted model can apply it
 again to new target rows. ``search_features(..., transforms=[...])`` runs the method's grid on every
 named transform, keeps each transform's best candidate by the label-free score, and averages them
 (or keeps the single best, ``combine="select"``): the input representation is then handled from
@@ -20,52 +20,32 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from transferkit.errors import ConfigError, DataError
+from transferkit.errors import DataError
+from transferkit.registry import Registry
 
 InputTransform = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
-class RegisteredTransform:
+class TransformEntry:
+    """One registered input transform: a row-wise ``fn(x (N, D)) -> (N, D)`` with a one-line description."""
+
     name: str
     fn: InputTransform
     description: str
 
 
-_TRANSFORMS: dict[str, RegisteredTransform] = {}
+TRANSFORMS: Registry[TransformEntry] = Registry("input transform", TransformEntry,
+                                               hint="see `transferkit list input-transform`")
+"""Input transforms by name; ``@TRANSFORMS.register("name", description=...)`` adds one."""
 
 
-def register_input_transform(name: str, *, description: str) -> Callable[[InputTransform], InputTransform]:
-    """Register a row-wise ``fn(x (N, D)) -> (N, D)`` under ``name``."""
-
-    def decorate(fn: InputTransform) -> InputTransform:
-        _TRANSFORMS[name] = RegisteredTransform(name, fn, description)
-        return fn
-
-    return decorate
-
-
-def get_input_transform(name: str) -> RegisteredTransform:
-    """The registered transform called ``name``.
-
-    Raises:
-        ConfigError: no transform of that name.
-    """
-    if name not in _TRANSFORMS:
-        raise ConfigError(f"unknown input transform {name!r}; choose one of {', '.join(sorted(_TRANSFORMS))}")
-    return _TRANSFORMS[name]
-
-
-def registered_input_transforms() -> list[RegisteredTransform]:
-    return list(_TRANSFORMS.values())
-
-
-@register_input_transform("identity", description="the features as they are")
+@TRANSFORMS.register("identity", description="the features as they are")
 def identity(x: np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-@register_input_transform("hellinger", description="square root of the L1-normalised row (for counts/histograms)")
+@TRANSFORMS.register("hellinger", description="square root of the L1-normalised row (for counts/histograms)")
 def hellinger(x: np.ndarray) -> np.ndarray:
     """``sqrt(x / sum(x))`` per row.
 
@@ -79,7 +59,7 @@ def hellinger(x: np.ndarray) -> np.ndarray:
     return np.sqrt(x / np.maximum(x.sum(axis=1, keepdims=True), 1e-12))
 
 
-@register_input_transform("l2", description="each row scaled to unit Euclidean norm")
+@TRANSFORMS.register("l2", description="each row scaled to unit Euclidean norm")
 def l2(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
@@ -93,4 +73,4 @@ class Transformed:
     inner: Callable[[np.ndarray], np.ndarray]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.inner(get_input_transform(self.transform).fn(x))
+        return self.inner(TRANSFORMS.get(self.transform).fn(x))

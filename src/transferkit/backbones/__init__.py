@@ -2,14 +2,14 @@
 
 from transferkit.backbones import hf, lenet, local, timm_source, zoo
 from transferkit.backbones.base import (
+    BACKBONES,
     Backbone,
     BackboneEntry,
     BackboneSpec,
     create_backbone,
-    register_backbone,
-    registered_backbones,
     resolve_entry,
 )
 
-__all__ = ["Backbone", "BackboneEntry", "BackboneSpec", "create_backbone", "hf", "lenet", "local", "register_backbone",
-           "registered_backbones", "resolve_entry", "timm_source", "zoo"]
+__all__ = ["BACKBONES", "Backbone", "BackboneEntry", "BackboneSpec", "create_backbone", "hf", "lenet", "local",
+           "resolve_entry", "timm_source", "zoo"]
+

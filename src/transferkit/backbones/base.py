@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from transferkit.errors import BackboneError
+from transferkit.registry import Registry
 
 Modality = Literal["image", "text", "audio"]
 MODALITIES: tuple[str, ...] = ("image", "text", "audio")
@@ -237,49 +238,44 @@ class BackboneEntry:
     pretrained_weights: bool = True
     weights_modules: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        if self.modality is not None and self.modality not in MODALITIES:
+            raise ValueError(f"backbone {self.name!r}: modality must be one of {MODALITIES} or None, "
+                             f"not {self.modality!r}")
+        if ":" in self.name[:-1]:
+            raise ValueError(f"backbone {self.name!r}: a source prefix ends in ':' and has no other ':'")
 
-_REGISTRY: dict[str, BackboneEntry] = {}
-
-
-def register_backbone(name: str, *, modality: str | None, description: str, offline: bool,
-                      pretrained_weights: bool = True, weights_modules: tuple[str, ...] = ()
-                      ) -> Callable[[BackboneFactory], BackboneFactory]:
-    """Register a backbone factory under an exact name, or a source under a ``prefix:``.
-
-    Example:
-        >>> @register_backbone("my_net", modality="image", description="...", offline=True)
-        ... def my_net(spec): ...
-    """
-
-    def decorate(factory: BackboneFactory) -> BackboneFactory:
-        if name in _REGISTRY:
-            raise ValueError(f"backbone {name!r} is already registered")
-        _REGISTRY[name] = BackboneEntry(name, factory, modality, description, offline, pretrained_weights,
-                                        weights_modules)
-        return factory
-
-    return decorate
+    def listing(self) -> tuple[str, ...]:
+        """The modality and where the weights come from, for ``transferkit backbones``."""
+        where = "offline" if self.offline else "needs internet for weights"
+        return self.modality or "any", where if self.pretrained_weights else "random init only"
 
 
-def registered_backbones() -> list[BackboneEntry]:
-    """All registered zoo entries and sources, in registration order."""
-    return list(_REGISTRY.values())
+BACKBONES: Registry[BackboneEntry] = Registry("backbone", BackboneEntry, error=BackboneError,
+                                              hint="see `transferkit backbones`")
+"""Zoo entries by exact name and sources by ``prefix:``.
+
+Example:
+    >>> @BACKBONES.register("my_net", modality="image", description="...", offline=True)
+    ... def my_net(spec): ...
+"""
 
 
 def resolve_entry(name: str) -> BackboneEntry:
-    """Find the entry serving ``name``: an exact zoo name, or a registered ``prefix:``."""
-    if name in _REGISTRY:
-        return _REGISTRY[name]
+    """Find the entry serving ``name``: an exact zoo name, a registered ``prefix:``, or a local directory.
+
+    Raises:
+        BackboneError: none serves it (lists the registered names).
+    """
+    if name in BACKBONES:
+        return BACKBONES.get(name)
     if ":" in name:
         prefix = name.split(":", 1)[0] + ":"
-        if prefix in _REGISTRY:
-            return _REGISTRY[prefix]
-    if "local:" in _REGISTRY and Path(name).is_dir():
-        return _REGISTRY["local:"]
-    known = ", ".join(sorted(_REGISTRY))
-    raise BackboneError(
-        f"unknown backbone {name!r}; known: {known} (see `transferkit backbones`)"
-    )
+        if prefix in BACKBONES:
+            return BACKBONES.get(prefix)
+    if "local:" in BACKBONES and Path(name).is_dir():
+        return BACKBONES.get("local:")
+    raise BACKBONES.unknown(name)
 
 
 def create_backbone(spec: BackboneSpec | str, *, pretrained: bool = True,

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from transferkit.backbones.base import Backbone, BackboneSpec, TokenFeatures, directory_stamp, register_backbone
+from transferkit.backbones.base import BACKBONES, Backbone, BackboneSpec, TokenFeatures, directory_stamp
 from transferkit.backbones.groups import layer_groups_around_blocks
 from transferkit.backbones.image import ImageBackbone, ImagePreprocessing
 from transferkit.errors import BackboneError
@@ -216,8 +216,8 @@ def load_hf_backbone(name_or_path: str, spec: BackboneSpec) -> Backbone:
                         "supported inputs are input_ids, pixel_values and input_values")
 
 
-@register_backbone("hf:", modality=None, offline=False,
-                   description="any transformers AutoModel by hub name or local directory (text, vision, audio)")
+@BACKBONES.register("hf:", modality=None, offline=False,
+                    description="any transformers AutoModel by hub name or local directory (text, vision, audio)")
 def hf_backbone(spec: BackboneSpec) -> Backbone:
     name_or_path = spec.name.split(":", 1)[1]
     backbone = load_hf_backbone(name_or_path, spec)

@@ -14,7 +14,7 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms import v2
 
-from transferkit.backbones.base import Backbone, BackboneSpec, register_backbone
+from transferkit.backbones.base import BACKBONES, Backbone, BackboneSpec
 from transferkit.backbones.image import ImageBackbone
 from transferkit.errors import BackboneError
 
@@ -75,9 +75,9 @@ class LeNetBackbone(ImageBackbone):
         return [("conv1", self.conv1), ("conv2", self.conv2), ("fc", self.fc)]
 
 
-@register_backbone("lenet", modality="image", offline=True, pretrained_weights=False,
-                   description="LeNet-style CNN for 28 px grayscale digits, 500-d, no pretrained weights "
-                   "(use pretrained=False)")
+@BACKBONES.register("lenet", modality="image", offline=True, pretrained_weights=False,
+                    description="LeNet-style CNN for 28 px grayscale digits, 500-d, no pretrained weights "
+                    "(use pretrained=False)")
 def lenet(spec: BackboneSpec) -> Backbone:
     if spec.pretrained:
         raise BackboneError("lenet has no pretrained weights; build it with pretrained=False "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from transferkit.backbones.base import Backbone, BackboneSpec, FeatureMaps, register_backbone
+from transferkit.backbones.base import BACKBONES, Backbone, BackboneSpec, FeatureMaps
 from transferkit.backbones.image import ImageBackbone, ImagePreprocessing
 from transferkit.errors import BackboneError
 
@@ -74,7 +74,7 @@ class TimmBackbone(ImageBackbone):
                 for index, (_, names) in enumerate(sorted(groups.items()))]
 
 
-@register_backbone("timm:", modality="image", offline=False,
-                   description="any timm image model by name (pretrained weights need internet)")
+@BACKBONES.register("timm:", modality="image", offline=False,
+                    description="any timm image model by name (pretrained weights need internet)")
 def timm_backbone(spec: BackboneSpec) -> Backbone:
     return TimmBackbone(spec.name.split(":", 1)[1], spec)

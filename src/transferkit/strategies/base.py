@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from transferkit.data import Samples
-from transferkit.errors import ConfigError
 from transferkit.heads import TransferModel
+from transferkit.registry import Registry
 from transferkit.tasks import Classification, Task
 
 
@@ -132,34 +132,20 @@ StrategyFn = Callable[[TransferModel, FitData, FitConfig], StrategyOutcome]
 
 @dataclass(frozen=True)
 class StrategyEntry:
+    """One registered strategy.
+
+    Attributes:
+        name: what ``--strategy`` and ``TransferClassifier(strategy=...)`` call it.
+        fn: fits the model in place, ``fn(model, data, config) -> StrategyOutcome``.
+        description: one line for ``transferkit strategies``.
+        uses_validation: the strategy uses the validation split (early stopping), so one is held out.
+    """
+
     name: str
     fn: StrategyFn
     description: str
-    uses_validation: bool
+    uses_validation: bool = True
 
 
-_STRATEGIES: dict[str, StrategyEntry] = {}
-
-
-def register_strategy(name: str, *, description: str,
-                      uses_validation: bool = True) -> Callable[[StrategyFn], StrategyFn]:
-    """Register a strategy under ``name`` (selectable in the CLI and ``TransferClassifier``)."""
-
-    def decorate(fn: StrategyFn) -> StrategyFn:
-        if name in _STRATEGIES:
-            raise ValueError(f"strategy {name!r} is already registered")
-        _STRATEGIES[name] = StrategyEntry(name, fn, description, uses_validation)
-        return fn
-
-    return decorate
-
-
-def get_strategy(name: str) -> StrategyEntry:
-    try:
-        return _STRATEGIES[name]
-    except KeyError:
-        raise ConfigError(f"unknown strategy {name!r}; choose one of {', '.join(sorted(_STRATEGIES))}") from None
-
-
-def registered_strategies() -> list[StrategyEntry]:
-    return list(_STRATEGIES.values())
+STRATEGIES: Registry[StrategyEntry] = Registry("strategy", StrategyEntry, hint="see `transferkit strategies`")
+"""Strategies by name; ``@STRATEGIES.register("name", description=...)`` adds one."""

@@ -13,7 +13,7 @@ from torch import nn
 
 from transferkit.errors import ConfigError
 from transferkit.heads import TransferModel
-from transferkit.strategies.base import FitConfig, FitData, StrategyOutcome, register_strategy
+from transferkit.strategies.base import STRATEGIES, FitConfig, FitData, StrategyOutcome
 from transferkit.strategies.regularizers import build_regularizers
 from transferkit.strategies.run import (
     DEFAULT_LR,
@@ -33,14 +33,14 @@ from transferkit.train import TrainHooks
 GroupBuilder = Callable[[float, float, float], list[dict[str, Any]]]
 
 
-@register_strategy("finetune", description="train all layer groups (or the last k) with layer-wise "
-                   "learning rates, warmup + cosine, early stopping, best checkpoint kept")
+@STRATEGIES.register("finetune", description="train all layer groups (or the last k) with layer-wise "
+                     "learning rates, warmup + cosine, early stopping, best checkpoint kept")
 def finetune(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOutcome:
     return fine_tune(model, data, config, head_lr_scale=config.head_lr_scale)
 
 
-@register_strategy("lp_ft", description="linear probe on cached features first, then fine-tune everything "
-                   "from that head at half the learning rate (Kumar et al., ICLR 2022)")
+@STRATEGIES.register("lp_ft", description="linear probe on cached features first, then fine-tune everything "
+                     "from that head at half the learning rate (Kumar et al., ICLR 2022)")
 def lp_ft(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOutcome:
     from transferkit.strategies.linear_probe import linear_probe
 
@@ -74,8 +74,8 @@ class HeadOnlyCrossEntropy(TrainHooks):
             self.handle = None
 
 
-@register_strategy("contrastive", description="fine-tune with a contrastive term on the pooled features (supervised "
-                   "contrastive, or SetFit's pair loss), then refit the head as a linear probe on the tuned features")
+@STRATEGIES.register("contrastive", description="fine-tune with a contrastive term on the pooled features (supervised "
+                     "contrastive, or SetFit's pair loss), then refit the head as a linear probe on the tuned features")
 def contrastive(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOutcome:
     from transferkit.strategies.linear_probe import linear_probe
     from transferkit.strategies.regularizers import CONTRASTIVE_LOSSES
@@ -140,8 +140,8 @@ def fine_tune(model: TransferModel, data: FitData, config: FitConfig, *, head_lr
                                  "total_params": sum(p.numel() for p in model.parameters())})
 
 
-@register_strategy("partial", description="train only the last k layer groups and the head (k = --train-last-k, "
-                   "default 2)")
+@STRATEGIES.register("partial", description="train only the last k layer groups and the head (k = --train-last-k, "
+                     "default 2)")
 def partial(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOutcome:
     k = config.train_last_k if config.train_last_k is not None else min(2, len(model.backbone.layer_groups()))
     return fine_tune(model, data, replace(config, train_last_k=k), head_lr_scale=config.head_lr_scale)
@@ -168,8 +168,8 @@ class GradualUnfreezing(TrainHooks):
                     p.requires_grad_(index >= first_open)
 
 
-@register_strategy("gradual", description="ULMFiT gradual unfreezing: one more layer group per epoch "
-                   "(--unfreeze-every), with layer-wise learning-rate decay")
+@STRATEGIES.register("gradual", description="ULMFiT gradual unfreezing: one more layer group per epoch "
+                     "(--unfreeze-every), with layer-wise learning-rate decay")
 def gradual(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOutcome:
     # the optimizer holds every group from the start; frozen groups get no gradient, so AdamW skips them
     groups = len(model.backbone.layer_groups())

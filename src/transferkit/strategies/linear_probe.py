@@ -8,7 +8,7 @@ import numpy as np
 from transferkit.data import Samples
 from transferkit.features import extract_features
 from transferkit.heads import TransferModel, set_linear_head
-from transferkit.strategies.base import FitConfig, FitData, StrategyOutcome, register_strategy
+from transferkit.strategies.base import STRATEGIES, FitConfig, FitData, StrategyOutcome
 from transferkit.tasks import Classification
 
 
@@ -23,9 +23,9 @@ def fit_probe(features: np.ndarray, label_ids: np.ndarray, num_classes: int, *, 
     return fitted.weight, fitted.bias, fitted.info["probe_c"]
 
 
-@register_strategy("linear_probe", uses_validation=False,
-                   description="frozen backbone; the task's linear model (logistic or ridge regression) on cached "
-                   "features, regularisation by cross-validation")
+@STRATEGIES.register("linear_probe", uses_validation=False,
+                     description="frozen backbone; the task's linear model (logistic or ridge regression) on cached "
+                     "features, regularisation by cross-validation")
 def linear_probe(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOutcome:
     samples, targets = data.train, np.asarray(data.train_ids)
     if data.val is not None and data.val_ids is not None:  # cross-validation replaces the split

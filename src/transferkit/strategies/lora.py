@@ -31,7 +31,7 @@ from torch import nn
 from transferkit.backbones.base import Backbone
 from transferkit.errors import ConfigError
 from transferkit.heads import TransferModel
-from transferkit.strategies.base import FitConfig, FitData, StrategyOutcome, register_strategy
+from transferkit.strategies.base import STRATEGIES, FitConfig, FitData, StrategyOutcome
 from transferkit.strategies.finetune import fine_tune
 
 # LoRA updates start at zero and move little per step: rates above full fine-tuning's work best.
@@ -152,8 +152,8 @@ def lora_param_groups(model: TransferModel, targets: dict[str, int], *, lr: floa
     return [g for g in groups if g["params"]]
 
 
-@register_strategy("lora", description="low-rank adapters (PEFT) on the attention projections, or a CNN's linear "
-                   "and dense conv layers, of the frozen backbone, plus the head; the run stores only the adapter")
+@STRATEGIES.register("lora", description="low-rank adapters (PEFT) on the attention projections, or a CNN's linear "
+                     "and dense conv layers, of the frozen backbone, plus the head; the run stores only the adapter")
 def lora(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOutcome:
     """Fit LoRA adapters and the head with warmup + cosine and early stopping.
 

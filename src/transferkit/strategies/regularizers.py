@@ -18,47 +18,48 @@ Each is a ``TrainHooks`` built by a registered factory ``(model, config) -> Trai
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from transferkit.errors import ConfigError
 from transferkit.heads import TransferModel
+from transferkit.registry import Registry
 from transferkit.strategies.base import FitConfig
 from transferkit.train import TrainHooks
 
 RegularizerFactory = Callable[[TransferModel, FitConfig], TrainHooks]
 # the regularisers that the ``contrastive`` strategy can tune the backbone with (``FitConfig.contrastive_loss``)
 CONTRASTIVE_LOSSES = ("supcon", "cosine_pairs")
-_REGULARIZERS: dict[str, RegularizerFactory] = {}
 
 
-def register_regularizer(name: str) -> Callable[[RegularizerFactory], RegularizerFactory]:
-    def decorate(factory: RegularizerFactory) -> RegularizerFactory:
-        if name in _REGULARIZERS:
-            raise ValueError(f"regulariser {name!r} is already registered")
-        _REGULARIZERS[name] = factory
-        return factory
+@dataclass(frozen=True)
+class RegularizerEntry:
+    """One registered fine-tuning regulariser.
 
-    return decorate
+    Attributes:
+        name: what ``--regularizer`` and ``FitConfig.regularizers`` call it.
+        factory: builds its training hooks, ``factory(model, config) -> TrainHooks``.
+        description: one line for ``transferkit list regularizer``.
+    """
+
+    name: str
+    factory: RegularizerFactory
+    description: str
 
 
-def registered_regularizers() -> list[str]:
-    return list(_REGULARIZERS)
+REGULARIZERS: Registry[RegularizerEntry] = Registry("regularizer", RegularizerEntry,
+                                                   hint="see `transferkit list regularizer`")
+"""Regularisers by name; ``@REGULARIZERS.register("name", description=...)`` adds one."""
 
 
 def build_regularizers(model: TransferModel, config: FitConfig) -> list[TrainHooks]:
     """The hooks of every regulariser named in ``config.regularizers``.
 
     Raises:
-        ConfigError: an unknown name.
+        ConfigError: an unknown name (lists the registered ones).
     """
-    hooks = []
-    for name in config.regularizers:
-        if name not in _REGULARIZERS:
-            raise ConfigError(f"unknown regulariser {name!r}; choose from {', '.join(sorted(_REGULARIZERS))}")
-        hooks.append(_REGULARIZERS[name](model, config))
-    return hooks
+    return [REGULARIZERS.get(name).factory(model, config) for name in config.regularizers]
 
 
 class L2SP(TrainHooks):
@@ -183,21 +184,25 @@ class CosinePairs(HeadInputHooks):
         return self.weight * cosine_pair_loss(features, labels)
 
 
-@register_regularizer("l2sp")
+@REGULARIZERS.register("l2sp", description="L2-SP: pull the backbone weights towards the pretrained ones, "
+                                          "plain L2 on the head (Li et al. 2018)")
 def l2sp(model: TransferModel, config: FitConfig) -> TrainHooks:
     return L2SP(model, config.l2sp_alpha, config.l2sp_beta)
 
 
-@register_regularizer("bss")
+@REGULARIZERS.register("bss", description="batch spectral shrinkage: shrink the smallest singular values of "
+                                         "the pooled features (Chen et al. 2019)")
 def bss(model: TransferModel, config: FitConfig) -> TrainHooks:
     return BatchSpectralShrinkage(model, config.bss_eta, config.bss_k)
 
 
-@register_regularizer("supcon")
+@REGULARIZERS.register("supcon", description="supervised contrastive loss on the pooled features "
+                                            "(Khosla et al. 2020)")
 def supcon(model: TransferModel, config: FitConfig) -> TrainHooks:
     return SupervisedContrastive(model, config.contrastive_weight, config.supcon_temperature)
 
 
-@register_regularizer("cosine_pairs")
+@REGULARIZERS.register("cosine_pairs", description="SetFit's pair loss: cosine similarity of every pair of "
+                                                  "the batch towards 1 (same class) or 0")
 def cosine_pairs(model: TransferModel, config: FitConfig) -> TrainHooks:
     return CosinePairs(model, config.contrastive_weight)

@@ -193,7 +193,7 @@ def _make_entry(name: str, target: type[Task], *, description: str) -> TaskEntry
     return TaskEntry(name, target, description, target.output)
 
 
-TASKS: Registry[TaskEntry] = Registry("task", _make_entry, hint="see `transferkit tasks`")
+TASKS: Registry[TaskEntry] = Registry("task", _make_entry, hint="see `transferkit list task`")
 DEFAULT_TASK = "classification"
 
 
