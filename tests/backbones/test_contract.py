@@ -254,7 +254,8 @@ def test_feature_maps_have_the_declared_strides_and_channels(built: Callable[[st
         maps = backbone.forward_feature_maps(pixel_values=pixels)
     assert isinstance(maps, FeatureMaps)
     assert (maps.strides, maps.channels) == (strides, channels)
-    assert [tuple(m.shape) for m in maps.maps] == [(2, c, height // s, width // s) for s, c in zip(strides, channels)]
+    levels = list(zip(strides, channels, strict=True))
+    assert [tuple(m.shape) for m in maps.maps] == [(2, c, height // s, width // s) for s, c in levels]
     assert all(m.dtype == torch.float32 and torch.isfinite(m).all() for m in maps.maps)
 
     # the batch the backbone's own preprocessing makes

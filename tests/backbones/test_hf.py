@@ -48,13 +48,15 @@ def test_pooled_features_are_the_masked_mean_of_the_last_hidden_state_as_before(
 def test_tokenize_words_maps_each_sub_word_token_to_its_word() -> None:
     backbone = create_backbone("minilm", pretrained=False, max_length=16)
     sentences = [["Obama", "visited", "Parisians", "yesterday!!"], ["Hi"]]
-    batch, word_ids = backbone.tokenize_words(sentences)
+    words = backbone.tokenize_words(sentences)
+    batch, word_ids = words.batch, words.word_ids
+    assert words.sentence_ids.tolist() == [0, 1]  # both fit one window
     assert word_ids.shape == batch["input_ids"].shape and word_ids.dtype == torch.long
-    for row, words in enumerate(sentences):
+    for row, sentence in enumerate(sentences):
         pieces = backbone.tokenizer.convert_ids_to_tokens(batch["input_ids"][row])
-        spelled = ["".join(p.removeprefix("##") for p, w in zip(pieces, word_ids[row]) if w == index)
-                   for index in range(len(words))]
-        assert spelled == [word.lower() for word in words]  # MiniLM's vocabulary is lowercase
+        spelled = ["".join(p.removeprefix("##") for p, w in zip(pieces, word_ids[row], strict=True) if w == index)
+                   for index in range(len(sentence))]
+        assert spelled == [word.lower() for word in sentence]  # MiniLM's vocabulary is lowercase
         assert all(word_ids[row][~batch["attention_mask"][row].bool()] == -1)  # padding belongs to no word
         assert word_ids[row][0] == -1  # [CLS]
     assert word_ids[0].tolist().count(2) == 2  # "parisian" "##s"
@@ -62,11 +64,17 @@ def test_tokenize_words_maps_each_sub_word_token_to_its_word() -> None:
     assert tokens.features.shape[:2] == word_ids.shape
 
 
-def test_tokenize_words_truncates_to_max_length_and_says_which_words_are_left() -> None:
-    backbone = create_backbone("minilm", pretrained=False, max_length=6)
-    _, word_ids = backbone.tokenize_words([["one", "two", "three", "four", "five", "six", "seven"]])
-    assert word_ids.shape[1] == 6
-    assert sorted(set(word_ids[0].tolist()) - {-1}) == [0, 1, 2, 3]  # words 4.. were cut off
+def test_tokenize_words_splits_long_sentences_into_overlapping_windows() -> None:
+    backbone = create_backbone("minilm", pretrained=False, max_length=6)  # 4 word tokens per window
+    long = ["one", "two", "three", "four", "five", "six", "seven"]
+    words = backbone.tokenize_words([long, ["hi"]], overlap=2)
+    assert words.sentence_ids.tolist() == [0, 0, 0, 1]
+    windows = [[w for w in row.tolist() if w >= 0] for row in words.word_ids]
+    assert windows == [[0, 1, 2, 3], [2, 3, 4, 5], [4, 5, 6], [0]]  # every word kept, 2 tokens shared
+    assert words.batch["input_ids"].shape == (4, 6)
+    assert backbone.tokenize_words([long], overlap=0).sentence_ids.tolist() == [0, 0]
+    with pytest.raises(BackboneError, match="overlap=4 must be between 0 and 3"):
+        backbone.tokenize_words([long], overlap=4)
 
 
 def test_tokenize_words_needs_a_fast_tokenizer(tiny_bert_dir: Path) -> None:

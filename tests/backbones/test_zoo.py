@@ -35,4 +35,4 @@ def test_feature_maps_are_the_last_block_of_each_stage(lite0) -> None:
         maps = lite0.eval().forward_feature_maps(pixel_values=pixels)
     for hook in hooks:
         hook.remove()
-    assert len(outputs) == 4 and all(torch.equal(a, b) for a, b in zip(maps.maps, outputs))
+    assert len(outputs) == 4 and all(torch.equal(a, b) for a, b in zip(maps.maps, outputs, strict=True))

@@ -7,6 +7,7 @@ The model is loaded with ``AutoModel`` and its preprocessor with ``AutoTokenizer
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,22 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over the valid positions: ``(B, T, D), (B, T) -> (B, D)``."""
     weights = mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-6)
+
+
+@dataclass
+class WordTokens:
+    """Pre-split sentences as token windows, with the word of every token.
+
+    Attributes:
+        batch: ``input_ids`` and ``attention_mask`` ``(N, T)``, one row per window (N >= number of sentences).
+        word_ids: ``(N, T)`` long: the index of the token's word in its sentence; -1 on special and
+            padding tokens. A word's sub-tokens share its index; the first of them carries its label.
+        sentence_ids: ``(N,)`` long: the sentence each window comes from, in order.
+    """
+
+    batch: dict[str, torch.Tensor]
+    word_ids: torch.Tensor
+    sentence_ids: torch.Tensor
 
 
 class TextTransformerBackbone(Backbone):
@@ -57,35 +74,46 @@ class TextTransformerBackbone(Backbone):
                                  max_length=self.max_length, return_tensors="pt")
         return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 
-    def tokenize_words(self, sentences: list[list[str]]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Tokenise pre-split sentences and say which word each sub-word token comes from.
+    def tokenize_words(self, sentences: list[list[str]], *, overlap: int | None = None) -> WordTokens:
+        """Tokenise pre-split sentences into windows of at most ``max_length`` tokens, and say which
+        word each sub-word token comes from.
 
         This is what token-level tasks (named entities) need to carry word labels to sub-word tokens
-        and predictions back to words. Sentences longer than ``max_length`` tokens are truncated: the
-        words missing from ``word_ids`` are the ones cut off.
+        and predictions back to words. A sentence longer than one window is not truncated: it is split
+        into several windows that share ``overlap`` tokens, so a word near a cut is seen with context on
+        both sides (its label is then read from the window of the caller's choice).
 
         Args:
             sentences: one list of words per sentence.
+            overlap: tokens shared by consecutive windows of one sentence; default a quarter of a window.
 
         Returns:
-            The batch for ``forward_tokens`` / ``forward_features``, and ``word_ids`` ``(B, T)`` long:
-            the index of the token's word in its sentence, -1 on special and padding tokens.
+            The windows' batch for ``forward_tokens`` / ``forward_features``, each window's word ids
+            and the sentence it comes from (see ``WordTokens``).
 
         Raises:
-            BackboneError: the tokenizer is not a fast (Rust) tokenizer, which alone tracks words.
+            BackboneError: the tokenizer is not a fast (Rust) tokenizer, which alone tracks words, or
+                ``overlap`` leaves no room for new tokens in a window.
 
         Example:
-            >>> batch, word_ids = backbone.tokenize_words([["Obama", "visited", "Paris"]])  # doctest: +SKIP
-            >>> tokens = backbone.forward_tokens(**batch)  # (1, T, D), word_ids (1, T)  # doctest: +SKIP
+            >>> words = backbone.tokenize_words([["Obama", "visited", "Paris"]])  # doctest: +SKIP
+            >>> tokens = backbone.forward_tokens(**words.batch)  # (1, T, D); words.word_ids (1, T)  # doctest: +SKIP
         """
         if not getattr(self.tokenizer, "is_fast", False):
             raise BackboneError(f"backbone {self.spec.name!r} has a slow tokenizer, which cannot map tokens "
                                 "to words; save the model with its fast tokenizer (tokenizer.json)")
+        room = self.max_length - self.tokenizer.num_special_tokens_to_add(pair=False)  # word tokens per window
+        overlap = room // 4 if overlap is None else overlap
+        if not 0 <= overlap < room:
+            raise BackboneError(f"overlap={overlap} must be between 0 and {room - 1}: a window of "
+                                f"max_length={self.max_length} holds {room} tokens besides the special ones")
         encoded = self.tokenizer([list(words) for words in sentences], is_split_into_words=True, padding=True,
-                                 truncation=True, max_length=self.max_length, return_tensors="pt")
+                                 truncation=True, max_length=self.max_length, stride=overlap,
+                                 return_overflowing_tokens=True, return_tensors="pt")
         word_ids = torch.tensor([[-1 if word is None else word for word in encoded.word_ids(row)]
-                                 for row in range(len(sentences))], dtype=torch.long)  # (B, T)
-        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}, word_ids
+                                 for row in range(len(encoded["input_ids"]))], dtype=torch.long)  # (N, T)
+        return WordTokens(batch={"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]},
+                          word_ids=word_ids, sentence_ids=encoded["overflow_to_sample_mapping"].long())
 
     def forward_tokens(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                        **_: torch.Tensor) -> TokenFeatures:

@@ -87,16 +87,17 @@ class EfficientNetLiteBackbone(ImageBackbone):
 
     def forward_features(self, pixel_values: torch.Tensor, **_: torch.Tensor) -> torch.Tensor:
         net = self.net
-        x, _ = self.forward_blocks(pixel_values, keep=())  # (B, 320, H/32, W/32)
+        x = self.forward_blocks(pixel_values, keep=())[0]  # (B, 320, H/32, W/32)
         fmap = net._swish(net._bn1(net._conv_head(x)))  # (B, 1280, H/32, W/32)
         return fmap.mean(dim=(2, 3))  # (B, 1280)
 
     def forward_feature_maps(self, pixel_values: torch.Tensor, **_: torch.Tensor) -> FeatureMaps:
         """The output of the last block at each stride 4, 8, 16 and 32 (before the 1x1 head convolution)."""
-        _, kept = self.forward_blocks(pixel_values, keep=self._level_blocks)  # [(B, C_i, H/s_i, W/s_i)]
+        kept = self.forward_blocks(pixel_values, keep=self._level_blocks)[1]  # [(B, C_i, H/s_i, W/s_i)]
         return FeatureMaps(kept, self.feature_strides, self.feature_channels)
 
-    def forward_blocks(self, pixel_values: torch.Tensor, keep: Sequence[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward_blocks(self, pixel_values: torch.Tensor,
+                       keep: Sequence[int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The stem and the MBConv blocks, as ``EfficientNet.extract_features`` runs them (with its
         per-block drop-connect rate), without the head convolution.
 
