@@ -1,4 +1,5 @@
-"""Checkpoint files: atomic replacement, pickle-free loading, refusing another run's checkpoint."""
+"""Checkpoint files: atomic replacement, pickle-free loading, refusing another run's checkpoint; when
+checkpoints are due, and frozen weights left out of them."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
+from transferkit import checkpoint
 from transferkit.checkpoint import LATEST, Checkpoints, LoopState, read_progress, remove_checkpoints
 from transferkit.errors import ArtifactError, ConfigError
+from transferkit.features import EpochSampler
+from transferkit.train import LoopConfig, TrainHooks, train_loop
 
 
 def state_at(epoch: int, step: int) -> LoopState:
@@ -79,3 +85,121 @@ def test_remove_checkpoints_deletes_only_checkpoint_files(tmp_path: Path) -> Non
     (tmp_path / "notes.txt").write_text("mine")
     remove_checkpoints(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_checkpoints_are_due_by_time_or_by_a_step_budget(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(checkpoint.time, "monotonic", lambda: clock[0])
+    by_time = Checkpoints(tmp_path / "t", interval=60.0)
+    assert not by_time.due(500)  # many steps, little time
+    clock[0] += 61
+    assert by_time.due(501)
+    by_time.save(state_at(0, 1), {"model": {}})
+    assert not by_time.due(502)
+    by_steps = Checkpoints(tmp_path / "s", every=3, interval=None)
+    clock[0] += 10**6
+    assert [by_steps.due(step) for step in (1, 2, 3)] == [False, False, True]
+    by_steps.save(LoopState(optimizer_steps=3), {"model": {}})
+    # counted from the last checkpoint, so one skipped at an epoch's end is taken at the next step
+    assert [by_steps.due(step) for step in (4, 5, 6, 7)] == [False, False, True, True]
+
+
+class FrozenTrunkClassifier(nn.Module):
+    """A frozen trunk (as a frozen backbone) under a trained, dropout-regularised head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trunk = nn.Linear(2, 64)
+        self.norm = nn.BatchNorm1d(64)  # its running statistics change although nothing in it trains
+        self.fc = nn.Linear(64, 2)
+        self.trunk.requires_grad_(False)
+        self.norm.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = torch.relu(self.norm(self.trunk(x)))  # (B, 64)
+        return self.fc(nn.functional.dropout(features, 0.3, self.training))  # (B, 2)
+
+
+class Blobs(Dataset):
+    """Two labelled Gaussian blobs, indexed by position or as ``EpochSampler`` indexes: ``(index, seed)``."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.y = torch.arange(n) % 2
+        self.x = (self.y.float() * 2 - 1).unsqueeze(1).repeat(1, 2) + 0.5 * torch.randn(n, 2, generator=g)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index = key[0] if isinstance(key, tuple) else key
+        return self.x[index], self.y[index]
+
+
+def _collate(pairs: list) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    return {"x": torch.stack([x for x, _ in pairs])}, torch.stack([y for _, y in pairs])
+
+
+class StopAt(TrainHooks):
+    def __init__(self, at: int) -> None:
+        self.at, self.calls = at, 0
+
+    def extra_loss(self, model: nn.Module, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt  # as a user's Ctrl-C
+
+
+def frozen_trunk_run(checkpoints: Checkpoints | None = None, hooks: TrainHooks | None = None,
+                     trunk_seed: int = 0) -> tuple[nn.Module, list]:
+    torch.manual_seed(trunk_seed)
+    model = FrozenTrunkClassifier()
+    torch.manual_seed(1)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.05)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 / (1 + step / 10))
+    # a loader without its own generator would draw from the global stream, which dropout uses
+    train = DataLoader(Blobs(48, 0), batch_size=8, sampler=EpochSampler(48, 0), collate_fn=_collate,
+                       generator=torch.Generator().manual_seed(0))
+    val = DataLoader(Blobs(16, 1), batch_size=8, collate_fn=_collate, generator=torch.Generator().manual_seed(0))
+    result = train_loop(model, optimizer, scheduler, train, val, LoopConfig(epochs=3, patience=None, progress=False),
+                        hooks, checkpoints=checkpoints)
+    return model, result.history
+
+
+def test_a_frozen_trunk_is_not_saved_and_a_resumed_run_equals_an_uninterrupted_one(tmp_path: Path) -> None:
+    reference, reference_history = frozen_trunk_run()
+    # 6 batches an epoch, a checkpoint every 4 steps: after steps 4 and 8; interrupted at batch 11
+    with pytest.raises(KeyboardInterrupt):
+        frozen_trunk_run(Checkpoints(tmp_path, every=4), StopAt(11))
+    latest = read_progress(tmp_path)
+    assert latest["loop"]["optimizer_steps"] == 8  # type: ignore[index]
+    assert set(latest["frozen"]) == {"trunk.weight", "trunk.bias", "norm.weight", "norm.bias"}  # type: ignore[index]
+    saved = torch.load(tmp_path / latest["tensors"], weights_only=True)  # type: ignore[index]
+    assert set(saved["model"]) == {"fc.weight", "fc.bias", "norm.running_mean", "norm.running_var",
+                                   "norm.num_batches_tracked"}
+    assert set(saved["best_state"]) == set(saved["model"])
+    model, history = frozen_trunk_run(Checkpoints(tmp_path, every=4, resume=True))
+    assert history == reference_history
+    for name, value in reference.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name
+
+
+def test_resuming_onto_other_frozen_weights_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        frozen_trunk_run(Checkpoints(tmp_path, every=4), StopAt(7))
+    with pytest.raises(ConfigError, match="frozen weights \\(trunk"):
+        frozen_trunk_run(Checkpoints(tmp_path, every=4, resume=True), trunk_seed=5)
+
+
+def test_epochs_end_without_a_checkpoint_unless_one_is_due(tmp_path: Path) -> None:
+    saves: list[int] = []
+
+    class Counting(Checkpoints):
+        def save(self, state: LoopState, tensors: dict) -> None:
+            saves.append(state.optimizer_steps)
+            super().save(state, tensors)
+
+    frozen_trunk_run(Counting(tmp_path / "time"))  # 3 epochs in far less than the interval
+    assert saves == []
+    frozen_trunk_run(Counting(tmp_path / "steps", every=5, interval=None))
+    assert saves == [5, 10, 15]  # 18 steps; the one due at step 12 is taken at the end of epoch 2

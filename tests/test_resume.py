@@ -143,8 +143,9 @@ def test_gradual_unfreezing_killed_mid_epoch_resumes_to_the_same_run(tmp_path: P
 def test_python_checkpoints_are_removed_after_fit_or_kept_to_resume(tiny_bert_dir: Path, tmp_path: Path) -> None:
     texts, labels = support.sentiment_texts(8, seed=0)
     folder = tmp_path / "checkpoints"
+    # one optimizer step an epoch and a checkpoint every step: one is due at the end of training
     clf = TransferClassifier(backbone=f"hf:{tiny_bert_dir}", strategy="finetune", epochs=2, lr=1e-3,
-                             progress=False, checkpoint_dir=str(folder), checkpoint_every=None)
+                             progress=False, checkpoint_dir=str(folder), checkpoint_every=1)
     expected = clf.fit(texts, labels).predict_proba(texts)
     assert not folder.exists()
     clf.fit(texts, labels, keep_checkpoints=True)

@@ -3,10 +3,21 @@
 A checkpoint folder holds::
 
     latest.json      loop progress (epoch, batch, history, best score, patience count), the Python
-                     and NumPy generator states, the run's signature, and the name of ...
-    state-N.pt       ... the tensors: model, optimizer, scheduler, best weights so far, the training
-                     hooks' state (an adaptation method's discriminator, pseudo-labels), torch
-                     generator states (written by ``torch.save``, read with ``weights_only=True``)
+                     and NumPy generator states, the run's signature, digests of the frozen
+                     parameters, and the name of ...
+    state-N.pt       ... the tensors: the model's trained parameters and its buffers, optimizer,
+                     scheduler, best weights so far, the training hooks' state (an adaptation
+                     method's discriminator, pseudo-labels), torch generator states (written by
+                     ``torch.save``, read with ``weights_only=True``)
+
+Only the latest checkpoint is kept. Parameters that have been frozen throughout the run (a frozen
+backbone, LoRA's base weights, the groups gradual unfreezing has not reached yet) are not written:
+the resumed run rebuilds them from the backbone spec, as the interrupted one did, and their digests
+prove that it got the same values.
+
+Checkpoints cost a write of the model and the optimizer, so they are taken by time (every
+``CHECKPOINT_INTERVAL`` seconds, checked after each optimizer step and at the end of each epoch) and,
+optionally, by a step budget; not after every epoch.
 
 Each file is written under a temporary name in the same folder, flushed to disk and renamed;
 ``latest.json`` is replaced last. A crash or ``SIGKILL`` at any moment therefore leaves the
@@ -16,21 +27,26 @@ previous checkpoint whole, and a checkpoint is never half-written.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import pickle
 import random
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from transferkit.errors import ArtifactError, ConfigError
 
 LATEST = "latest.json"
 FORMAT_VERSION = 1
+# seconds between two time-based checkpoints
+CHECKPOINT_INTERVAL = 300.0
 
 
 @dataclass
@@ -79,19 +95,66 @@ class Checkpoints:
 
     Attributes:
         folder: the checkpoint folder (created when training starts).
-        every: also checkpoint every this many optimizer steps (None: only at the end of epochs).
+        every: also checkpoint once this many optimizer steps have passed since the last checkpoint
+            (None: by time only).
         resume: continue from the checkpoint in ``folder`` if there is one.
-        signature: JSON describing the run (hyperparameters, data sizes, backbone); a checkpoint
+        signature: JSON describing the run (hyperparameters, data, backbone); a checkpoint
             written by a run with another signature is refused rather than silently mixed in.
+        interval: checkpoint once this many seconds have passed since the last checkpoint (or the
+            start); None: by steps only.
     """
 
     folder: Path
     every: int | None = None
     resume: bool = False
     signature: dict[str, Any] = field(default_factory=dict)
+    interval: float | None = CHECKPOINT_INTERVAL
+    _last_time: float = field(default=0.0, init=False, repr=False)
+    _last_steps: int = field(default=0, init=False, repr=False)
+    _trained: set[str] = field(default_factory=set, init=False, repr=False)
+    _frozen_digests: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._last_time = time.monotonic()  # the interval counts from the start of training
 
     def due(self, optimizer_steps: int) -> bool:
-        return bool(self.every) and optimizer_steps % self.every == 0  # type: ignore[operator]
+        """Whether a checkpoint is due after ``optimizer_steps`` steps: by the step budget or by time."""
+        if self.every and optimizer_steps - self._last_steps >= self.every:
+            return True
+        return self.interval is not None and time.monotonic() - self._last_time >= self.interval
+
+    def model_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """What of ``model`` a checkpoint stores: its state dict without the parameters that have been
+        frozen at every checkpoint of this run so far (their digests go into ``latest.json``)."""
+        self._trained |= {name for name, p in model.named_parameters() if p.requires_grad}
+        state = model.state_dict()
+        frozen = {name for name, _ in model.named_parameters()} - self._trained
+        for name in frozen - self._frozen_digests.keys():  # a frozen tensor does not change: digest it once
+            self._frozen_digests[name] = tensor_digest(state[name])
+        self._frozen_digests = {name: self._frozen_digests[name] for name in frozen}
+        return {name: tensor for name, tensor in state.items() if name not in frozen}
+
+    def restore_model(self, model: nn.Module, saved: dict[str, torch.Tensor], state: LoopState) -> None:
+        """Load what ``model_state`` stored into the rebuilt ``model``, after checking that the rebuilt
+        frozen parameters are the ones the interrupted run had; complete ``state.best_state`` with them.
+
+        Raises:
+            ConfigError: a frozen parameter of the rebuilt model differs (other pretrained weights).
+        """
+        current = model.state_dict()
+        for name, digest in self._frozen_digests.items():
+            if name not in current or tensor_digest(current[name]) != digest:
+                raise ConfigError(f"the checkpoint in {self.folder} was written with other values of the frozen "
+                                  f"weights ({name}); the backbone rebuilt from its spec has changed, so the run "
+                                  "cannot be resumed: remove the folder to start over")
+        missing = set(current) - set(saved)
+        if missing != set(self._frozen_digests):
+            raise ArtifactError(f"the checkpoint in {self.folder} does not fit the model "
+                                f"(missing {sorted(missing - set(self._frozen_digests))[:3]})")
+        model.load_state_dict(saved, strict=False)
+        self._trained = {name for name, _ in model.named_parameters()} - set(self._frozen_digests)
+        if state.best_state is not None:
+            state.best_state = {**{name: current[name].detach().clone() for name in missing}, **state.best_state}
 
     def describe(self) -> str:
         """Where the last checkpoint is, for messages."""
@@ -109,12 +172,14 @@ class Checkpoints:
         rng: dict[str, Any] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        _atomic_write(self.folder / name, lambda f: torch.save({**tensors, "best_state": state.best_state,
-                                                                 "rng": rng}, f))
+        best = state.best_state
+        if best is not None and "model" in tensors:  # the frozen weights are the model's own: not again
+            best = {key: value for key, value in best.items() if key in tensors["model"]}
+        _atomic_write(self.folder / name, lambda f: torch.save({**tensors, "best_state": best, "rng": rng}, f))
         py_version, py_state, py_gauss = random.getstate()
         np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
         latest = {"format_version": FORMAT_VERSION, "tensors": name, "signature": self.signature,
-                  "loop": state.progress(),
+                  "loop": state.progress(), "frozen": self._frozen_digests,
                   "rng": {"python": [py_version, list(py_state), py_gauss],
                           "numpy": [np_name, np.asarray(np_keys).tolist(), np_pos, np_has_gauss, np_gauss]}}
         text = json.dumps(latest)
@@ -122,6 +187,7 @@ class Checkpoints:
         for old in [*self.folder.glob("state-*.pt"), *self.folder.glob(".state-*.tmp*")]:
             if old.name != name:
                 old.unlink(missing_ok=True)
+        self._last_time, self._last_steps = time.monotonic(), state.optimizer_steps
 
     def load(self) -> tuple[LoopState, dict[str, Any]] | None:
         """The last checkpoint as ``(loop state, tensors)``, with the Python and NumPy
@@ -150,6 +216,8 @@ class Checkpoints:
         random.setstate((py[0], tuple(py[1]), py[2]))
         np.random.set_state((np_state[0], np.asarray(np_state[1], dtype=np.uint32), *np_state[2:]))
         state = LoopState.from_progress(latest["loop"], tensors.pop("best_state"))
+        self._frozen_digests = dict(latest.get("frozen", {}))
+        self._last_time, self._last_steps = time.monotonic(), state.optimizer_steps
         return state, tensors
 
 
@@ -170,6 +238,14 @@ def read_progress(folder: Path) -> dict[str, Any] | None:
         raise ArtifactError(f"checkpoint {path} has format version {latest.get('format_version')}; "
                             f"this transferkit reads version {FORMAT_VERSION}")
     return latest
+
+
+def tensor_digest(tensor: torch.Tensor) -> str:
+    """SHA-256 of a tensor's dtype, shape and bytes."""
+    tensor = tensor.detach().cpu().contiguous()
+    digest = hashlib.sha256(f"{tensor.dtype}:{tuple(tensor.shape)};".encode())
+    digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
 
 
 def restore_torch_rng(tensors: dict[str, Any]) -> None:

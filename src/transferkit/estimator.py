@@ -63,8 +63,8 @@ class TransferEstimator(BaseEstimator):
             contrastive term does, as in SetFit).
         checkpoint_dir: folder for training checkpoints of the strategies that train with the loop
             (None: no checkpoints); ``fit(resume=True)`` continues an interrupted fit from there.
-        checkpoint_every: also checkpoint every this many optimizer steps (None or 0: after each
-            epoch only).
+        checkpoint_every: also checkpoint every this many optimizer steps (None or 0: only by time,
+            every ``checkpoint.CHECKPOINT_INTERVAL`` seconds).
 
     Attributes:
         task_: the fitted ``Task`` (its target encoding); classes_: the names of the head's outputs

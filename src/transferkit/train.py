@@ -238,7 +238,8 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: An
 
     The model's forward takes the batch dict of the backbone's ``collate`` and returns logits.
     Without a validation loader the last epoch's weights are kept. With ``checkpoints`` the loop
-    writes a checkpoint every ``checkpoints.every`` optimizer steps and after each epoch, and with
+    writes a checkpoint when one is due (``Checkpoints.due``: by time, or by a step budget), checked
+    after each optimizer step and at the end of each epoch, and with
     ``checkpoints.resume`` it continues from the last one: the resumed epoch replays the same batch
     order (``train_loader.set_epoch``; see ``features.EpochSampler``) and skips the batches already
     done, so on one process the result equals that of an uninterrupted run. Each checkpoint holds the
@@ -298,7 +299,7 @@ def _train(accelerator: Accelerator, model: nn.Module, optimizer: torch.optim.Op
             scores = hooks.on_epoch_end(epoch, accelerator.unwrap_model(model)) or {}
             row = _end_epoch(state, epoch, model, optimizer, val_loader, accelerator, config, scores, task)
             state.stopped_early = state.stopped_early or stop
-            if checkpoints:
+            if checkpoints and checkpoints.due(state.optimizer_steps):
                 _save(checkpoints, state, accelerator, model, optimizer, scheduler, hooks)
             if show:
                 tqdm.write("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
@@ -374,7 +375,7 @@ def _save(checkpoints: Checkpoints, state: LoopState, accelerator: Accelerator, 
     unwrapped = accelerator.unwrap_model(model)
     # weights that overflowed would only be caught by the next loss: never let them replace a good checkpoint
     if accelerator.is_main_process and all(bool(torch.isfinite(p).all()) for p in unwrapped.parameters()):
-        tensors = {"model": unwrapped.state_dict(), "optimizer": optimizer.state_dict(),
+        tensors = {"model": checkpoints.model_state(unwrapped), "optimizer": optimizer.state_dict(),
                    "scheduler": scheduler.state_dict(), "hooks": hooks.state_dict()}
         if accelerator.scaler is not None:
             tensors["scaler"] = accelerator.scaler.state_dict()
@@ -389,7 +390,7 @@ def _resume(checkpoints: Checkpoints | None, accelerator: Accelerator, model: nn
     if loaded is None:
         return None
     state, tensors = loaded
-    accelerator.unwrap_model(model).load_state_dict(tensors["model"])
+    checkpoints.restore_model(accelerator.unwrap_model(model), tensors["model"], state)  # type: ignore[union-attr]
     optimizer.load_state_dict(tensors["optimizer"])
     scheduler.load_state_dict(tensors["scheduler"])
     if accelerator.scaler is not None and "scaler" in tensors:

@@ -59,12 +59,12 @@ def assert_same_run(run_: tuple[TransferModel, AdaptOutcome], reference: tuple[T
 
 
 @pytest.mark.parametrize(("method", "checkpoints", "position"), [
-    # 5 batches an epoch, a checkpoint every 2 steps and after each epoch
-    ("dann", 4, ("adapt", 1, 1)),  # 1 batch into epoch 2: discriminator, reversal schedule, target stream
-    # 6 checkpoints of source training first, then 1 batch into the second adaptation epoch: pseudo-labels
-    ("self_training", 10, ("adapt", 1, 1)),
+    # 5 batches an epoch, a checkpoint once 2 steps have passed since the last one: after steps 2, 4, 6, ...
+    ("dann", 3, ("adapt", 1, 1)),  # 1 batch into epoch 2: discriminator, reversal schedule, target stream
+    # 5 checkpoints of source training first, then 1 batch into the second adaptation epoch: pseudo-labels
+    ("self_training", 8, ("adapt", 1, 1)),
     # SHOT trains on the 100 target samples (4 batches): 2 batches into its second epoch
-    ("shot", 9, ("adapt", 1, 2)),
+    ("shot", 8, ("adapt", 1, 2)),
 ])
 def test_an_interrupted_run_resumes_to_the_same_run(method: str, checkpoints: int, position: tuple[str, int, int],
                                                     monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -80,7 +80,7 @@ class DeepAdaptConfig:
             oracle choice beside the label-free one); never used for training or selection.
         checkpoint_dir: folder for training checkpoints, one sub-folder per stage (None: no checkpoints);
             they stay there after the run (``transferkit.checkpoint.remove_checkpoints`` deletes them).
-        checkpoint_every: also checkpoint every this many optimizer steps (None or 0: after each epoch only).
+        checkpoint_every: also checkpoint every this many optimizer steps (None or 0: only by time).
         resume: continue from the checkpoints in ``checkpoint_dir``: finished stages are not trained again,
             the unfinished one goes on from its last checkpoint, and the run ends as an uninterrupted one
             with the same settings would; a checkpoint of other settings is refused.

@@ -49,8 +49,8 @@ PrecisionOpt = Annotated[str, typer.Option(help="training precision: no, bf16, f
 SeedOpt = Annotated[int, typer.Option(help="random seed")]
 ResumeOpt = Annotated[bool, typer.Option(help="continue an interrupted run from its last checkpoint in "
                                               "OUT.checkpoints/ next to OUT")]
-CheckpointEveryOpt = Annotated[int, typer.Option(help="checkpoint every N optimizer steps as well as after each "
-                                                      "epoch (0: after each epoch only)")]
+CheckpointEveryOpt = Annotated[int, typer.Option(help="checkpoint every N optimizer steps as well as every "
+                                                      "5 minutes (0: by time only)")]
 
 # output
 OverwriteOpt = Annotated[bool, typer.Option(help="replace an existing --out (and the checkpoints of an "

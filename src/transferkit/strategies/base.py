@@ -52,7 +52,7 @@ class FitConfig:
             as a linear probe afterwards either way).
         unfreeze_every: epochs between two unfreezing steps of ``gradual``.
         checkpoint_dir: folder where strategies that train with the loop keep checkpoints (None: none).
-        checkpoint_every: also checkpoint every this many optimizer steps (None: after each epoch only).
+        checkpoint_every: also checkpoint every this many optimizer steps (None: only by time).
         resume: continue from the checkpoint in ``checkpoint_dir`` when there is one.
     """
 
