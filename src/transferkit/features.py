@@ -11,7 +11,7 @@ import hashlib
 import os
 import warnings
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -172,10 +172,8 @@ def _read_cached(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
     except (OSError, SafetensorError, KeyError, ValueError) as exc:
         warnings.warn(f"feature cache entry {path} is unreadable ({exc}); dropped, recomputing",
                       FeatureCacheWarning, stacklevel=3)
-        try:
+        with suppress(OSError):  # the write below replaces it, or warns that the cache is not writable
             path.unlink(missing_ok=True)
-        except OSError:
-            pass  # the write below replaces it, or warns that the cache is not writable
         return None
 
 
@@ -189,7 +187,5 @@ def _write_cached(path: Path, features: np.ndarray) -> None:
     except (OSError, SafetensorError) as exc:
         warnings.warn(f"cannot write the feature cache {path.parent} ({exc}); continuing without "
                       "caching (set TRANSFERKIT_CACHE to a writable folder)", FeatureCacheWarning, stacklevel=3)
-        try:
+        with suppress(OSError):
             tmp.unlink(missing_ok=True)
-        except OSError:
-            pass

@@ -8,8 +8,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from transferkit.data import check_wav_complete, item_digest, load_audio, load_image
-from transferkit.data import decode
+from transferkit.data import check_wav_complete, decode, item_digest, load_audio, load_image
 from transferkit.errors import DataError
 
 # --- images -----------------------------------------------------------------------------------

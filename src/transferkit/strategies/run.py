@@ -139,7 +139,8 @@ class RunSettings:
         progress: show progress bars.
         monitor: without validation samples, the history column that picks the kept epoch.
         checkpoint_dir: where to checkpoint (None: nowhere).
-        checkpoint_every: also checkpoint every this many optimizer steps (None: after each epoch only).
+        checkpoint_every: also checkpoint every this many optimizer steps (None: only by time, every
+            ``checkpoint.CHECKPOINT_INTERVAL`` seconds).
         resume: continue from the checkpoint in ``checkpoint_dir``.
     """
 
