@@ -169,6 +169,11 @@ def test_backbone_contract(specs: dict[str, BackboneSpec], built: Callable[[str]
 
     described = json.loads(json.dumps(backbone.describe()))  # JSON-serialisable for run directories
     assert described["outputs"] == sorted(DECLARED[key])
+    # the registry entry lists what its backbones give: exactly, for a zoo entry; at least, for a source
+    entry = resolve_entry(backbone.spec.name)
+    assert set(backbone.outputs) <= set(entry.outputs)
+    if not entry.name.endswith(":"):
+        assert set(entry.outputs) == set(backbone.outputs)
 
 
 def groups_get_gradients(backbone: Backbone, groups: list[tuple[str, torch.nn.Module]]) -> None:
@@ -290,3 +295,14 @@ def test_unknown_timm_model_is_a_backbone_error() -> None:
 def test_missing_local_directory(tmp_path: Path) -> None:
     with pytest.raises(BackboneError, match="does not exist"):
         create_backbone(f"local:{tmp_path / 'nope'}")
+
+
+def test_an_entry_must_give_pooled_features_and_known_outputs() -> None:
+    from transferkit.backbones.base import BackboneEntry
+
+    def factory(spec: BackboneSpec) -> Backbone:
+        raise AssertionError("never built")
+
+    for outputs in (("tokens",), ("pooled", "logits")):
+        with pytest.raises(ValueError, match="must include 'pooled'"):
+            BackboneEntry("net", factory, "image", "a net", True, outputs=outputs)

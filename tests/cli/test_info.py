@@ -36,6 +36,8 @@ def test_an_entry_shows_its_facts_between_name_and_description() -> None:
     lines = {line.split()[0]: line for line in lines_of("list", "backbone")}
     assert lines["lenet"].split()[1:4] == ["image", "random", "init"]
     assert lines["timm:"].split()[1:3] == ["image", "needs"]
+    assert "pooled,tokens" in lines["minilm"].split() and "pooled,feature_maps" in lines["efficientnet_lite0"].split()
+    assert "pooled" in lines["lenet"].split()
     leep = next(line for line in lines_of("list", "score") if line.startswith("leep "))
     assert "needs source head" in leep
 

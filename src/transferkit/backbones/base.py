@@ -228,6 +228,8 @@ class BackboneEntry:
             from scratch, e.g. ``lenet``): not a candidate when ranking pretrained backbones.
         weights_modules: modules that must be importable for the pretrained weights (an optional
             weights package that the core install leaves out); empty when they always are.
+        outputs: what its backbones give (``Backbone.outputs``); for a source, what some of its models
+            give (``hf:`` vision models give no tokens), listed so that a task can be matched to a backbone.
     """
 
     name: str
@@ -237,6 +239,7 @@ class BackboneEntry:
     offline: bool
     pretrained_weights: bool = True
     weights_modules: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ("pooled",)
 
     def __post_init__(self) -> None:
         if self.modality is not None and self.modality not in MODALITIES:
@@ -244,11 +247,15 @@ class BackboneEntry:
                              f"not {self.modality!r}")
         if ":" in self.name[:-1]:
             raise ValueError(f"backbone {self.name!r}: a source prefix ends in ':' and has no other ':'")
+        if "pooled" not in self.outputs or not set(self.outputs) <= set(OUTPUTS):
+            raise ValueError(f"backbone {self.name!r}: outputs {self.outputs} must include 'pooled' and be among "
+                             f"{OUTPUTS}")
 
     def listing(self) -> tuple[str, ...]:
-        """The modality and where the weights come from, for ``transferkit backbones``."""
+        """The modality, where the weights come from and the outputs, for ``transferkit backbones``."""
         where = "offline" if self.offline else "needs internet for weights"
-        return self.modality or "any", where if self.pretrained_weights else "random init only"
+        return (self.modality or "any", where if self.pretrained_weights else "random init only",
+                ",".join(o for o in OUTPUTS if o in self.outputs))
 
 
 BACKBONES: Registry[BackboneEntry] = Registry("backbone", BackboneEntry, error=BackboneError,

@@ -244,7 +244,7 @@ def load_hf_backbone(name_or_path: str, spec: BackboneSpec) -> Backbone:
                         "supported inputs are input_ids, pixel_values and input_values")
 
 
-@BACKBONES.register("hf:", modality=None, offline=False,
+@BACKBONES.register("hf:", outputs=("pooled", "tokens"), modality=None, offline=False,
                     description="any transformers AutoModel by hub name or local directory (text, vision, audio)")
 def hf_backbone(spec: BackboneSpec) -> Backbone:
     name_or_path = spec.name.split(":", 1)[1]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transferkit.backbones.base import BACKBONES, Backbone, BackboneSpec, directory_stamp
+from transferkit.backbones.base import BACKBONES, OUTPUTS, Backbone, BackboneSpec, directory_stamp
 from transferkit.errors import BackboneError
 
 
@@ -17,7 +17,7 @@ def local_path(name: str) -> Path:
     return Path(name.split(":", 1)[1] if name.startswith("local:") else name)
 
 
-@BACKBONES.register("local:", modality=None, offline=True,
+@BACKBONES.register("local:", outputs=OUTPUTS, modality=None, offline=True,
                     description="a local transferkit run directory or transformers save_pretrained directory")
 def local_backbone(spec: BackboneSpec) -> Backbone:
     from transferkit.artifact import MANIFEST, load_model_from_run

@@ -74,7 +74,7 @@ class TimmBackbone(ImageBackbone):
                 for index, (_, names) in enumerate(sorted(groups.items()))]
 
 
-@BACKBONES.register("timm:", modality="image", offline=False,
+@BACKBONES.register("timm:", outputs=("pooled", "feature_maps"), modality="image", offline=False,
                     description="any timm image model by name (pretrained weights need internet)")
 def timm_backbone(spec: BackboneSpec) -> Backbone:
     return TimmBackbone(spec.name.split(":", 1)[1], spec)

