@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -37,6 +37,9 @@ from transferkit.cli.options import (
     short_warnings,
 )
 from transferkit.strategies.regularizers import CONTRASTIVE_LOSSES, REGULARIZERS
+
+if TYPE_CHECKING:
+    from transferkit.data import Samples
 
 
 def fit(
@@ -75,8 +78,16 @@ def fit(
     overwrite: OverwriteOpt = False,
     resume: ResumeOpt = False,
     checkpoint_every: CheckpointEveryOpt = 1000,
+    task: Annotated[str | None, typer.Option(help="classification, multilabel or regression (`transferkit tasks`); "
+                                                  "default: multilabel for a|b labels or a file in several class "
+                                                  "folders, else classification; numeric labels must say which")]
+    = None,
 ) -> None:
     """Fit a pretrained backbone to labelled DATA and write a run directory.
+
+    The task is what a label is: one class (classification), several (multilabel: a table cell
+    `a|b`, or the same file in several class folders) or a number (regression: a numeric label
+    column, with --task regression).
 
     Corrupt or unreadable files are skipped with a warning and a count (--on-error skip, the default)
     or stop the run with the file's name (--on-error fail). The run directory is written only when
@@ -85,23 +96,30 @@ def fit(
     the same command with --resume continues from the last one and ends as an uninterrupted run would.
     """
     from transferkit.checkpoint import checkpoint_folder, remove_checkpoints
-    from transferkit.estimator import TransferClassifier
-    from transferkit.evaluate import format_metrics
+    from transferkit.estimator import TransferEstimator
+    from transferkit.tasks import TASKS
+    from transferkit.tasks.base import infer_task
 
     short_warnings()
     refuse_existing(out, overwrite, "run directory")
     checkpoints = checkpoint_folder(out)
     if overwrite and not resume:
         remove_checkpoints(checkpoints)
+    if task is not None:
+        TASKS.get(task)  # an unknown name fails before the data are read
     samples = read_data(data, modality, text_column, label_column, path_column, on_error)
+    merged = _merge_repeated(data, samples) if task in (None, "multilabel") else samples
+    task = task or infer_task(samples.labels or [], str(data), repeated_files=len(merged) < len(samples))
+    if task == "multilabel":
+        samples = merged
     eval_set = None
     if val is not None:
         val_samples = read_data(val, samples.modality, text_column, label_column, path_column, on_error)
-        eval_set = (val_samples, None)
+        eval_set = (_merge_repeated(val, val_samples) if task == "multilabel" else val_samples, None)
     options = backbone_options(image_size, max_length)
     name = backbone or DEFAULT_BACKBONE[samples.modality]
-    typer.echo(f"fitting {name} ({strategy}) on {len(samples)} {samples.modality} samples", err=True)
-    clf = TransferClassifier(backbone=name, strategy=strategy, pretrained=not from_scratch,
+    typer.echo(f"fitting {name} ({strategy}, {task}) on {len(samples)} {samples.modality} samples", err=True)
+    clf = TransferEstimator(backbone=name, strategy=strategy, task=task, pretrained=not from_scratch,
                              backbone_options=options or None, epochs=epochs, lr=lr, batch_size=batch_size,
                              layer_decay=layer_decay, train_last_k=train_last_k, val_fraction=val_fraction,
                              seed=seed, regularizers=tuple(regularizer or ()), l2sp_alpha=l2sp_alpha,
@@ -113,7 +131,14 @@ def fit(
     remove_checkpoints(checkpoints)
     typer.echo(f"fitted in {clf.fit_seconds_:.1f}s; wrote {run}")
     if clf.validation_metrics_ is not None:
-        typer.echo(format_metrics(clf.validation_metrics_))
+        typer.echo(clf.task_.format_metrics(clf.validation_metrics_))
+
+
+def _merge_repeated(data: Path, samples: Samples) -> Samples:
+    """A media folder's samples with each file held in several class folders as one multi-label sample."""
+    from transferkit.data.folders import merge_repeated_files
+
+    return merge_repeated_files(samples) if data.is_dir() and samples.modality != "text" else samples
 
 
 def evaluate(
@@ -126,22 +151,25 @@ def evaluate(
     path_column: PathColOpt = None,
     on_error: OnErrorOpt = OnError.skip,
 ) -> None:
-    """Evaluate a run on labelled DATA: accuracy, macro-F1, per-class precision/recall, confusion matrix.
+    """Evaluate a run on labelled DATA with its task's metrics (classification: accuracy, macro-F1,
+    per-class precision/recall, confusion matrix; multilabel: micro/macro-F1, subset accuracy, Hamming
+    loss, per-label precision/recall; regression: MSE, MAE, R²).
 
     The metrics are also written to RUN/evaluations/NAME.json (NAME defaults to DATA's file name).
     """
     from transferkit.artifact import write_json
     from transferkit.estimator import load
-    from transferkit.evaluate import format_metrics
 
     short_warnings()
     clf = load(run)
     samples = read_data(data, clf.modality_, text_column, label_column, path_column, on_error)
+    if clf.task_.name == "multilabel":
+        samples = _merge_repeated(data, samples)
     metrics = clf.evaluate(samples)
     folder = run / "evaluations"
     folder.mkdir(exist_ok=True)
     write_json(folder / f"{name or data.stem or 'data'}.json", {"data": str(data), **metrics})
-    typer.echo(json.dumps(metrics, indent=2) if as_json else format_metrics(metrics))
+    typer.echo(json.dumps(metrics, indent=2) if as_json else clf.task_.format_metrics(metrics))
 
 
 def predict(
@@ -151,7 +179,8 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False,
     top_k: Annotated[int, typer.Option(help="probabilities shown per input")] = 3,
 ) -> None:
-    """Predict labels and probabilities for INPUTS with a fitted run."""
+    """Predict for INPUTS with a fitted run: a label and its probabilities, the labels of a multi-label
+    run, or a regression run's number (one tab-separated line, or a JSON line, per input)."""
     from transferkit.data import read_inputs
     from transferkit.estimator import load
 
@@ -159,13 +188,7 @@ def predict(
     clf = load(run)
     clf.progress = False
     samples = read_inputs(inputs, clf.modality_)
-    probabilities = clf.predict_proba(samples)
-    classes = clf.classes_.tolist()
-    for origin, row in zip(samples.origins, probabilities, strict=True):
-        order = row.argsort()[::-1][: max(1, top_k)]
-        if as_json:
-            typer.echo(json.dumps({"input": origin, "label": classes[order[0]],
-                                   "probabilities": {classes[i]: float(row[i]) for i in order}}))
-        else:
-            shown = "  ".join(f"{classes[i]}={row[i]:.3f}" for i in order)
-            typer.echo(f"{origin}\t{classes[order[0]]}\t{shown}")
+    for origin, scores in zip(samples.origins, clf.predict_scores(samples), strict=True):
+        record = clf.task_.record(scores, top_k=top_k)
+        typer.echo(json.dumps({"input": origin, **record}) if as_json
+                   else "\t".join([origin, *clf.task_.table_row(record)]))

@@ -185,6 +185,10 @@ class TaskEntry:
     description: str
     output: str
 
+    def listing(self) -> tuple[str, ...]:
+        """The backbone output the task reads, for `transferkit list task`."""
+        return (self.output,)
+
 
 def _make_entry(name: str, target: type[Task], *, description: str) -> TaskEntry:
     if target.output not in BACKBONE_OUTPUTS:
