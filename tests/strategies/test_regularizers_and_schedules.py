@@ -16,7 +16,7 @@ from transferkit.features import make_loader
 from transferkit.heads import LinearHead, TransferModel
 from transferkit.strategies import STRATEGIES, FitConfig, FitData
 from transferkit.strategies.finetune import GradualUnfreezing
-from transferkit.strategies.regularizers import L2SP, BatchSpectralShrinkage, build_regularizers
+from transferkit.strategies.regularizers import L2SP, REGULARIZERS, build_regularizers
 
 
 @pytest.fixture
@@ -39,12 +39,14 @@ def test_l2sp_is_zero_at_the_start_and_pulls_back(model: TransferModel) -> None:
 
 
 def test_bss_shrinks_the_smallest_singular_values(model: TransferModel) -> None:
-    hook = BatchSpectralShrinkage(model, eta=0.5, k=2)
+    hook = REGULARIZERS.get("bss").factory(model, FitConfig(bss_eta=0.5, bss_k=2))
     features = torch.randn(6, model.backbone.num_features, requires_grad=True)
     logits = model.head(features)
     loss = hook.extra_loss(model, logits, torch.zeros(6, dtype=torch.long))
     singular = torch.linalg.svdvals(features.detach())
     assert float(loss.detach()) == pytest.approx(0.5 * float((singular[-2:] ** 2).sum()), rel=1e-4)
+    frozen = model.head(features.detach())  # a frozen backbone's features carry no gradient: nothing to shrink
+    assert hook.extra_loss(model, frozen, torch.zeros(6, dtype=torch.long)) is None
     hook.on_train_end(model)
     model.head(features)
     assert hook.features is None  # the capture hook is gone after training

@@ -247,25 +247,33 @@ def subspace_alignment(source_x: np.ndarray, source_y: np.ndarray, target_x: np.
     return _finish(fit_logistic(aligned, source_y, C=C, seed=seed), full_map, aligned, _num_classes(source_y))
 
 
-@DA_METHODS.register("entropic_ot", level="features", grid={"reg": (0.05, 0.2), "C": (0.1, 1.0)},
+OT_GRID = {"reg": (0.05, 0.2), "C": (0.1, 1.0)}
+
+
+def _standardised_plan(source_x: np.ndarray, target_x: np.ndarray, *, reg: float, seed: int
+                       ) -> tuple[Affine, np.ndarray, np.ndarray, np.ndarray]:
+    """Each domain standardised on its own, then the entropic plan ``(N_s, N_t)`` between them."""
+    target_map, xs, xt = _standardised(source_x, target_x)
+    return target_map, xs, xt, sinkhorn_plan(xs, xt, reg=reg, seed=seed)
+
+
+@DA_METHODS.register("entropic_ot", level="features", grid=OT_GRID,
                      description="entropic optimal transport (Courty et al. 2017): move the source to its "
                                  "barycentric image in the target")
 def entropic_ot(source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *, seed: int = 0,
                 reg: float = 0.1, C: float = 1.0) -> AlignedClassifier:
-    target_map, xs, xt = _standardised(source_x, target_x)
-    plan = sinkhorn_plan(xs, xt, reg=reg, seed=seed)  # (N_s, N_t)
+    target_map, _, xt, plan = _standardised_plan(source_x, target_x, reg=reg, seed=seed)
     moved = (plan @ xt) / np.maximum(plan.sum(axis=1, keepdims=True), 1e-300)
     return _finish(fit_logistic(moved, source_y, C=C, seed=seed), target_map, moved, _num_classes(source_y))
 
 
-@DA_METHODS.register("ot_label_propagation", level="features", grid={"reg": (0.05, 0.2), "C": (0.1, 1.0)},
+@DA_METHODS.register("ot_label_propagation", level="features", grid=OT_GRID,
                      description="OT label propagation (Redko et al. 2019): carry source labels along an entropic "
                                  "plan, fit on the target")
 def ot_label_propagation(source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *, seed: int = 0,
                          reg: float = 0.1, C: float = 1.0) -> AlignedClassifier:
-    target_map, xs, xt = _standardised(source_x, target_x)
+    target_map, xs, xt, plan = _standardised_plan(source_x, target_x, reg=reg, seed=seed)
     num_classes = _num_classes(source_y)
-    plan = sinkhorn_plan(xs, xt, reg=reg, seed=seed)
     # class mass each target sample receives, with source classes reweighted to equal total mass
     known = source_y >= 0
     onehot = np.zeros((len(source_y), num_classes))

@@ -1,6 +1,7 @@
 """Fine-tuning regularisers, usable with any fine-tuning strategy (``FitConfig.regularizers``).
 
-Each is a ``TrainHooks`` built by a registered factory ``(model, config) -> TrainHooks``:
+Each is a ``TrainHooks`` built by a registered factory ``(model, config) -> TrainHooks``; those on the
+pooled features are one ``HeadInputPenalty`` around a pure loss function:
 
 * ``l2sp``: L2-SP (Li et al., ICML 2018), ``alpha/2 * ||w - w0||^2`` over the backbone's weights,
   pulling them towards the pretrained starting point, plus ``beta/2 * ||w_head||^2``.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
@@ -76,10 +78,17 @@ class L2SP(TrainHooks):
         return 0.5 * self.alpha * pull + 0.5 * self.beta * head  # type: ignore[return-value]
 
 
-class HeadInputHooks(TrainHooks):
-    """Base for regularisers on the pooled features of each training batch (the head's input)."""
+class HeadInputPenalty(TrainHooks):
+    """A weighted penalty on the pooled features of each training batch (the head's input).
 
-    def __init__(self, model: TransferModel) -> None:
+    Args:
+        penalty: a pure loss ``penalty(features (B, D), labels (B,)) -> scalar``.
+        weight: its factor in the training loss.
+    """
+
+    def __init__(self, model: TransferModel, penalty: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 weight: float) -> None:
+        self.penalty, self.weight = penalty, weight
         self.features: torch.Tensor | None = None
         # first in line, so that it sees the features as the backbone made them even when another hook
         # (the contrastive strategy's detaching one) changes what the head receives
@@ -88,30 +97,25 @@ class HeadInputHooks(TrainHooks):
     def _capture(self, _module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
         self.features = args[0]  # (B, D)
 
-    def trained_features(self) -> torch.Tensor | None:
-        """This batch's features, if the backbone is training (not under a frozen or no-grad pass)."""
+    def extra_loss(self, model: nn.Module, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
+        # only while the backbone trains: under a frozen or no-grad pass there is nothing to shape
         if self.features is None or not self.features.requires_grad:
             return None
-        return self.features.float()
+        return self.weight * self.penalty(self.features.float(), labels)
 
     def on_train_end(self, model: nn.Module) -> None:
         self.handle.remove()
         self.features = None
 
 
-class BatchSpectralShrinkage(HeadInputHooks):
-    """Penalise the k smallest singular values of each batch's pooled features."""
+def spectral_shrinkage_loss(features: torch.Tensor, labels: torch.Tensor, *, k: int) -> torch.Tensor:
+    """BSS: the sum of the ``k`` smallest squared singular values of the batch's features ``(B, D)``.
 
-    def __init__(self, model: TransferModel, eta: float, k: int) -> None:
-        super().__init__(model)
-        self.eta, self.k = eta, k
-
-    def extra_loss(self, model: nn.Module, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
-        features = self.trained_features()
-        if features is None:
-            return None
-        singular = torch.linalg.svdvals(features)  # (min(B, D),), descending
-        return self.eta * (singular[-self.k:] ** 2).sum()
+    ``labels`` are unused (the penalty is label-free); the argument keeps one signature for every penalty.
+    """
+    del labels
+    singular = torch.linalg.svdvals(features)  # (min(B, D),), descending
+    return (singular[-k:] ** 2).sum()
 
 
 def supervised_contrastive_loss(features: torch.Tensor, labels: torch.Tensor, *, temperature: float) -> torch.Tensor:
@@ -138,20 +142,6 @@ def supervised_contrastive_loss(features: torch.Tensor, labels: torch.Tensor, *,
     return -pulled.mean()
 
 
-class SupervisedContrastive(HeadInputHooks):
-    """Weighted SupCon on each batch's pooled features."""
-
-    def __init__(self, model: TransferModel, weight: float, temperature: float) -> None:
-        super().__init__(model)
-        self.weight, self.temperature = weight, temperature
-
-    def extra_loss(self, model: nn.Module, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
-        features = self.trained_features()
-        if features is None:
-            return None
-        return self.weight * supervised_contrastive_loss(features, labels, temperature=self.temperature)
-
-
 def cosine_pair_loss(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean over the batch's pairs of ``(cos(a, b) - [same class])**2``, SetFit's pair objective.
 
@@ -170,20 +160,6 @@ def cosine_pair_loss(features: torch.Tensor, labels: torch.Tensor) -> torch.Tens
     return ((z @ z.T - target) ** 2)[pairs].mean()
 
 
-class CosinePairs(HeadInputHooks):
-    """Weighted SetFit pair loss on each batch's pooled features."""
-
-    def __init__(self, model: TransferModel, weight: float) -> None:
-        super().__init__(model)
-        self.weight = weight
-
-    def extra_loss(self, model: nn.Module, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
-        features = self.trained_features()
-        if features is None:
-            return None
-        return self.weight * cosine_pair_loss(features, labels)
-
-
 @REGULARIZERS.register("l2sp", description="L2-SP: pull the backbone weights towards the pretrained ones, "
                                           "plain L2 on the head (Li et al. 2018)")
 def l2sp(model: TransferModel, config: FitConfig) -> TrainHooks:
@@ -193,16 +169,17 @@ def l2sp(model: TransferModel, config: FitConfig) -> TrainHooks:
 @REGULARIZERS.register("bss", description="batch spectral shrinkage: shrink the smallest singular values of "
                                          "the pooled features (Chen et al. 2019)")
 def bss(model: TransferModel, config: FitConfig) -> TrainHooks:
-    return BatchSpectralShrinkage(model, config.bss_eta, config.bss_k)
+    return HeadInputPenalty(model, partial(spectral_shrinkage_loss, k=config.bss_k), config.bss_eta)
 
 
 @REGULARIZERS.register("supcon", description="supervised contrastive loss on the pooled features "
                                             "(Khosla et al. 2020)")
 def supcon(model: TransferModel, config: FitConfig) -> TrainHooks:
-    return SupervisedContrastive(model, config.contrastive_weight, config.supcon_temperature)
+    penalty = partial(supervised_contrastive_loss, temperature=config.supcon_temperature)
+    return HeadInputPenalty(model, penalty, config.contrastive_weight)
 
 
 @REGULARIZERS.register("cosine_pairs", description="SetFit's pair loss: cosine similarity of every pair of "
                                                   "the batch towards 1 (same class) or 0")
 def cosine_pairs(model: TransferModel, config: FitConfig) -> TrainHooks:
-    return CosinePairs(model, config.contrastive_weight)
+    return HeadInputPenalty(model, cosine_pair_loss, config.contrastive_weight)
