@@ -129,3 +129,23 @@ def test_the_cli_lists_every_entry_with_its_description(kind: str, name: str,
                                                         cli_listing: dict[str, dict[str, str]]) -> None:
     line = cli_listing[kind][name]
     assert line.rstrip().endswith(registries()[kind].get(name).description)
+
+
+@pytest.mark.parametrize("kind", sorted(registries()))
+def test_every_registry_refuses_an_unknown_name_listing_its_names(kind: str) -> None:
+    registry = registries()[kind]
+    with pytest.raises(ConfigError if kind != "backbone" else BackboneError) as caught:
+        registry.get("no_such_entry")
+    message = str(caught.value)
+    assert message.startswith(f"unknown {kind} 'no_such_entry'; choose one of ")
+    assert all(name in message for name in registry.names())
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("kind", sorted(registries()))
+def test_every_registry_refuses_a_second_entry_of_a_name(kind: str) -> None:
+    registry = registries()[kind]
+    first = registry.entries()[0]
+    with pytest.raises(ValueError, match="already registered"):
+        registry.add(first)
+    assert registry.get(first.name) is first and len(registry.names()) == len(set(registry.names()))
