@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from transferkit import __version__
 from transferkit.adapt.base import DA_METHODS
 from transferkit.adapt.feature_methods import AlignedClassifier, AveragedClassifier, domain_standardiser
 from transferkit.adapt.search import SearchOutcome, search_features
@@ -27,7 +26,9 @@ from transferkit.checkpoint import remove_checkpoints
 from transferkit.data import Samples, read_dataset
 from transferkit.errors import ArtifactError, DataError
 from transferkit.evaluate import classification_metrics
-from transferkit.heads import LinearHead, TransferModel
+from transferkit.heads import set_linear_head
+from transferkit.model import build_model, features_and_outputs, run_manifest
+from transferkit.tasks import Classification
 
 BASELINE = "source_only"
 
@@ -144,12 +145,12 @@ def adapt(source: str | os.PathLike[str] | Samples, target: str | os.PathLike[st
                "n_source": len(data.source), "n_target": len(data.target), "classes": classes,
                "seconds": round(time.perf_counter() - start, 2), **summary}
     if out is not None:
-        manifest = {"transferkit_version": __version__, "modality": data.source.modality, "classes": classes,
-                    "strategy": f"adapt:{method}",
-                    "estimator_params": {"backbone": name, "backbone_options": backbone_options, "seed": seed,
-                                         "batch_size": batch_size},
-                    "strategy_info": {"adapt": {k: summary[k] for k in ("method", "level", "source", "target")}},
-                    "fit_seconds": summary["seconds"]}
+        manifest = run_manifest(
+            Classification(classes), modality=data.source.modality, strategy=f"adapt:{method}",
+            estimator_params={"backbone": name, "backbone_options": backbone_options, "seed": seed,
+                              "batch_size": batch_size},
+            strategy_info={"adapt": {k: summary[k] for k in ("method", "level", "source", "target")}},
+            fit_seconds=summary["seconds"])
         _write_outputs(Path(out), summary, data.target, classes, target_probs, plot_panels,
                        np.array([classes.index(label) for label in data.source.labels or []]),
                        model=(adapted, manifest, method_entry.level == "deep"))
@@ -204,25 +205,22 @@ def _adapt_features(backbone: Any, data: AdaptData, classes: list[str], method: 
               f"after {method} (classifier's input space)": (chosen.model.source_features,
                                                              chosen.model.transform(ft))}
     # the fitted model is affine + logistic regression: it folds into a linear head on the frozen backbone
-    weight, bias = chosen.model.as_linear()
-    head = LinearHead(backbone.num_features, len(classes))
-    with torch.no_grad():
-        head.fc.weight.copy_(torch.from_numpy(weight))
-        head.fc.bias.copy_(torch.from_numpy(bias))
-    return summary, chosen.model.predict_proba(ft), panels, TransferModel(backbone, head).eval()
+    adapted = build_model(backbone, Classification(classes))
+    set_linear_head(adapted.head, *chosen.model.as_linear())
+    return summary, chosen.model.predict_proba(ft), panels, adapted.eval()
 
 
 def _adapt_deep(backbone: Any, data: AdaptData, classes: list[str], method: str, params: dict[str, Any], seed: int,
                 batch_size: int, deep_options: dict[str, Any], progress: bool
                 ) -> tuple[dict[str, Any], np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]], Any]:
     from transferkit.adapt import deep  # the deep methods; imported only when one is asked for
-    from transferkit.features import extract_features
 
     fs_before = _features(backbone, data.source, batch_size, progress)
     ft_before = _features(backbone, data.target, batch_size, progress)
     # the new head, and then a method's own modules (a discriminator), start the same for a seed in any process
     torch.manual_seed(seed)
-    model = TransferModel(backbone, LinearHead(backbone.num_features, len(classes)))
+    task = Classification(classes)
+    model = build_model(backbone, task)
     # labelled target samples, if given, are only scored each epoch for the report (the oracle column)
     config = deep.DeepAdaptConfig(seed=seed, batch_size=batch_size, progress=progress, oracle=data.target_eval,
                                   **deep_options)
@@ -230,10 +228,9 @@ def _adapt_deep(backbone: Any, data: AdaptData, classes: list[str], method: str,
     model.eval()
 
     def probs(samples: Samples) -> tuple[np.ndarray, np.ndarray]:
-        feats = extract_features(model.backbone, samples, batch_size=batch_size, use_cache=False, progress=progress)
-        with torch.inference_mode():
-            logits = model.head(torch.from_numpy(feats))
-        return torch.softmax(logits.float(), dim=-1).numpy(), feats.astype(np.float64)
+        feats, outputs = features_and_outputs(model, samples, batch_size=batch_size, use_cache=False,
+                                              progress=progress)
+        return task.decode(outputs), feats.astype(np.float64)
 
     target_probs, ft_after = probs(data.target)
     _, fs_after = probs(data.source)
