@@ -57,8 +57,21 @@ def test_loading_never_unpickles_arbitrary_objects(tmp_path: Path) -> None:
     checkpoints.save(state_at(0, 1), {"model": {}})
     name = read_progress(tmp_path)["tensors"]  # type: ignore[index]
     torch.save({"model": {}, "best_state": None, "rng": {}, "payload": Path("/etc/passwd")}, tmp_path / name)
-    with pytest.raises(ArtifactError, match="cannot read checkpoint"):
+    with pytest.raises(ArtifactError, match="cannot read checkpoint") as error:
         checkpoints.load()
+    # what it refused, and never torch's advice to retry with weights_only=False
+    assert "pickled Python objects (pathlib." in str(error.value)
+    assert "weights_only" not in str(error.value) and "trust" not in str(error.value)
+
+
+def test_no_transferkit_error_passes_on_torchs_advice_to_disable_weights_only(tmp_path: Path) -> None:
+    torch.save({"payload": Path("/etc/passwd")}, tmp_path / "evil.pt")
+    with pytest.raises(Exception) as refused:  # noqa: PT011  (whatever torch raises)
+        torch.load(tmp_path / "evil.pt", weights_only=True)
+    assert "weights_only" in str(refused.value)  # torch's message does carry the advice
+    message = str(ArtifactError(f"cannot load {tmp_path / 'evil.pt'}: {refused.value}"))
+    assert message.startswith(f"cannot load {tmp_path / 'evil.pt'}: it holds pickled Python objects")
+    assert "weights_only" not in message and "False" not in message and "\n" not in message
 
 
 def test_a_checkpoint_of_another_run_is_refused(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ Layout::
       backbone.safetensors  backbone weights, only when the strategy changed them
       adapter.safetensors   instead of backbone.safetensors when the change is a PEFT LoRA adapter: only
                             the adapter's weights; the base is rebuilt from the spec (and checked)
-      metrics.json          evaluation on the validation split (when there was one)
+      metrics.json          evaluation on the validation split (null, with the reason, when there was none)
       history.json          per-epoch training history
 """
 

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from transferkit.errors import ArtifactError, ConfigError
+from transferkit.errors import ArtifactError, ConfigError, pickle_refusal
 
 LATEST = "latest.json"
 FORMAT_VERSION = 1
@@ -210,7 +210,9 @@ class Checkpoints:
         path = self.folder / latest["tensors"]
         try:
             tensors = torch.load(path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        except pickle.UnpicklingError as exc:
+            raise ArtifactError(f"cannot read checkpoint {path}: {pickle_refusal(exc)}") from None
+        except (OSError, RuntimeError, EOFError) as exc:
             raise ArtifactError(f"cannot read checkpoint {path}: {exc}") from exc
         py, np_state = latest["rng"]["python"], latest["rng"]["numpy"]
         random.setstate((py[0], tuple(py[1]), py[2]))

@@ -32,6 +32,9 @@ def test_fit_writes_a_run_directory(text_run: tuple[Path, Path, Path]) -> None:
     manifest = json.loads((run / "transferkit.json").read_text())
     assert manifest["strategy"] == "linear_probe" and manifest["classes"] == ["neg", "pos"]
     assert (run / "head.safetensors").is_file()
+    # every run has a metrics.json, even the linear probe's, which keeps no validation split
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["validation"] is None and "linear probe cross-validates" in metrics["no_validation"]
 
 
 def test_evaluate_prints_metrics_json_and_saves_them(text_run: tuple[Path, Path, Path]) -> None:
@@ -173,8 +176,9 @@ def test_on_error_skip_fits_and_reports_the_count(image_folder: Path, tmp_path: 
         result = invoke("fit", image_folder, *IMAGE_OPTIONS, "--on-error", "skip", "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
     messages = [str(w.message) for w in caught]
-    assert any("broken.jpg" in m for m in messages) and any("skipped 1 of 13" in m for m in messages)
-    assert f"skipped 1 unreadable file(s) in {image_folder}" in result.stderr
+    assert any("broken.jpg" in m for m in messages)
+    assert [m for m in messages if "skipped 1 of" in m] == [f"skipped 1 of 13 items in {image_folder} that could not be read"]
+    assert "skipped" not in result.stderr  # the summary is the warning, not a second line of the CLI's
     assert "on 12 image samples" in result.stderr
     assert (tmp_path / "run" / "transferkit.json").is_file()
 

@@ -133,6 +133,17 @@ def test_table_of_audio_paths_with_a_missing_and_a_truncated_file(tmp_path: Path
     assert any("skipped 2 of 4" in str(w.message) for w in record)
 
 
+def test_jsonl_skip_count_includes_the_lines_that_do_not_parse(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    lines = [json.dumps({"text": f"sentence {i}", "label": "ab"[i % 2]}) for i in range(16)]
+    path.write_text("\n".join([*lines[:5], '{"text": "cut off', *lines[5:]]) + "\n")  # 17 lines
+    with pytest.warns(SkippedItemWarning) as record:
+        samples = read_dataset(path)
+    assert len(samples) == 16 and samples.skipped[0][0] == f"{path} line 6"
+    summaries = [str(w.message) for w in record if "skipped" in str(w.message) and " of " in str(w.message)]
+    assert summaries == [f"skipped 1 of 17 items in {path} that could not be read"]
+
+
 def test_path_table_modality_checks(tmp_path: Path, write) -> None:
     write.png(tmp_path / "a.png")
     write.wav(tmp_path / "b.wav")

@@ -71,15 +71,11 @@ def backbone_options(image_size: int | None, max_length: int | None) -> dict[str
 
 def read_data(data: Path, modality: str | None, text_column: str | None, label_column: str | None,
               path_column: str | None, on_error: OnError, require_labels: bool = True) -> Any:
-    """Read DATA with the data-reading options; a count of skipped files goes to stderr."""
+    """Read DATA with the data-reading options; skipped items and their count are warnings (stderr)."""
     from transferkit.data import read_dataset
 
-    samples = read_dataset(data, modality=modality, text_column=text_column, label_column=label_column,
-                           path_column=path_column, on_error=on_error.value, require_labels=require_labels)
-    skipped = getattr(samples, "skipped", [])
-    if skipped:
-        typer.echo(f"skipped {len(skipped)} unreadable file(s) in {data}", err=True)
-    return samples
+    return read_dataset(data, modality=modality, text_column=text_column, label_column=label_column,
+                        path_column=path_column, on_error=on_error.value, require_labels=require_labels)
 
 
 def refuse_existing(out: Path | None, overwrite: bool, what: str = "output directory") -> None:

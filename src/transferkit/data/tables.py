@@ -39,6 +39,7 @@ def read_table(
     """Read a CSV/TSV/JSONL table of texts or media paths; see ``read_dataset`` for the rules."""
     log = SkipLog(on_error, str(path))
     frame, origins = _load_frame(path, log)
+    total = len(frame) + len(log.skipped)  # JSONL lines that did not parse are rows too
     columns = [str(c) for c in frame.columns]
     if frame.empty:
         raise DataError(f"no rows in {path}")
@@ -110,9 +111,9 @@ def read_table(
         items = [items[i] for i in kept]
         labels = [labels[i] for i in kept] if lcol is not None else labels
         kept_origins = [str(f) for f in items]  # a file is named by its path, as in folders
-    log.summarise(len(frame))
+    log.summarise(total)
     if not items:
-        raise DataError(f"no usable rows in {path} ({len(frame)} rows, all unreadable)")
+        raise DataError(f"no usable rows in {path} ({total} rows, all unreadable)")
     samples = Samples(
         items=items,
         labels=labels if lcol is not None else None,
