@@ -139,3 +139,16 @@ def test_a_run_written_before_tasks_loads_as_classification(tiny_bert_dir: Path,
     loaded = transferkit.load(run)
     assert type(loaded) is TransferClassifier and loaded.task_.name == "classification"
     np.testing.assert_array_equal(loaded.predict_proba(x), clf.predict_proba(x))
+
+
+@pytest.mark.parametrize(("strategy", "task"), [("lora", "multilabel"), ("partial", "regression"),
+                                                ("gradual", "multilabel")])
+def test_other_strategies_train_through_the_tasks_loss(strategy: str, task: str, tiny_bert_dir: Path,
+                                                       tmp_path: Path) -> None:
+    x, y = DATA[task](24, seed=0)
+    est = TransferEstimator(backbone=f"hf:{tiny_bert_dir}", task=task, strategy=strategy, epochs=2, batch_size=8,
+                            progress=False).fit(x, y)
+    score = {"multilabel": "val_micro_f1", "regression": "val_r2"}[task]
+    assert [score in row for row in est.history_] == [True, True]
+    loaded = transferkit.load(est.save(tmp_path / "run"))
+    np.testing.assert_array_equal(loaded.predict_scores(x), est.predict_scores(x))
