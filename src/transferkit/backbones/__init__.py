@@ -3,13 +3,17 @@
 from transferkit.backbones import hf, lenet, local, timm_source, zoo
 from transferkit.backbones.base import (
     BACKBONES,
+    OUTPUTS,
     Backbone,
     BackboneEntry,
     BackboneSpec,
+    FeatureMaps,
+    TokenFeatures,
     create_backbone,
     resolve_entry,
 )
+from transferkit.backbones.hf import WordTokens
 
-__all__ = ["BACKBONES", "Backbone", "BackboneEntry", "BackboneSpec", "create_backbone", "hf", "lenet", "local",
-           "resolve_entry", "timm_source", "zoo"]
+__all__ = ["BACKBONES", "OUTPUTS", "Backbone", "BackboneEntry", "BackboneSpec", "FeatureMaps", "TokenFeatures",
+           "WordTokens", "create_backbone", "hf", "lenet", "local", "resolve_entry", "timm_source", "zoo"]
 
