@@ -1,8 +1,8 @@
 """The command line. It parses arguments and calls the same functions as the Python API.
 
 One module per group of commands; the option types they share are in ``options``. Every command is
-registered here, wrapped by ``user_errors``: the one place where a user's mistake becomes one line on
-stderr and a non-zero exit.
+registered here, its option groups spread on the command line (``expand_option_groups``) and wrapped by
+``user_errors``: the one place where a user's mistake becomes one line on stderr and a non-zero exit.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 import typer
 
 from transferkit.cli import adapt, info, lr_find, rank, run, unsupervised
+from transferkit.cli.options import expand_option_groups
 from transferkit.errors import TransferkitError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -53,7 +54,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "scores": info.scores,
 }
 for _name, _command in COMMANDS.items():
-    app.command(_name)(user_errors(_command))
+    app.command(_name)(user_errors(expand_option_groups(_command)))
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -11,19 +11,12 @@ import typer
 from transferkit.cli.options import (
     BackboneOpt,
     BatchSizeOpt,
-    CheckpointEveryOpt,
-    ImageSizeOpt,
-    LabelColOpt,
-    MaxLengthOpt,
+    Checkpointing,
+    InputSize,
     ModalityOpt,
-    OnError,
-    OnErrorOpt,
-    OverwriteOpt,
     PrecisionOpt,
-    ResumeOpt,
+    Reading,
     SeedOpt,
-    TextColOpt,
-    backbone_options,
     parse_params,
     short_warnings,
 )
@@ -46,16 +39,12 @@ def adapt(
     lr: Annotated[float | None, typer.Option(help="deep methods: learning rate")] = None,
     batch_size: BatchSizeOpt = 32,
     mixed_precision: PrecisionOpt = "no",
-    image_size: ImageSizeOpt = None,
-    max_length: MaxLengthOpt = None,
     modality: ModalityOpt = None,
-    text_column: TextColOpt = None,
-    label_column: LabelColOpt = None,
-    on_error: OnErrorOpt = OnError.skip,
     seed: SeedOpt = 0,
-    overwrite: OverwriteOpt = False,
-    resume: ResumeOpt = False,
-    checkpoint_every: CheckpointEveryOpt = 1000,
+    *,
+    size: InputSize,
+    reading: Reading,
+    checkpointing: Checkpointing,
 ) -> None:
     """Adapt a classifier from labelled SOURCE data to unlabelled TARGET data.
 
@@ -69,22 +58,17 @@ def adapt(
     uninterrupted run would.
     """
     from transferkit.adapt.api import adapt as run_adapt
-    from transferkit.checkpoint import checkpoint_folder, remove_checkpoints
 
     short_warnings()
-    checkpoints = checkpoint_folder(out)
-    if overwrite and not resume:
-        remove_checkpoints(checkpoints)
+    checkpoints = checkpointing.folder(out)
     deep: dict[str, Any] = {key: value for key, value in (("epochs", epochs), ("lr", lr)) if value is not None}
-    deep.update(checkpoint_dir=str(checkpoints), checkpoint_every=checkpoint_every, resume=resume,
-                mixed_precision=mixed_precision)
-    read = {key: value for key, value in (("text_column", text_column), ("label_column", label_column))
-            if value is not None}
+    deep.update(checkpoint_dir=str(checkpoints), checkpoint_every=checkpointing.checkpoint_every,
+                resume=checkpointing.resume, mixed_precision=mixed_precision)
     summary = run_adapt(source, target, method=method, backbone=backbone, out=out, target_eval=target_eval,
                         selection=selection, params=parse_params(param), seed=seed, batch_size=batch_size,
-                        backbone_options=backbone_options(image_size, max_length) or None, deep_options=deep,
-                        modality=modality, overwrite=overwrite, on_error=on_error.value,
-                        log=lambda line: typer.echo(line, err=True), **read)
+                        backbone_options=size.backbone_options(), deep_options=deep, modality=modality,
+                        overwrite=checkpointing.overwrite, log=lambda line: typer.echo(line, err=True),
+                        **reading.read_options())
     if "selection" in summary:
         typer.echo(f"{method}: chose {json.dumps(summary['selection']['params'])} by {selection} (no target labels)")
     for label, row in summary.get("accuracy", {}).items():

@@ -13,20 +13,13 @@ from transferkit.cli.options import (
     BackboneOpt,
     DataArg,
     FromScratchOpt,
-    ImageSizeOpt,
-    LabelColOpt,
+    InputSize,
     LayerDecayOpt,
-    MaxLengthOpt,
     ModalityOpt,
-    OnError,
-    OnErrorOpt,
-    PathColOpt,
     PrecisionOpt,
+    Reading,
     SeedOpt,
-    TextColOpt,
     TrainLastKOpt,
-    backbone_options,
-    read_data,
     short_warnings,
 )
 
@@ -41,19 +34,16 @@ def lr_find(
     train_last_k: TrainLastKOpt = None,
     from_scratch: FromScratchOpt = False,
     mixed_precision: PrecisionOpt = "no",
-    image_size: ImageSizeOpt = None,
-    max_length: MaxLengthOpt = None,
     start_lr: Annotated[float, typer.Option(help="first learning rate of the ramp")] = 1e-7,
     end_lr: Annotated[float, typer.Option(help="last learning rate of the ramp")] = 1.0,
     num_steps: Annotated[int, typer.Option(help="optimizer steps of the ramp")] = 100,
     plot: Annotated[Path | None, typer.Option(help="write the loss curve and the suggestion to this PNG")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the whole result (curve included) as JSON")] = False,
     modality: ModalityOpt = None,
-    text_column: TextColOpt = None,
-    label_column: LabelColOpt = None,
-    path_column: PathColOpt = None,
-    on_error: OnErrorOpt = OnError.skip,
     seed: SeedOpt = 0,
+    *,
+    size: InputSize,
+    reading: Reading,
 ) -> None:
     """Suggest a fine-tuning learning rate for DATA with a learning-rate range test.
 
@@ -64,12 +54,11 @@ def lr_find(
     from transferkit.lr_finder import LRFinderConfig, find_lr
 
     short_warnings()
-    samples = read_data(data, modality, text_column, label_column, path_column, on_error)
-    options = backbone_options(image_size, max_length)
+    samples = reading.read(data, modality)
     name = backbone or DEFAULT_BACKBONE[samples.modality]
     typer.echo(f"range test of {name} ({strategy}) on {len(samples)} {samples.modality} samples", err=True)
     result = find_lr(samples, backbone=name, strategy=strategy, pretrained=not from_scratch,
-                     backbone_options=options or None, batch_size=batch_size, layer_decay=layer_decay,
+                     backbone_options=size.backbone_options(), batch_size=batch_size, layer_decay=layer_decay,
                      train_last_k=train_last_k, seed=seed,
                      config=LRFinderConfig(start_lr=start_lr, end_lr=end_lr, num_steps=num_steps))
     if plot is not None:
@@ -83,8 +72,8 @@ def lr_find(
     typer.echo(f"tested {result.lrs[0]:.2g} to {result.lrs[-1]:.2g} in {len(result.lrs)} steps ({stop})")
     if plot is not None:
         typer.echo(f"wrote {plot}")
-    same = "".join(f" --{flag} {value}" for flag, value in (("max-length", max_length), ("image-size", image_size),
-                                                             ("layer-decay", layer_decay),
-                                                             ("train-last-k", train_last_k)) if value is not None)
+    given = (("max-length", size.max_length), ("image-size", size.image_size), ("layer-decay", layer_decay),
+             ("train-last-k", train_last_k))
+    same = "".join(f" --{flag} {value}" for flag, value in given if value is not None)
     typer.echo(f"try: transferkit fit {data} --backbone {name} --strategy {strategy} --batch-size {batch_size}{same}"
                f"{' --from-scratch' if from_scratch else ''} --lr {result.suggestion:.2g} --out RUN")

@@ -7,22 +7,7 @@ from typing import Annotated
 
 import typer
 
-from transferkit.cli.options import (
-    DataArg,
-    ImageSizeOpt,
-    JsonOpt,
-    LabelColOpt,
-    MaxLengthOpt,
-    ModalityOpt,
-    OnError,
-    OnErrorOpt,
-    PathColOpt,
-    TextColOpt,
-    backbone_options,
-    read_data,
-    short_warnings,
-    split_list,
-)
+from transferkit.cli.options import DataArg, InputSize, JsonOpt, ModalityOpt, Reading, short_warnings, split_list
 
 
 def rank(
@@ -35,14 +20,11 @@ def rank(
     sort_by: Annotated[str | None, typer.Option(help="score to rank by (default: transferkit.select.DEFAULT_SCORE, "
                                                      "logme)")] = None,
     batch_size: Annotated[int, typer.Option(help="feature-extraction batch size")] = 32,
-    image_size: ImageSizeOpt = None,
-    max_length: MaxLengthOpt = None,
     as_json: JsonOpt = False,
     modality: ModalityOpt = None,
-    text_column: TextColOpt = None,
-    label_column: LabelColOpt = None,
-    path_column: PathColOpt = None,
-    on_error: OnErrorOpt = OnError.skip,
+    *,
+    size: InputSize,
+    reading: Reading,
 ) -> None:
     """Rank candidate backbones for labelled DATA by transferability scores, without training them.
 
@@ -54,13 +36,13 @@ def rank(
     from transferkit.select import SCORES, rank_backbones
 
     short_warnings()
-    samples = read_data(data, modality, text_column, label_column, path_column, on_error)
+    samples = reading.read(data, modality)
     names = split_list(candidates) or None
     score_names = split_list(scores) or SCORES.names()
     typer.echo(f"ranking {len(names) if names else 'the offline'} candidates on {len(samples)} "
                f"{samples.modality} samples", err=True)
     ranking = rank_backbones(samples, names, score_names, sort_by=sort_by,
-                             backbone_options=backbone_options(image_size, max_length) or None, batch_size=batch_size)
+                             backbone_options=size.backbone_options(), batch_size=batch_size)
     if as_json:
         typer.echo(json.dumps(ranking.to_dict(), indent=2))
         return

@@ -12,27 +12,18 @@ from transferkit.backbones.zoo import DEFAULT_BACKBONE
 from transferkit.cli.options import (
     BackboneOpt,
     BatchSizeOpt,
-    CheckpointEveryOpt,
+    Checkpointing,
     DataArg,
     FromScratchOpt,
-    ImageSizeOpt,
+    InputSize,
     JsonOpt,
-    LabelColOpt,
     LayerDecayOpt,
-    MaxLengthOpt,
     ModalityOpt,
-    OnError,
-    OnErrorOpt,
-    OverwriteOpt,
-    PathColOpt,
     PrecisionOpt,
-    ResumeOpt,
+    Reading,
     RunArg,
     SeedOpt,
-    TextColOpt,
     TrainLastKOpt,
-    backbone_options,
-    read_data,
     refuse_existing,
     short_warnings,
 )
@@ -67,21 +58,16 @@ def fit(
                                                       "in SetFit)")] = True,
     from_scratch: FromScratchOpt = False,
     mixed_precision: PrecisionOpt = "no",
-    image_size: ImageSizeOpt = None,
-    max_length: MaxLengthOpt = None,
     modality: ModalityOpt = None,
-    text_column: TextColOpt = None,
-    label_column: LabelColOpt = None,
-    path_column: PathColOpt = None,
-    on_error: OnErrorOpt = OnError.skip,
     seed: SeedOpt = 0,
-    overwrite: OverwriteOpt = False,
-    resume: ResumeOpt = False,
-    checkpoint_every: CheckpointEveryOpt = 1000,
     task: Annotated[str | None, typer.Option(help="classification, multilabel or regression (`transferkit tasks`); "
                                                   "default: multilabel for a|b labels or a file in several class "
                                                   "folders, else classification; numeric labels must say which")]
     = None,
+    *,
+    size: InputSize,
+    reading: Reading,
+    checkpointing: Checkpointing,
 ) -> None:
     """Fit a pretrained backbone to labelled DATA and write a run directory.
 
@@ -95,41 +81,38 @@ def fit(
     the loop keep checkpoints in OUT.checkpoints/ until the run directory is written; after a crash,
     the same command with --resume continues from the last one and ends as an uninterrupted run would.
     """
-    from transferkit.checkpoint import checkpoint_folder, remove_checkpoints
+    from transferkit.checkpoint import remove_checkpoints
     from transferkit.estimator import TransferEstimator
     from transferkit.tasks import TASKS
     from transferkit.tasks.base import infer_task
 
     short_warnings()
-    refuse_existing(out, overwrite, "run directory")
-    checkpoints = checkpoint_folder(out)
-    if overwrite and not resume:
-        remove_checkpoints(checkpoints)
+    refuse_existing(out, checkpointing.overwrite, "run directory")
+    checkpoints = checkpointing.folder(out)
     if task is not None:
         TASKS.get(task)  # an unknown name fails before the data are read
-    samples = read_data(data, modality, text_column, label_column, path_column, on_error)
+    samples = reading.read(data, modality)
     merged = _merge_repeated(data, samples) if task in (None, "multilabel") else samples
     task = task or infer_task(samples.labels or [], str(data), repeated_files=len(merged) < len(samples))
     if task == "multilabel":
         samples = merged
     eval_set = None
     if val is not None:
-        val_samples = read_data(val, samples.modality, text_column, label_column, path_column, on_error)
+        val_samples = reading.read(val, samples.modality)
         eval_set = (_merge_repeated(val, val_samples) if task == "multilabel" else val_samples, None)
-    options = backbone_options(image_size, max_length)
     name = backbone or DEFAULT_BACKBONE[samples.modality]
     typer.echo(f"fitting {name} ({strategy}, {task}) on {len(samples)} {samples.modality} samples", err=True)
     clf = TransferEstimator(backbone=name, strategy=strategy, task=task, pretrained=not from_scratch,
-                             backbone_options=options or None, epochs=epochs, lr=lr, batch_size=batch_size,
+                             backbone_options=size.backbone_options(), epochs=epochs, lr=lr, batch_size=batch_size,
                              layer_decay=layer_decay, train_last_k=train_last_k, val_fraction=val_fraction,
                              seed=seed, regularizers=tuple(regularizer or ()), l2sp_alpha=l2sp_alpha,
                              bss_eta=bss_eta, unfreeze_every=unfreeze_every, contrastive_loss=contrastive_loss,
                              contrastive_ce=contrastive_ce, checkpoint_dir=str(checkpoints),
-                             checkpoint_every=checkpoint_every, mixed_precision=mixed_precision)
-    clf.fit(samples, eval_set=eval_set, resume=resume, keep_checkpoints=True)
-    run = clf.save(out, overwrite=overwrite)
+                             checkpoint_every=checkpointing.checkpoint_every, mixed_precision=mixed_precision)
+    clf.fit(samples, eval_set=eval_set, resume=checkpointing.resume, keep_checkpoints=True)
+    written = clf.save(out, overwrite=checkpointing.overwrite)
     remove_checkpoints(checkpoints)
-    typer.echo(f"fitted in {clf.fit_seconds_:.1f}s; wrote {run}")
+    typer.echo(f"fitted in {clf.fit_seconds_:.1f}s; wrote {written}")
     if clf.validation_metrics_ is not None:
         typer.echo(clf.task_.format_metrics(clf.validation_metrics_))
 
@@ -146,10 +129,8 @@ def evaluate(
     data: DataArg,
     as_json: JsonOpt = False,
     name: Annotated[str, typer.Option(help="name of the evaluation in RUN/evaluations/NAME.json")] = "",
-    text_column: TextColOpt = None,
-    label_column: LabelColOpt = None,
-    path_column: PathColOpt = None,
-    on_error: OnErrorOpt = OnError.skip,
+    *,
+    reading: Reading,
 ) -> None:
     """Evaluate a run on labelled DATA with its task's metrics (classification: accuracy, macro-F1,
     per-class precision/recall, confusion matrix; multilabel: micro/macro-F1, subset accuracy, Hamming
@@ -162,7 +143,7 @@ def evaluate(
 
     short_warnings()
     clf = load(run)
-    samples = read_data(data, clf.modality_, text_column, label_column, path_column, on_error)
+    samples = reading.read(data, clf.modality_)
     if clf.task_.name == "multilabel":
         samples = _merge_repeated(data, samples)
     metrics = clf.evaluate(samples)

@@ -13,7 +13,7 @@ from transferkit.backbones.zoo import DEFAULT_BACKBONE
 from transferkit.cli.options import (
     BackboneOpt,
     DataArg,
-    ImageSizeOpt,
+    InputSize,
     JsonOpt,
     LabelColOpt,
     MaxLengthOpt,
@@ -21,11 +21,9 @@ from transferkit.cli.options import (
     OnError,
     OnErrorOpt,
     OverwriteOpt,
-    PathColOpt,
+    Reading,
     SeedOpt,
     TextColOpt,
-    backbone_options,
-    read_data,
     refuse_existing,
     short_warnings,
 )
@@ -95,7 +93,8 @@ def zeroshot(
     names = _split_labels(labels)
     descriptions = _descriptions(describe, names)
     refuse_existing(out, overwrite)
-    samples = read_data(data, None, text_column, label_column, None, on_error, require_labels=False)
+    reading = Reading(text_column=text_column, label_column=label_column, on_error=on_error)
+    samples = reading.read(data, require_labels=False)
     if samples.modality != "text":
         raise ConfigError(f"zeroshot classifies texts, but {data} holds {samples.modality} data "
                           "(`transferkit cluster` groups images and audio without labels)")
@@ -105,10 +104,9 @@ def zeroshot(
             raise DataError(f"labels {unknown} of {data} are not among --labels {','.join(names)}; list the "
                             "data's label names and give the words to embed with --describe, e.g. "
                             "--labels 0,1 --describe 0=negative --describe 1=positive")
-    options = backbone_options(None, max_length)
     starter = ZeroShotClassifier(names, backbone=backbone, descriptions=descriptions or None,
                                  templates=tuple(template or DEFAULT_TEMPLATES), centre=centre,
-                                 backbone_options=options or None, progress=True)
+                                 backbone_options=InputSize(max_length=max_length).backbone_options(), progress=True)
     typer.echo(f"zero-shot {backbone} on {len(samples)} texts, {len(names)} classes", err=True)
     predictions = {"zero_shot": starter.fit(samples).predict(samples).tolist()}
     summary: dict[str, Any] = {"data": str(data), "n": len(samples), "labels": names, "descriptions": descriptions,
@@ -177,14 +175,11 @@ def cluster(
                                                                  "and map.png")] = None,
     overwrite: OverwriteOpt = False,
     as_json: JsonOpt = False,
-    image_size: ImageSizeOpt = None,
-    max_length: MaxLengthOpt = None,
     modality: ModalityOpt = None,
-    text_column: TextColOpt = None,
-    label_column: LabelColOpt = None,
-    path_column: PathColOpt = None,
-    on_error: OnErrorOpt = OnError.skip,
     seed: SeedOpt = 0,
+    *,
+    size: InputSize,
+    reading: Reading,
 ) -> None:
     """Group the samples of DATA by k-means on pretrained features, without labels.
 
@@ -203,14 +198,13 @@ def cluster(
 
     short_warnings()
     refuse_existing(out, overwrite)
-    samples = read_data(data, modality, text_column, label_column, path_column, on_error, require_labels=False)
+    samples = reading.read(data, modality, require_labels=False)
     if k is not None:
         check_k(k, len(samples))
     name = backbone or DEFAULT_BACKBONE[samples.modality]
-    options = backbone_options(image_size, max_length)
     typer.echo(f"clustering {len(samples)} {samples.modality} samples on {name} features", err=True)
     clusterer = FeatureClusterer(name, k=k, k_min=k_min, k_max=k_max, pca_dims=pca_dims or None,
-                                 backbone_options=options or None, seed=seed, progress=True).fit(samples)
+                                 backbone_options=size.backbone_options(), seed=seed, progress=True).fit(samples)
     sizes = np.bincount(clusterer.labels_, minlength=clusterer.k_).tolist()
     summary: dict[str, Any] = {"data": str(data), "n": len(samples), "backbone": name, "k": clusterer.k_,
                                "k_chosen": k is None, "silhouette": clusterer.silhouette_, "cluster_sizes": sizes}
