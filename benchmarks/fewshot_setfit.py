@@ -58,14 +58,14 @@ RECIPES["contrastive_50_k6_lr2e-4_bf16"] = {**RECIPES["contrastive_50_k6_bf16"],
 RECIPES["contrastive_50_k6_b32_bf16"] = {**RECIPES["contrastive_50_k6_bf16"], "batch_size": 32}
 RECIPES["contrastive_100_k6_bf16"] = {**RECIPES["contrastive_50_k6_bf16"], "epochs": 100}
 RECIPES["contrastive_50_bf16"] = {**RECIPES["contrastive_30_bf16"], "epochs": 50}
-RECIPES["contrastive_50_k6_c1_bf16"] = {**RECIPES["contrastive_50_k6_bf16"], "probe_c": 1.0}  # head: fixed C
+RECIPES["contrastive_50_k6_c1_bf16"] = {**RECIPES["contrastive_50_k6_bf16"], "c": 1.0}  # head: fixed C
 # fifth session, 64 per class, scored on both training slices (train and train-long): the backbone tuned by the
-# contrastive term alone (`contrastive_ce=False`), SetFit's pair loss instead of SupCon, and SetFit's own settings
+# contrastive term alone (`ce=False`), SetFit's pair loss instead of SupCon, and SetFit's own settings
 # inside our loop (whole model, lr 2e-5, one rate for all layers, about as many steps as SetFit's 520)
-_SETFIT_LOSS = {"contrastive_loss": "cosine_pairs", "contrastive_ce": False}
+_SETFIT_LOSS = {"loss": "cosine_pairs", "ce": False}
 RECIPES["contrastive_50_k6"] = {**RECIPES["contrastive_50_k6_bf16"], "mixed_precision": "no"}
-RECIPES["contrastive_50_k6_pure_bf16"] = {**RECIPES["contrastive_50_k6_bf16"], "contrastive_ce": False}
-RECIPES["pairs_50_k6_bf16"] = {**RECIPES["contrastive_50_k6_bf16"], "contrastive_loss": "cosine_pairs"}
+RECIPES["contrastive_50_k6_pure_bf16"] = {**RECIPES["contrastive_50_k6_bf16"], "ce": False}
+RECIPES["pairs_50_k6_bf16"] = {**RECIPES["contrastive_50_k6_bf16"], "loss": "cosine_pairs"}
 RECIPES["pairs_50_k6_pure_bf16"] = {**RECIPES["contrastive_50_k6_bf16"], **_SETFIT_LOSS}
 RECIPES["contrastive_30_k6_pure_bf16"] = {**RECIPES["contrastive_50_k6_pure_bf16"], "epochs": 30}
 RECIPES["pairs_30_k6_pure_bf16"] = {**RECIPES["pairs_50_k6_pure_bf16"], "epochs": 30}
@@ -126,6 +126,8 @@ def run_setfit(texts: list[str], labels: list[str], dev_texts: list[str], seed: 
 def run_transferkit(recipe: dict[str, Any], texts: list[str], labels: list[str], dev_texts: list[str],
                     seed: int) -> tuple[np.ndarray, float]:
     from transferkit import TransferClassifier
+    from transferkit.config import known_keys
+    from transferkit.strategies import STRATEGIES
 
     per_class = len(texts) // len(set(labels))
     recipe = dict(recipe.get("by_size", {}).get(per_class, recipe))  # a recipe may set other settings per size
@@ -134,8 +136,11 @@ def run_transferkit(recipe: dict[str, Any], texts: list[str], labels: list[str],
     steps_per_epoch = math.ceil(len(texts) / recipe.get("batch_size", 32))
     recipe["epochs"] = max(recipe.get("epochs", 1), math.ceil(min_steps / steps_per_epoch))
     start = time.perf_counter()
+    # the strategy's own settings (train_last_k, c, loss, ce) go to its config, the rest to the estimator
+    own = known_keys(STRATEGIES.get(recipe["strategy"]).config)
+    params = {key: recipe.pop(key) for key in own if key in recipe}
     clf = TransferClassifier(backbone="minilm", backbone_options={"max_length": 64}, progress=False, seed=seed,
-                             **recipe).fit(texts, labels)
+                             strategy_params=params, **recipe).fit(texts, labels)
     train_seconds = time.perf_counter() - start
     return clf.predict(dev_texts), train_seconds
 

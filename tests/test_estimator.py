@@ -49,11 +49,12 @@ def finetuned(images: tuple) -> TransferClassifier:
 def test_constructor_stores_parameters_and_clone_copies_them() -> None:
     options = {"image_size": 48}
     clf = TransferClassifier(
-        backbone="timm:test_resnet", strategy="finetune", backbone_options=options, lr=0.01, train_last_k=2
+        backbone="timm:test_resnet", strategy="finetune", backbone_options=options, lr=0.01,
+        strategy_params={"train_last_k": 2}
     )
     params = clf.get_params()
     assert params["backbone"] == "timm:test_resnet" and params["backbone_options"] is options
-    assert params["lr"] == 0.01 and params["train_last_k"] == 2
+    assert params["lr"] == 0.01 and params["strategy_params"] == {"train_last_k": 2}
     copy = clone(clf)  # raises if the constructor changed a parameter
     assert copy is not clf and copy.get_params()["backbone_options"] == options
     assert copy.get_params().keys() == params.keys()

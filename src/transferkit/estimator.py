@@ -20,11 +20,12 @@ from transferkit._version import __version__
 from transferkit.artifact import load_model_from_run, save_run
 from transferkit.backbones import BackboneSpec
 from transferkit.checkpoint import read_progress, remove_checkpoints
+from transferkit.config import config_dict
 from transferkit.data import Samples, samples_from_arrays
 from transferkit.errors import ArtifactError, ConfigError, DataError, NotFittedError
 from transferkit.heads import TransferModel
 from transferkit.model import build_model, predict_scores, run_manifest
-from transferkit.strategies import STRATEGIES, FitConfig, FitData
+from transferkit.strategies import REGULARIZERS, STRATEGIES, FitConfig, FitData
 from transferkit.tasks import DEFAULT_TASK, Task, make_task, task_from_manifest
 from transferkit.tasks.base import require_labels
 from transferkit.train import resolve_precision
@@ -46,7 +47,10 @@ class TransferEstimator(BaseEstimator):
             None: the estimator's own (classification for ``TransferEstimator`` and ``TransferClassifier``).
         pretrained: start from pretrained weights; False trains the same architecture from scratch.
         backbone_options: source options such as ``{"image_size": 160, "hflip": False}``.
-        epochs, lr, batch_size, layer_decay, train_last_k, patience, freeze_bn, probe_c,
+        strategy_params: the strategy's own settings, by its config class's field names
+            (``{"r": 16, "alpha": 32}`` for ``lora``, ``{"unfreeze_every": 2}`` for ``gradual``,
+            ``{"c": 0.1}`` for ``linear_probe``; ``transferkit strategies`` lists each config's keys).
+        epochs, lr, batch_size, layer_decay, patience, freeze_bn,
         mixed_precision: ``"no"`` (default), ``"bf16"``, ``"fp16"`` or ``"auto"`` (bf16 where the hardware
             computes in it natively; about 2.4x faster fine-tuning of MiniLM on an AVX-512 BF16 CPU).
         val_fraction: share of the training data held out (per class) for early stopping and the
@@ -54,13 +58,8 @@ class TransferEstimator(BaseEstimator):
         modality: ``image``, ``text`` or ``audio``; inferred from the inputs when None.
         seed: seed for the split, initialisation and shuffling.
         progress: show progress bars.
-        regularizers: fine-tuning regularisers to add (``"l2sp"``, ``"bss"``).
-        l2sp_alpha, bss_eta: their strengths.
-        unfreeze_every: epochs between unfreezing steps of the ``gradual`` strategy.
-        contrastive_loss: what the ``contrastive`` strategy tunes the backbone with: ``supcon`` (supervised
-            contrastive) or ``cosine_pairs`` (SetFit's pair loss on every pair of a batch).
-        contrastive_ce: ``contrastive``: the head's cross-entropy tunes the backbone too (False: only the
-            contrastive term does, as in SetFit).
+        regularizers: fine-tuning regularisers to add (``"l2sp"``, ``"bss"``, ``"supcon"``, ``"cosine_pairs"``).
+        regularizer_params: their settings, by regulariser name (``{"l2sp": {"alpha": 0.1}}``).
         checkpoint_dir: folder for training checkpoints of the strategies that train with the loop
             (None: no checkpoints); ``fit(resume=True)`` continues an interrupted fit from there.
         checkpoint_every: also checkpoint every this many optimizer steps (None or 0: only by time,
@@ -82,13 +81,12 @@ class TransferEstimator(BaseEstimator):
     def __init__(self, backbone: str = "efficientnet_lite0", strategy: str = "linear_probe", *,
                  task: str | None = None, pretrained: bool = True, backbone_options: dict[str, Any] | None = None,
                  epochs: int | None = None, lr: float | None = None, batch_size: int = 32,
-                 layer_decay: float | None = None, train_last_k: int | None = None, patience: int | None = 3,
-                 freeze_bn: bool | None = None, probe_c: float | None = None, mixed_precision: str = "no",
+                 strategy_params: dict[str, Any] | None = None, layer_decay: float | None = None,
+                 patience: int | None = 3, freeze_bn: bool | None = None, mixed_precision: str = "no",
                  val_fraction: float = 0.1, modality: str | None = None, seed: int = 0,
-                 progress: bool = True, regularizers: tuple[str, ...] = (), l2sp_alpha: float = 0.01,
-                 bss_eta: float = 0.001, unfreeze_every: int = 1, contrastive_loss: str = "supcon",
-                 contrastive_ce: bool = True, checkpoint_dir: str | Path | None = None,
-                 checkpoint_every: int | None = 1000) -> None:
+                 progress: bool = True, regularizers: tuple[str, ...] = (),
+                 regularizer_params: dict[str, dict[str, Any]] | None = None,
+                 checkpoint_dir: str | Path | None = None, checkpoint_every: int | None = 1000) -> None:
         self.backbone = backbone
         self.strategy = strategy
         self.task = task
@@ -97,33 +95,36 @@ class TransferEstimator(BaseEstimator):
         self.epochs = epochs
         self.lr = lr
         self.batch_size = batch_size
+        self.strategy_params = strategy_params
         self.layer_decay = layer_decay
-        self.train_last_k = train_last_k
         self.patience = patience
         self.freeze_bn = freeze_bn
-        self.probe_c = probe_c
         self.mixed_precision = mixed_precision
         self.val_fraction = val_fraction
         self.modality = modality
         self.seed = seed
         self.progress = progress
         self.regularizers = regularizers
-        self.l2sp_alpha = l2sp_alpha
-        self.bss_eta = bss_eta
-        self.unfreeze_every = unfreeze_every
-        self.contrastive_loss = contrastive_loss
-        self.contrastive_ce = contrastive_ce
+        self.regularizer_params = regularizer_params
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
 
     # -- fitting -------------------------------------------------------------------------------
     def _fit_config(self) -> FitConfig:
+        """The loop settings, with each regulariser's config built from ``regularizer_params``.
+
+        Raises:
+            ConfigError: settings for a regulariser that is not used, an unknown key or a bad value.
+        """
+        settings = dict(self.regularizer_params or {})
+        unused = sorted(set(settings) - set(self.regularizers))
+        if unused:
+            raise ConfigError(f"regularizer_params has settings for {', '.join(unused)}, which regularizers "
+                              f"({', '.join(self.regularizers) or 'none'}) does not include")
+        regularizers = {name: REGULARIZERS.get(name).settings(settings.get(name)) for name in self.regularizers}
         return FitConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, layer_decay=self.layer_decay,
-                         train_last_k=self.train_last_k, patience=self.patience, freeze_bn=self.freeze_bn,
-                         probe_c=self.probe_c, mixed_precision=self.mixed_precision, seed=self.seed,
-                         progress=self.progress, regularizers=tuple(self.regularizers),
-                         l2sp_alpha=self.l2sp_alpha, bss_eta=self.bss_eta, unfreeze_every=self.unfreeze_every,
-                         contrastive_loss=self.contrastive_loss, contrastive_ce=self.contrastive_ce,
+                         patience=self.patience, freeze_bn=self.freeze_bn, mixed_precision=self.mixed_precision,
+                         seed=self.seed, progress=self.progress, regularizers=regularizers,
                          checkpoint_dir=None if self.checkpoint_dir is None else str(self.checkpoint_dir),
                          checkpoint_every=self.checkpoint_every)
 
@@ -159,14 +160,16 @@ class TransferEstimator(BaseEstimator):
             BackboneError: unknown backbone, or a backbone of another modality than the data.
             TrainingError: the loss became NaN or infinite (the last good checkpoint is kept).
         """
-        resolve_precision(self.mixed_precision)  # a bad name fails now, not after the data are read
+        resolve_precision(self.mixed_precision)  # bad settings fail now, not after the data are read
+        entry = STRATEGIES.get(self.strategy)
+        params = entry.settings(self.strategy_params)
+        config = self._fit_config()
         if self.checkpoint_dir is not None and not resume and read_progress(Path(self.checkpoint_dir)):
             raise ConfigError(f"{self.checkpoint_dir} holds a checkpoint of an interrupted fit; continue it with "
                               "fit(resume=True) (CLI: --resume), or remove the folder to start over")
         task = make_task(self._task_name())
         samples = self._labelled(X, y, task, self.modality)
         task.fit_targets(require_labels(samples.labels, "fit"))
-        entry = STRATEGIES.get(self.strategy)
         torch.manual_seed(self.seed)
         spec = BackboneSpec(self.backbone, pretrained=self.pretrained, options=dict(self.backbone_options or {}))
         model = build_model(spec, task, modality=samples.modality)
@@ -181,7 +184,10 @@ class TransferEstimator(BaseEstimator):
                        val_ids=None if val is None else task.encode(val.labels or [], source="validation data"),
                        task=task)
         start = time.perf_counter()
-        outcome = entry.fn(model, data, replace(self._fit_config(), resume=resume))
+        outcome = entry.fn(model, data, replace(config, resume=resume), params)
+        # the manifest records each method's whole config, defaults included
+        outcome.info["settings"] = {"strategy": config_dict(params),
+                                    **{name: config_dict(value) for name, value in config.regularizers.items()}}
         if self.checkpoint_dir is not None and not keep_checkpoints:
             remove_checkpoints(self.checkpoint_dir)
         self._set_fitted(model, task, samples.modality, history=outcome.history, strategy_info=outcome.info,

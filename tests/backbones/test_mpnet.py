@@ -101,7 +101,7 @@ def test_lora_adapts_the_query_and_value_of_every_layer() -> None:
     targets = lora_targets(backbone, rank=8)
     assert sorted({name.rsplit(".", 1)[-1] for name in targets}) == ["q", "v"]
     assert sorted(set(targets.values())) == list(range(1, 13))  # one layer group per MPNet layer
-    apply_lora(backbone, list(targets), LoraSettings(rank=8))
+    apply_lora(backbone, list(targets), LoraSettings(r=8))
     trainable = [name for name, p in backbone.named_parameters() if p.requires_grad]
     assert len(trainable) == 2 * len(targets) and all("lora_" in name for name in trainable)
     backbone.train()

@@ -123,13 +123,13 @@ def test_fit_contrastive_with_setfits_pair_loss(text_run: tuple[Path, Path, Path
                                                 tmp_path: Path) -> None:
     data, test, _ = text_run
     result = invoke("fit", data, "--backbone", f"hf:{tiny_bert_dir}", "--strategy", "contrastive", "--epochs", "1",
-                    "--contrastive-loss", "cosine_pairs", "--no-contrastive-ce", "--out", tmp_path / "run")
+                    "--param", "loss=cosine_pairs", "--param", "strategy.ce=false", "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
-    params = json.loads((tmp_path / "run" / "transferkit.json").read_text())["estimator_params"]
-    assert (params["contrastive_loss"], params["contrastive_ce"]) == ("cosine_pairs", False)
+    settings = json.loads((tmp_path / "run" / "transferkit.json").read_text())["strategy_info"]["settings"]
+    assert (settings["strategy"]["loss"], settings["strategy"]["ce"]) == ("cosine_pairs", False)
     assert invoke("evaluate", tmp_path / "run", test, "--json").exit_code == 0
     result = invoke("fit", data, "--backbone", f"hf:{tiny_bert_dir}", "--strategy", "contrastive",
-                    "--contrastive-loss", "l2sp", "--out", tmp_path / "other")
+                    "--param", "loss=l2sp", "--out", tmp_path / "other")
     assert_user_error(result, "'l2sp'", "cosine_pairs")
     assert not (tmp_path / "other").exists()
 
@@ -203,3 +203,48 @@ def test_json_output_of_an_efficientnet_run_is_json_only(image_folder: Path, tmp
     evaluate = invoke("evaluate", run, image_folder, "--json")
     assert evaluate.exit_code == 0, evaluate.output
     assert json.loads(evaluate.stdout)["n"] == 12
+
+
+def test_a_recorded_config_repeats_the_run_and_the_command_line_overrides_it(
+        text_run: tuple[Path, Path, Path], tiny_bert_dir: Path, tmp_path: Path) -> None:
+    data, test, _ = text_run
+    first = tmp_path / "first"
+    result = invoke("fit", data, "--backbone", f"hf:{tiny_bert_dir}", "--strategy", "lora", "--epochs", "1",
+                    "--lr", "0.005", "--val-fraction", "0", "--param", "r=2", "--param", "strategy.alpha=4",
+                    "--regularizer", "l2sp", "--param", "l2sp.alpha=0.5", "--out", first)
+    assert result.exit_code == 0, result.output
+    recorded = (first / "config.toml").read_text()
+    assert 'strategy = "lora"' in recorded and "[param.strategy]" in recorded and "[param.l2sp]" in recorded
+    again = tmp_path / "again"
+    result = invoke("fit", data, "--config", first / "config.toml", "--out", again)
+    assert result.exit_code == 0, result.output
+    manifests = [json.loads((run / "transferkit.json").read_text()) for run in (first, again)]
+    assert manifests[0]["strategy_info"]["settings"] == manifests[1]["strategy_info"]["settings"]
+    assert manifests[1]["strategy_info"]["settings"]["strategy"]["r"] == 2
+    assert manifests[1]["strategy_info"]["settings"]["l2sp"] == {"alpha": 0.5, "beta": 0.01}
+    outputs = [invoke("predict", run, "good great film", "awful plot", "--json").stdout for run in (first, again)]
+    assert outputs[0] == outputs[1]
+    # the command line wins over the file, option by option and setting by setting
+    other = tmp_path / "other"
+    result = invoke("fit", data, "--config", first / "config.toml", "--param", "r=4", "--epochs", "2",
+                    "--out", other)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((other / "transferkit.json").read_text())
+    assert manifest["strategy_info"]["settings"]["strategy"]["r"] == 4 and manifest["strategy_info"]["epochs"] == 2
+    assert manifest["strategy_info"]["settings"]["strategy"]["alpha"] == 4
+
+
+def test_unknown_settings_and_options_are_one_clear_error(text_run: tuple[Path, Path, Path], tiny_bert_dir: Path,
+                                                          tmp_path: Path) -> None:
+    data, _, _ = text_run
+    result = invoke("fit", data, "--backbone", f"hf:{tiny_bert_dir}", "--strategy", "gradual",
+                    "--param", "every=2", "--out", tmp_path / "run")
+    assert_user_error(result, "strategy 'gradual' has no setting 'every'", "unfreeze_every")
+    result = invoke("fit", data, "--backbone", f"hf:{tiny_bert_dir}", "--strategy", "gradual",
+                    "--param", "unfreeze_every=often", "--out", tmp_path / "run")
+    assert_user_error(result, "unfreeze_every='often'", "an integer")
+    config = tmp_path / "run.toml"
+    config.write_text('strategy = "finetune"\nepoch = 3\n')
+    result = invoke("fit", data, "--config", config, "--out", tmp_path / "run")
+    assert_user_error(result, "unknown option 'epoch'", "epochs")
+    assert not (tmp_path / "run").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,8 @@ import pytest
 
 import support
 from transferkit import TransferClassifier, load
-from transferkit.strategies import STRATEGIES
+from transferkit.errors import ConfigError
+from transferkit.strategies import REGULARIZERS, STRATEGIES
 
 # LoRA's updates start at zero; on a random 32-wide BERT they need a higher rate than full fine-tuning
 LEARNING_RATE = {"lora": 5e-3}
@@ -27,3 +29,20 @@ def test_strategy_contract(strategy: str, tiny_bert_dir: Path, tmp_path: Path) -
     assert proba.shape == (20, 2) and np.allclose(proba.sum(axis=1), 1.0, atol=1e-5)
     reloaded = load(clf.save(tmp_path / strategy))
     np.testing.assert_allclose(reloaded.predict_proba(test_texts), proba, rtol=1e-5, atol=1e-6)
+
+
+def test_every_strategy_and_regularizer_has_a_config_class_with_checked_keys() -> None:
+    entries = [*STRATEGIES, *REGULARIZERS]
+    assert len(entries) == len(STRATEGIES) + len(REGULARIZERS) >= 11
+    for entry in entries:
+        config_class = entry.config
+        assert dataclasses.is_dataclass(config_class) and config_class.__name__.endswith(("Config", "Settings"))
+        assert entry.settings() == config_class()  # every field has a default
+        keys = [f.name for f in dataclasses.fields(config_class)]
+        with pytest.raises(ConfigError, match="no setting 'nope'") as caught:
+            entry.settings({"nope": 1})
+        assert all(key in str(caught.value) for key in keys)
+        for key in keys:  # text, as --param gives it, becomes the field's type
+            default = getattr(config_class(), key)
+            if isinstance(default, int | float) and not isinstance(default, bool):
+                assert getattr(entry.settings({key: str(default)}), key) == default

@@ -93,7 +93,7 @@ def test_invalid_train_last_k_is_a_config_error(k: int) -> None:
 
 def test_invalid_train_last_k_fails_the_fit() -> None:
     images, labels = support.blob_images(4)
-    clf = TransferClassifier(**IMAGE_SPEC, strategy="finetune", train_last_k=99, progress=False)
+    clf = TransferClassifier(**IMAGE_SPEC, strategy="finetune", strategy_params={"train_last_k": 99}, progress=False)
     with pytest.raises(ConfigError, match="train_last_k=99"):
         clf.fit(images, labels)
 
@@ -167,7 +167,7 @@ def test_freeze_bn_keeps_running_statistics(blobs: tuple) -> None:
 def test_train_last_k_leaves_earlier_groups_unchanged(blobs: tuple) -> None:
     images, labels, _, _ = blobs
     clf = TransferClassifier(
-        **IMAGE_SPEC, strategy="finetune", epochs=2, batch_size=8, train_last_k=1, progress=False
+        **IMAGE_SPEC, strategy="finetune", epochs=2, batch_size=8, strategy_params={"train_last_k": 1}, progress=False
     ).fit(images, labels)
     before = initial_image_backbone().layer_groups()
     after = clf.model_.backbone.layer_groups()
@@ -201,7 +201,7 @@ def test_out_of_memory_halves_the_batch_until_it_fits_and_ends_as_a_run_at_that_
         backbone = initial_image_backbone()
         model = TransferModel(backbone, LinearHead(backbone.num_features, 2))
         config = FitConfig(epochs=1, batch_size=batch_size, progress=False)
-        return model, fine_tune(model, data, config, head_lr_scale=10.0, extra_hooks=(OutOfMemoryAbove(8),))
+        return model, fine_tune(model, data, config, None, head_lr_scale=10.0, extra_hooks=(OutOfMemoryAbove(8),))
 
     with pytest.warns(UserWarning, match="out of memory") as caught:
         model, outcome = run(32)

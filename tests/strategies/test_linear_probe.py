@@ -113,7 +113,7 @@ def test_a_second_fit_reads_features_from_the_cache(
     assert len(list((cache_dir() / "features").glob("*.safetensors"))) == 1
 
     calls.clear()
-    second = TransferClassifier(backbone=f"hf:{tiny_bert_dir}", progress=False, probe_c=0.3).fit(x, y)
+    second = TransferClassifier(backbone=f"hf:{tiny_bert_dir}", progress=False, strategy_params={"c": 0.3}).fit(x, y)
     assert calls == []
     assert second.strategy_info_["probe_c"] == 0.3
     # same cached features, another C: another head

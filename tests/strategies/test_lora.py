@@ -117,7 +117,8 @@ def test_efficientnet_lite_adapts_its_pointwise_convolutions_without_changing_th
 
 def test_train_last_k_out_of_range_is_a_config_error(tiny_bert_dir: Path) -> None:
     texts, labels = support.sentiment_texts(4)
-    clf = TransferClassifier(backbone=f"hf:{tiny_bert_dir}", strategy="lora", train_last_k=99, progress=False)
+    clf = TransferClassifier(backbone=f"hf:{tiny_bert_dir}", strategy="lora", strategy_params={"train_last_k": 99},
+                             progress=False)
     with pytest.raises(ConfigError, match="train_last_k=99"):
         clf.fit(texts, labels)
 
@@ -264,3 +265,25 @@ def test_lora_on_a_lora_run_directory_is_a_config_error(text_lora: TransferClass
     run = text_lora.save(tmp_path / "run")
     with pytest.raises(ConfigError, match="already carries a LoRA adapter"):
         TransferClassifier(backbone=str(run), strategy="lora", progress=False).fit(x, y)
+
+
+def test_rank_alpha_and_target_modules_are_settable(tiny_bert_dir: Path) -> None:
+    texts, labels = support.sentiment_texts(6)
+
+    def fit(**params: object) -> TransferClassifier:
+        return TransferClassifier(backbone=f"hf:{tiny_bert_dir}", strategy="lora", epochs=1, progress=False,
+                                  val_fraction=0.0, strategy_params=params).fit(texts, labels)
+
+    head = 32 * 2 + 2  # the tiny BERT is 32 wide; two classes
+    default, small, query_only = fit(), fit(r=2, alpha=4), fit(target_modules="query")
+    # an adapted 32 x 32 projection gains r * (32 + 32) weights; two layers, query and value in each
+    assert default.strategy_info_["trainable_params"] == head + 4 * 8 * 64
+    assert small.strategy_info_["trainable_params"] == head + 4 * 2 * 64
+    adapter = small.model_.backbone.peft_config["default"]
+    assert (adapter.r, adapter.lora_alpha) == (2, 4)
+    assert query_only.strategy_info_["lora_targets"] == ["query"]
+    assert query_only.strategy_info_["trainable_params"] == head + 2 * 8 * 64
+    with pytest.raises(ConfigError, match="no nn.Linear or plain nn.Conv2d named nope"):
+        fit(target_modules="nope")
+    with pytest.raises(ConfigError, match="has no setting 'rank'; its settings are r, alpha, dropout"):
+        fit(rank=4)

@@ -16,8 +16,8 @@ def test_lp_ft_starts_from_the_probe_head_and_trains_the_backbone(tiny_bert_dir:
     texts, labels = support.sentiment_texts(16, seed=1)
     heads: list[torch.Tensor] = []
 
-    def spy(model, data, config):  # record the head the probe hands to fine-tuning
-        outcome = linear_probe(model, data, config)
+    def spy(model, data, config, params):  # record the head the probe hands to fine-tuning
+        outcome = linear_probe(model, data, config, params)
         heads.append(model.head.fc.weight.detach().clone())
         return outcome
 

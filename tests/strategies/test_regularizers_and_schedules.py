@@ -39,7 +39,7 @@ def test_l2sp_is_zero_at_the_start_and_pulls_back(model: TransferModel) -> None:
 
 
 def test_bss_shrinks_the_smallest_singular_values(model: TransferModel) -> None:
-    hook = REGULARIZERS.get("bss").factory(model, FitConfig(bss_eta=0.5, bss_k=2))
+    hook = REGULARIZERS.get("bss").factory(model, REGULARIZERS.get("bss").settings({"eta": 0.5, "k": 2}))
     features = torch.randn(6, model.backbone.num_features, requires_grad=True)
     logits = model.head(features)
     loss = hook.extra_loss(model, logits, torch.zeros(6, dtype=torch.long))
@@ -54,7 +54,7 @@ def test_bss_shrinks_the_smallest_singular_values(model: TransferModel) -> None:
 
 def test_unknown_regularizer_is_a_config_error(model: TransferModel) -> None:
     with pytest.raises(ConfigError, match="nope"):
-        build_regularizers(model, FitConfig(regularizers=("nope",)))
+        build_regularizers(model, FitConfig(regularizers={"nope": {}}))
 
 
 def test_gradual_unfreezes_one_group_per_epoch_from_the_top(model: TransferModel) -> None:
@@ -83,7 +83,7 @@ def test_gradual_with_one_epoch_trains_only_the_top_group(tiny_bert_dir: Path) -
 
 
 def test_partial_trains_the_last_k_groups_only(tiny_bert_dir: Path) -> None:
-    before, after = _fit(tiny_bert_dir, strategy="partial", train_last_k=1, epochs=2)
+    before, after = _fit(tiny_bert_dir, strategy="partial", strategy_params={"train_last_k": 1}, epochs=2)
     changed = {k for k in after if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith("model.encoder.layer.1.") for k in changed)
 
@@ -93,7 +93,8 @@ def test_l2sp_keeps_weights_closer_to_pretrained(tiny_bert_dir: Path) -> None:
         return sum(float((after[k] - before[k]).pow(2).sum()) for k in after if after[k].is_floating_point())
 
     plain = drift(*_fit(tiny_bert_dir, strategy="finetune", epochs=3))
-    pulled = drift(*_fit(tiny_bert_dir, strategy="finetune", epochs=3, regularizers=("l2sp",), l2sp_alpha=50.0))
+    pulled = drift(*_fit(tiny_bert_dir, strategy="finetune", epochs=3, regularizers=("l2sp",),
+                         regularizer_params={"l2sp": {"alpha": 50.0}}))
     assert pulled < 0.8 * plain
 
 
@@ -124,13 +125,15 @@ def test_cosine_pairs_is_low_for_orthogonal_classes_and_high_when_classes_mix() 
     assert float(cosine_pair_loss(separated[:1], labels[:1])) == 0.0
 
 
-def _tune_contrastive(model: TransferModel, **config) -> dict[str, torch.Tensor]:
+def _tune_contrastive(model: TransferModel, weight_decay: float = 0.01, **params) -> dict[str, torch.Tensor]:
     """Backbone weights before the contrastive strategy, with the given FitConfig options."""
     texts, labels = support.sentiment_texts(12, seed=3)
     samples = samples_from_arrays(texts, labels)
     before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
     data = FitData(train=samples, train_ids=[int(v == "pos") for v in labels], classes=["neg", "pos"])
-    STRATEGIES.get("contrastive").fn(model, data, FitConfig(epochs=2, lr=1e-3, batch_size=8, progress=False, **config))
+    entry = STRATEGIES.get("contrastive")
+    config = FitConfig(epochs=2, lr=1e-3, batch_size=8, progress=False, weight_decay=weight_decay)
+    entry.fn(model, data, config, entry.settings(params))
     return before
 
 
@@ -141,9 +144,9 @@ def test_contrastive_without_ce_tunes_the_backbone_with_the_contrastive_term_onl
 
     # weight 0 removes the contrastive term: with the cross-entropy cut off, nothing reaches the backbone
     # (no weight decay either, which AdamW would apply to the zero gradients)
-    assert moved(_tune_contrastive(model, contrastive_weight=0.0, contrastive_ce=False, weight_decay=0.0)) == 0.0
-    assert moved(_tune_contrastive(model, contrastive_weight=0.0, contrastive_ce=True, weight_decay=0.0)) > 0.0
-    assert moved(_tune_contrastive(model, contrastive_loss="cosine_pairs", contrastive_ce=False)) > 0.0
+    assert moved(_tune_contrastive(model, weight=0.0, ce=False, weight_decay=0.0)) == 0.0
+    assert moved(_tune_contrastive(model, weight=0.0, ce=True, weight_decay=0.0)) > 0.0
+    assert moved(_tune_contrastive(model, loss="cosine_pairs", ce=False)) > 0.0
     # the detaching hook is gone after training: gradients reach the backbone again
     model.backbone.train()
     batch = next(iter(make_loader(samples_from_arrays(["good", "bad"], ["pos", "neg"]), model.backbone, [1, 0],
@@ -156,7 +159,7 @@ def test_contrastive_without_ce_tunes_the_backbone_with_the_contrastive_term_onl
 
 def test_unknown_contrastive_loss_is_a_config_error(model: TransferModel) -> None:
     with pytest.raises(ConfigError, match="bss"):
-        _tune_contrastive(model, contrastive_loss="bss")
+        _tune_contrastive(model, loss="bss")
 
 
 def test_contrastive_refits_the_head_on_tuned_features(tiny_bert_dir: Path) -> None:

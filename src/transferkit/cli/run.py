@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -23,19 +24,28 @@ from transferkit.cli.options import (
     Reading,
     RunArg,
     SeedOpt,
-    TrainLastKOpt,
     refuse_existing,
     short_warnings,
 )
-from transferkit.strategies.regularizers import CONTRASTIVE_LOSSES, REGULARIZERS
+from transferkit.strategies.regularizers import REGULARIZERS
 
 if TYPE_CHECKING:
     from transferkit.data import Samples
 
 
+# the options of ``fit`` a config file may set (and ``config.toml`` records), besides its option groups' (but not
+# --overwrite and --resume), in the order ``fit`` unpacks them
+FIT_OPTIONS = ("backbone", "strategy", "val", "val_fraction", "epochs", "lr", "batch_size", "layer_decay",
+               "regularizer", "from_scratch", "mixed_precision", "modality", "seed", "task")
+
+
 def fit(
+    ctx: typer.Context,
     data: DataArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="run directory to write")],
+    config: Annotated[Path | None, typer.Option("--config", help="TOML file of options and [param] settings "
+                                                "(a run's config.toml repeats it); the command line overrides it")]
+    = None,
     backbone: BackboneOpt = "",
     strategy: Annotated[str, typer.Option(help="linear_probe, finetune, partial, gradual, lp_ft, ... "
                                                  "(see `transferkit strategies`)")] = "linear_probe",
@@ -45,17 +55,11 @@ def fit(
     lr: Annotated[float | None, typer.Option(help="peak learning rate")] = None,
     batch_size: BatchSizeOpt = 32,
     layer_decay: LayerDecayOpt = None,
-    train_last_k: TrainLastKOpt = None,
+    param: Annotated[list[str] | None, typer.Option(
+        help="a strategy or regulariser setting, KEY=VALUE (repeatable): r=16 (the strategy's), "
+             "strategy.unfreeze_every=2, l2sp.alpha=0.1; `transferkit strategies` lists the keys")] = None,
     regularizer: Annotated[list[str] | None, typer.Option(
         help=f"regulariser, repeatable: {', '.join(REGULARIZERS.names())}")] = None,
-    l2sp_alpha: Annotated[float, typer.Option(help="L2-SP pull towards the pretrained weights")] = 0.01,
-    bss_eta: Annotated[float, typer.Option(help="batch spectral shrinkage weight")] = 0.001,
-    unfreeze_every: Annotated[int, typer.Option(help="gradual: epochs between unfreezing steps")] = 1,
-    contrastive_loss: Annotated[str, typer.Option(help="contrastive: the regulariser that tunes the backbone, "
-                                                       f"{' or '.join(CONTRASTIVE_LOSSES)}")] = "supcon",
-    contrastive_ce: Annotated[bool, typer.Option(help="contrastive: the head's cross-entropy tunes the backbone "
-                                                      "too (--no-contrastive-ce: only the contrastive term, as "
-                                                      "in SetFit)")] = True,
     from_scratch: FromScratchOpt = False,
     mixed_precision: PrecisionOpt = "no",
     modality: ModalityOpt = None,
@@ -80,13 +84,25 @@ def fit(
     fitting succeeded, so an interrupted run leaves nothing half-written. Strategies that train with
     the loop keep checkpoints in OUT.checkpoints/ until the run directory is written; after a crash,
     the same command with --resume continues from the last one and ends as an uninterrupted run would.
+    The run directory records every setting in config.toml: --config RUN/config.toml repeats the run.
     """
     from transferkit.checkpoint import remove_checkpoints
+    from transferkit.cli.settings import RUN_CONFIG, merge_config_file, method_params, write_run_config
     from transferkit.estimator import TransferEstimator
     from transferkit.tasks import TASKS
     from transferkit.tasks.base import infer_task
 
     short_warnings()
+    given = locals()
+    chosen = {key: given[key] for key in FIT_OPTIONS}
+    chosen.update(asdict(size), **asdict(reading), checkpoint_every=checkpointing.checkpoint_every)
+    file_params = merge_config_file(ctx, chosen, config, not_in_file=("data", "out", "overwrite", "resume"))
+    (backbone, strategy, val, val_fraction, epochs, lr, batch_size, layer_decay, regularizer, from_scratch,
+     mixed_precision, modality, seed, task) = (chosen[key] for key in FIT_OPTIONS)
+    size = InputSize(**{f.name: chosen[f.name] for f in fields(InputSize)})
+    reading = Reading(**{f.name: chosen[f.name] for f in fields(Reading)})
+    checkpointing = replace(checkpointing, checkpoint_every=chosen["checkpoint_every"])
+    settings = method_params(file_params, param, ["strategy", *REGULARIZERS.names()], default="strategy")
     refuse_existing(out, checkpointing.overwrite, "run directory")
     checkpoints = checkpointing.folder(out)
     if task is not None:
@@ -104,13 +120,14 @@ def fit(
     typer.echo(f"fitting {name} ({strategy}, {task}) on {len(samples)} {samples.modality} samples", err=True)
     clf = TransferEstimator(backbone=name, strategy=strategy, task=task, pretrained=not from_scratch,
                              backbone_options=size.backbone_options(), epochs=epochs, lr=lr, batch_size=batch_size,
-                             layer_decay=layer_decay, train_last_k=train_last_k, val_fraction=val_fraction,
-                             seed=seed, regularizers=tuple(regularizer or ()), l2sp_alpha=l2sp_alpha,
-                             bss_eta=bss_eta, unfreeze_every=unfreeze_every, contrastive_loss=contrastive_loss,
-                             contrastive_ce=contrastive_ce, checkpoint_dir=str(checkpoints),
+                             layer_decay=layer_decay, val_fraction=val_fraction, seed=seed,
+                             strategy_params=settings.pop("strategy", None), regularizers=tuple(regularizer or ()),
+                             regularizer_params=settings or None, checkpoint_dir=str(checkpoints),
                              checkpoint_every=checkpointing.checkpoint_every, mixed_precision=mixed_precision)
     clf.fit(samples, eval_set=eval_set, resume=checkpointing.resume, keep_checkpoints=True)
     written = clf.save(out, overwrite=checkpointing.overwrite)
+    write_run_config(written / RUN_CONFIG, {**chosen, "backbone": name, "task": task},
+                     clf.strategy_info_["settings"])
     remove_checkpoints(checkpoints)
     typer.echo(f"fitted in {clf.fit_seconds_:.1f}s; wrote {written}")
     if clf.validation_metrics_ is not None:

@@ -1,16 +1,18 @@
 """The strategy contract: how a pretrained backbone is reused to fit the target labels.
 
-A strategy is a function ``(model, data, config) -> StrategyOutcome`` registered by name. It fits
+A strategy is a function ``(model, data, config, params) -> StrategyOutcome`` registered by name with
+its own config class (``params`` is an instance of it). It fits
 ``model.head`` (and, if it chooses, parts of ``model.backbone``) in place, using the shared
 training loop or cached features.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from transferkit.config import make_config
 from transferkit.data import Samples
 from transferkit.heads import TransferModel
 from transferkit.registry import Registry
@@ -19,7 +21,10 @@ from transferkit.tasks import Classification, Task
 
 @dataclass
 class FitConfig:
-    """Hyperparameters shared by the strategies; ``None`` means "the strategy's default".
+    """The loop and optimiser settings every strategy shares; ``None`` means "the strategy's default".
+
+    What is particular to one strategy (LoRA's rank, gradual's schedule, the probe's C) is in that
+    strategy's own config class (``StrategyEntry.config``), and each regulariser has its own too.
 
     Attributes:
         epochs: training epochs (fine-tuning strategies).
@@ -28,29 +33,16 @@ class FitConfig:
         weight_decay: AdamW weight decay (not applied to biases and norms).
         warmup_ratio: fraction of the steps spent warming the learning rate up (then cosine decay).
         layer_decay: learning rate multiplier per layer group towards the input (1.0: same rate).
-        train_last_k: fine-tune only the last k layer groups (None: all).
         head_lr_scale: the new head's learning rate relative to ``lr``.
         patience: early-stopping patience in epochs on the validation split.
         freeze_bn: keep BatchNorm statistics frozen (None: frozen for pretrained backbones).
         grad_accum: batches per optimizer step.
         mixed_precision: ``"no"``, ``"fp16"``, ``"bf16"`` or ``"auto"`` (bf16 where the hardware has it natively).
-        probe_c: inverse L2 strength of the linear probe (None: chosen by cross-validation).
         seed: seed for initialisation, shuffling and augmentation.
         progress: show progress bars.
         use_cache: reuse cached backbone features.
-        regularizers: names of registered fine-tuning regularisers (``l2sp``, ``bss``).
-        l2sp_alpha: L2-SP pull of backbone weights towards their pretrained values.
-        l2sp_beta: plain L2 on the new head under L2-SP.
-        bss_eta: weight of batch spectral shrinkage.
-        bss_k: number of smallest singular values of the batch features that BSS shrinks.
-        contrastive_weight: weight of the contrastive term (``supcon`` or ``cosine_pairs`` regulariser).
-        supcon_temperature: temperature of the supervised contrastive term.
-        contrastive_loss: the regulariser that the ``contrastive`` strategy tunes the backbone with
-            (``supcon`` or ``cosine_pairs``).
-        contrastive_ce: in the ``contrastive`` strategy, the head's cross-entropy tunes the backbone too
-            (False: the backbone learns from the contrastive term alone, as in SetFit; the head is refitted
-            as a linear probe afterwards either way).
-        unfreeze_every: epochs between two unfreezing steps of ``gradual``.
+        regularizers: the fine-tuning regularisers the loop adds, by registered name, each with its config
+            (``{"l2sp": L2SPConfig(alpha=0.1)}``, see ``strategies.regularizers``).
         checkpoint_dir: folder where strategies that train with the loop keep checkpoints (None: none).
         checkpoint_every: also checkpoint every this many optimizer steps (None: only by time).
         resume: continue from the checkpoint in ``checkpoint_dir`` when there is one.
@@ -62,26 +54,15 @@ class FitConfig:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     layer_decay: float | None = None
-    train_last_k: int | None = None
     head_lr_scale: float = 10.0
     patience: int | None = 3
     freeze_bn: bool | None = None
     grad_accum: int = 1
     mixed_precision: str = "no"
-    probe_c: float | None = None
     seed: int = 0
     progress: bool = True
     use_cache: bool = True
-    regularizers: tuple[str, ...] = ()
-    l2sp_alpha: float = 0.01
-    l2sp_beta: float = 0.01
-    bss_eta: float = 0.001
-    bss_k: int = 1
-    contrastive_weight: float = 1.0
-    supcon_temperature: float = 0.1
-    contrastive_loss: str = "supcon"
-    contrastive_ce: bool = True
-    unfreeze_every: int = 1
+    regularizers: dict[str, Any] = field(default_factory=dict)
     checkpoint_dir: str | None = None
     checkpoint_every: int | None = None
     resume: bool = False
@@ -127,7 +108,8 @@ class StrategyOutcome:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-StrategyFn = Callable[[TransferModel, FitData, FitConfig], StrategyOutcome]
+# (model, data, loop settings, the strategy's own config) -> outcome
+StrategyFn = Callable[[TransferModel, FitData, FitConfig, Any], StrategyOutcome]
 
 
 @dataclass(frozen=True)
@@ -136,16 +118,27 @@ class StrategyEntry:
 
     Attributes:
         name: what ``--strategy`` and ``TransferClassifier(strategy=...)`` call it.
-        fn: fits the model in place, ``fn(model, data, config) -> StrategyOutcome``.
+        fn: fits the model in place, ``fn(model, data, config, params) -> StrategyOutcome``.
         description: one line for ``transferkit strategies``.
+        config: the strategy's own config dataclass (every field has a default); ``params`` is one, built
+            by ``settings``.
         uses_validation: the strategy uses the validation split (early stopping), so one is held out.
     """
 
     name: str
     fn: StrategyFn
     description: str
+    config: type
     uses_validation: bool = True
+
+    def settings(self, values: Mapping[str, Any] | None = None) -> Any:
+        """The strategy's config with ``values`` set (text is parsed; see ``transferkit.config.make_config``).
+
+        Raises:
+            ConfigError: an unknown key (the message lists the known ones) or a value of the wrong type.
+        """
+        return make_config(self.config, values, what=f"strategy {self.name!r}")
 
 
 STRATEGIES: Registry[StrategyEntry] = Registry("strategy", StrategyEntry, hint="see `transferkit strategies`")
-"""Strategies by name; ``@STRATEGIES.register("name", description=...)`` adds one."""
+"""Strategies by name; ``@STRATEGIES.register("name", description=..., config=...)`` adds one."""

@@ -4,7 +4,7 @@ LP-FT and contrastive tuning, each one ``strategies.run.fine_tuning_run`` with i
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,22 +33,43 @@ from transferkit.train import TrainHooks
 GroupBuilder = Callable[[float, float, float], list[dict[str, Any]]]
 
 
-@STRATEGIES.register("finetune", description="train all layer groups (or the last k) with layer-wise "
-                     "learning rates, warmup + cosine, early stopping, best checkpoint kept")
-def finetune(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOutcome:
-    return fine_tune(model, data, config, head_lr_scale=config.head_lr_scale)
+@dataclass
+class FinetuneConfig:
+    """Attributes:
+    train_last_k: fine-tune only the last k layer groups and the head (None: all).
+    """
+
+    train_last_k: int | None = None
 
 
-@STRATEGIES.register("lp_ft", description="linear probe on cached features first, then fine-tune everything "
-                     "from that head at half the learning rate (Kumar et al., ICLR 2022)")
-def lp_ft(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOutcome:
-    from transferkit.strategies.linear_probe import linear_probe
+@STRATEGIES.register("finetune", config=FinetuneConfig, description="train all layer groups (or the last k) with "
+                     "layer-wise learning rates, warmup + cosine, early stopping, best checkpoint kept")
+def finetune(model: TransferModel, data: FitData, config: FitConfig, params: FinetuneConfig) -> StrategyOutcome:
+    return fine_tune(model, data, config, params, head_lr_scale=config.head_lr_scale, train_last_k=params.train_last_k)
 
-    probe = linear_probe(model, replace(data, val=None, val_ids=None), config)
+
+@dataclass
+class LPFTConfig:
+    """Attributes:
+    c: inverse L2 strength of the first stage's linear probe (None: chosen by cross-validation).
+    train_last_k: the second stage fine-tunes only the last k layer groups and the head (None: all).
+    """
+
+    c: float | None = None
+    train_last_k: int | None = None
+
+
+@STRATEGIES.register("lp_ft", config=LPFTConfig, description="linear probe on cached features first, then fine-tune "
+                     "everything from that head at half the learning rate (Kumar et al., ICLR 2022)")
+def lp_ft(model: TransferModel, data: FitData, config: FitConfig, params: LPFTConfig) -> StrategyOutcome:
+    from transferkit.strategies.linear_probe import LinearProbeConfig, linear_probe
+
+    probe = linear_probe(model, replace(data, val=None, val_ids=None), config, LinearProbeConfig(c=params.c))
     backbone = model.backbone
     lr = (config.lr or DEFAULT_LR[backbone.modality]) / 2
     # the head already fits: it moves no faster than the top of the backbone
-    outcome = fine_tune(model, data, replace(config, lr=lr), head_lr_scale=1.0)
+    outcome = fine_tune(model, data, replace(config, lr=lr), params, head_lr_scale=1.0,
+                        train_last_k=params.train_last_k)
     outcome.info = {**probe.info, **outcome.info}
     return outcome
 
@@ -74,35 +95,66 @@ class HeadOnlyCrossEntropy(TrainHooks):
             self.handle = None
 
 
-@STRATEGIES.register("contrastive", description="fine-tune with a contrastive term on the pooled features (supervised "
-                     "contrastive, or SetFit's pair loss), then refit the head as a linear probe on the tuned features")
-def contrastive(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOutcome:
-    from transferkit.strategies.linear_probe import linear_probe
-    from transferkit.strategies.regularizers import CONTRASTIVE_LOSSES
+@dataclass
+class ContrastiveConfig:
+    """Attributes:
+    loss: the regulariser the backbone is tuned with: ``supcon`` (supervised contrastive) or
+        ``cosine_pairs`` (SetFit's pair loss on every pair of a batch).
+    ce: the head's cross-entropy tunes the backbone too (False: the backbone learns from the contrastive
+        term alone, as in SetFit; the head is refitted as a linear probe afterwards either way).
+    weight: weight of the contrastive term.
+    temperature: temperature of ``supcon``.
+    c: inverse L2 strength of the final linear probe (None: chosen by cross-validation).
+    train_last_k: tune only the last k layer groups (None: all).
+    """
+
+    loss: str = "supcon"
+    ce: bool = True
+    weight: float = 1.0
+    temperature: float = 0.1
+    c: float | None = None
+    train_last_k: int | None = None
+
+    def __post_init__(self) -> None:
+        from transferkit.strategies.regularizers import CONTRASTIVE_LOSSES
+
+        if self.loss not in CONTRASTIVE_LOSSES:
+            raise ConfigError(f"unknown contrastive loss {self.loss!r}; choose from {', '.join(CONTRASTIVE_LOSSES)}")
+
+
+@STRATEGIES.register("contrastive", config=ContrastiveConfig, description="fine-tune with a contrastive term on the "
+                     "pooled features (supervised contrastive, or SetFit's pair loss), then refit the head as a linear "
+                     "probe on the tuned features")
+def contrastive(model: TransferModel, data: FitData, config: FitConfig, params: ContrastiveConfig) -> StrategyOutcome:
+    from transferkit.strategies.linear_probe import LinearProbeConfig, linear_probe
+    from transferkit.strategies.regularizers import CONTRASTIVE_LOSSES, REGULARIZERS
 
     if data.objective.name != "classification":
         raise ConfigError(f"the contrastive strategy pulls samples of one class together, so it fits classification "
                           f"only, not {data.objective.name}; use finetune or lp_ft")
-    if config.contrastive_loss not in CONTRASTIVE_LOSSES:
-        raise ConfigError(f"unknown contrastive loss {config.contrastive_loss!r}; choose from "
-                          f"{', '.join(CONTRASTIVE_LOSSES)}")
-    regularizers = tuple(r for r in config.regularizers if r not in CONTRASTIVE_LOSSES) + (config.contrastive_loss,)
-    hooks = () if config.contrastive_ce else (HeadOnlyCrossEntropy(model),)
-    outcome = fine_tune(model, data, replace(config, regularizers=regularizers), head_lr_scale=config.head_lr_scale,
-                        extra_hooks=hooks)
+    term = {"weight": params.weight, **({"temperature": params.temperature} if params.loss == "supcon" else {})}
+    regularizers = {name: settings for name, settings in config.regularizers.items() if name not in CONTRASTIVE_LOSSES}
+    regularizers[params.loss] = REGULARIZERS.get(params.loss).settings(term)
+    hooks = () if params.ce else (HeadOnlyCrossEntropy(model),)
+    outcome = fine_tune(model, data, replace(config, regularizers=regularizers), params,
+                        head_lr_scale=config.head_lr_scale, train_last_k=params.train_last_k, extra_hooks=hooks)
     # the tuned features are not the pretrained ones: never read or write them in the feature cache
-    probe = linear_probe(model, replace(data, val=None, val_ids=None), replace(config, use_cache=False))
-    outcome.info = {**outcome.info, **probe.info, "contrastive_ce": config.contrastive_ce}
+    probe = linear_probe(model, replace(data, val=None, val_ids=None), replace(config, use_cache=False),
+                         LinearProbeConfig(c=params.c))
+    outcome.info = {**outcome.info, **probe.info, "contrastive_ce": params.ce}
     return outcome
 
 
-def fine_tune(model: TransferModel, data: FitData, config: FitConfig, *, head_lr_scale: float,
-              extra_hooks: tuple[TrainHooks, ...] = (), param_groups: GroupBuilder | None = None) -> StrategyOutcome:
+def fine_tune(model: TransferModel, data: FitData, config: FitConfig, params: Any, *, head_lr_scale: float,
+              train_last_k: int | None = None, extra_hooks: tuple[TrainHooks, ...] = (),
+              param_groups: GroupBuilder | None = None) -> StrategyOutcome:
     """The strategies' ``fine_tuning_run``: ``config``'s settings and their defaults, the
     configured regularisers and BatchNorm handling; the backbone is frozen again afterwards.
 
+    ``params`` is the calling strategy's config (it signs the checkpoints with ``config``).
     ``param_groups`` decides what trains and at which rate (default: layer groups with layer-wise
-    learning rates, see ``layerwise_param_groups``); other strategies (LoRA) pass their own.
+    learning rates, the last ``train_last_k`` of them, see ``layerwise_param_groups``); other
+    strategies (LoRA) pass their own.
     """
     backbone = model.backbone
     pretrained = backbone.spec.pretrained
@@ -117,7 +169,7 @@ def fine_tune(model: TransferModel, data: FitData, config: FitConfig, *, head_lr
                            checkpoint_every=config.checkpoint_every, resume=config.resume)
 
     def layerwise() -> list[dict[str, Any]]:
-        return layerwise_param_groups(model, lr=lr, layer_decay=layer_decay, train_last_k=config.train_last_k,
+        return layerwise_param_groups(model, lr=lr, layer_decay=layer_decay, train_last_k=train_last_k,
                                       head_lr_scale=default_head_lr_scale(head_lr_scale, pretrained=pretrained),
                                       weight_decay=config.weight_decay)
 
@@ -126,7 +178,8 @@ def fine_tune(model: TransferModel, data: FitData, config: FitConfig, *, head_lr
 
     groups = layerwise if param_groups is None else (lambda: param_groups(lr, layer_decay, head_lr_scale))
     val = None if data.val is None else (data.val, data.val_ids)
-    signature = {"config": settings_signature(config), "head_lr_scale": head_lr_scale, "classes": data.classes}
+    signature = {"config": settings_signature(config), "params": params, "head_lr_scale": head_lr_scale,
+                 "classes": data.classes}
     run = fine_tuning_run(model, (data.train, data.train_ids), settings, param_groups=groups, hooks=hooks, val=val,
                           signature=signature, task=data.objective)
     for p in model.parameters():
@@ -140,11 +193,20 @@ def fine_tune(model: TransferModel, data: FitData, config: FitConfig, *, head_lr
                                  "total_params": sum(p.numel() for p in model.parameters())})
 
 
-@STRATEGIES.register("partial", description="train only the last k layer groups and the head (k = --train-last-k, "
-                     "default 2)")
-def partial(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOutcome:
-    k = config.train_last_k if config.train_last_k is not None else min(2, len(model.backbone.layer_groups()))
-    return fine_tune(model, data, replace(config, train_last_k=k), head_lr_scale=config.head_lr_scale)
+@dataclass
+class PartialConfig:
+    """Attributes:
+    train_last_k: how many layer groups (from the output side) train with the head (None: 2, or all if fewer).
+    """
+
+    train_last_k: int | None = None
+
+
+@STRATEGIES.register("partial", config=PartialConfig, description="train only the last k layer groups and the head "
+                     "(--param train_last_k=K, default 2)")
+def partial(model: TransferModel, data: FitData, config: FitConfig, params: PartialConfig) -> StrategyOutcome:
+    k = params.train_last_k if params.train_last_k is not None else min(2, len(model.backbone.layer_groups()))
+    return fine_tune(model, data, config, params, head_lr_scale=config.head_lr_scale, train_last_k=k)
 
 
 class GradualUnfreezing(TrainHooks):
@@ -168,14 +230,26 @@ class GradualUnfreezing(TrainHooks):
                     p.requires_grad_(index >= first_open)
 
 
-@STRATEGIES.register("gradual", description="ULMFiT gradual unfreezing: one more layer group per epoch "
-                     "(--unfreeze-every), with layer-wise learning-rate decay")
-def gradual(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOutcome:
+@dataclass
+class GradualConfig:
+    """Attributes:
+    unfreeze_every: epochs between two unfreezing steps.
+    """
+
+    unfreeze_every: int = 1
+
+    def __post_init__(self) -> None:
+        if self.unfreeze_every < 1:
+            raise ConfigError(f"unfreeze_every must be at least 1, not {self.unfreeze_every}")
+
+
+@STRATEGIES.register("gradual", config=GradualConfig, description="ULMFiT gradual unfreezing: one more layer group "
+                     "every unfreeze_every epochs, with layer-wise learning-rate decay")
+def gradual(model: TransferModel, data: FitData, config: FitConfig, params: GradualConfig) -> StrategyOutcome:
     # the optimizer holds every group from the start; frozen groups get no gradient, so AdamW skips them
     groups = len(model.backbone.layer_groups())
-    epochs = config.epochs or groups * config.unfreeze_every + 1
-    config = replace(config, epochs=epochs, train_last_k=None)
-    hook = GradualUnfreezing(model, config.unfreeze_every)
-    outcome = fine_tune(model, data, config, head_lr_scale=config.head_lr_scale, extra_hooks=(hook,))
-    outcome.info["unfreeze_every"] = config.unfreeze_every
+    config = replace(config, epochs=config.epochs or groups * params.unfreeze_every + 1)
+    hook = GradualUnfreezing(model, params.unfreeze_every)
+    outcome = fine_tune(model, data, config, params, head_lr_scale=config.head_lr_scale, extra_hooks=(hook,))
+    outcome.info["unfreeze_every"] = params.unfreeze_every
     return outcome

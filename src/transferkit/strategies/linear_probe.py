@@ -3,6 +3,8 @@ label, ridge regression for numbers) is fitted on its cached features and writte
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from transferkit.data import Samples
@@ -23,10 +25,20 @@ def fit_probe(features: np.ndarray, label_ids: np.ndarray, num_classes: int, *, 
     return fitted.weight, fitted.bias, fitted.info["probe_c"]
 
 
-@STRATEGIES.register("linear_probe", uses_validation=False,
+@dataclass
+class LinearProbeConfig:
+    """Attributes:
+    c: inverse L2 strength of the probe (None: chosen by cross-validation).
+    """
+
+    c: float | None = None
+
+
+@STRATEGIES.register("linear_probe", uses_validation=False, config=LinearProbeConfig,
                      description="frozen backbone; the task's linear model (logistic or ridge regression) on cached "
                      "features, regularisation by cross-validation")
-def linear_probe(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOutcome:
+def linear_probe(model: TransferModel, data: FitData, config: FitConfig,
+                 params: LinearProbeConfig) -> StrategyOutcome:
     samples, targets = data.train, np.asarray(data.train_ids)
     if data.val is not None and data.val_ids is not None:  # cross-validation replaces the split
         val = data.val
@@ -35,7 +47,7 @@ def linear_probe(model: TransferModel, data: FitData, config: FitConfig) -> Stra
         targets = np.concatenate([targets, np.asarray(data.val_ids)])
     features = extract_features(model.backbone, samples, batch_size=config.batch_size,
                                 use_cache=config.use_cache, progress=config.progress)
-    fitted = data.objective.fit_probe(features, targets, c=config.probe_c, seed=config.seed)
+    fitted = data.objective.fit_probe(features, targets, c=params.c, seed=config.seed)
     set_linear_head(model.head, fitted.weight, fitted.bias)
     for p in model.backbone.parameters():
         p.requires_grad_(False)

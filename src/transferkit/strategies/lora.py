@@ -46,17 +46,28 @@ ATTENTION_PROJECTIONS = frozenset(
 
 @dataclass(frozen=True)
 class LoraSettings:
-    """The adapter's shape.
+    """The ``lora`` strategy's config: the adapter's shape and where it goes.
 
     Attributes:
-        rank: rank ``r`` of each update ``B A``.
-        alpha: the update is scaled by ``alpha / rank``.
+        r: rank of each update ``B A``.
+        alpha: the update is scaled by ``alpha / r``.
         dropout: dropout on the adapter's input during training.
+        target_modules: names of the layers to adapt (the last part of a module's dotted name, like
+            ``query``, or the whole name); None: the rule in the module docstring.
+        train_last_k: adapt only layers in the last k layer groups (None: all).
     """
 
-    rank: int = 8
+    r: int = 8
     alpha: int = 16
     dropout: float = 0.05
+    target_modules: tuple[str, ...] | None = None
+    train_last_k: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.r < 1:
+            raise ConfigError(f"LoRA rank r must be at least 1, not {self.r}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"LoRA dropout must be in [0, 1), not {self.dropout}")
 
 
 def _adaptable_conv(module: nn.Module) -> bool:
@@ -85,13 +96,16 @@ def layer_group_of_modules(backbone: Backbone) -> dict[str, int]:
     return found
 
 
-def lora_targets(backbone: Backbone, *, rank: int, first_group: int = 0) -> dict[str, int]:
-    """The modules to adapt, by the rule in the module docstring, with their layer group index.
+def lora_targets(backbone: Backbone, *, rank: int, first_group: int = 0,
+                 names: tuple[str, ...] | None = None) -> dict[str, int]:
+    """The modules to adapt, by the rule in the module docstring (or by ``names``), with their layer group index.
 
     Args:
         backbone: the backbone, not yet adapted.
         rank: LoRA rank; layers whose smaller side is not above it are skipped.
         first_group: adapt only layers in this layer group or later (partial LoRA).
+        names: adapt the layers with these names (last part of the dotted name, or the whole name)
+            instead of those the rule picks.
 
     Returns:
         ``{dotted module name: layer group index}``, in module order; empty if nothing fits.
@@ -100,6 +114,8 @@ def lora_targets(backbone: Backbone, *, rank: int, first_group: int = 0) -> dict
     candidates = {name: module for name, module in backbone.named_modules()
                   if grouped.get(name, -1) >= first_group
                   and isinstance(module, nn.Linear | nn.Conv2d) and _smaller_side(module) > rank}
+    if names is not None:
+        return {name: grouped[name] for name in candidates if name in names or name.rsplit(".", 1)[-1] in names}
     attention = {name: grouped[name] for name, module in candidates.items()
                  if isinstance(module, nn.Linear) and name.rsplit(".", 1)[-1] in ATTENTION_PROJECTIONS}
     if attention:
@@ -122,7 +138,7 @@ def apply_lora(backbone: Backbone, targets: list[str], settings: LoraSettings) -
     if getattr(backbone, "peft_config", None):
         raise ConfigError(f"backbone {backbone.spec.name!r} already carries a LoRA adapter; fine-tune it with "
                           "'finetune', or start LoRA from the backbone that run was trained from")
-    config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+    config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                         target_modules=targets)
     inject_adapter_in_model(config, backbone)
 
@@ -152,12 +168,13 @@ def lora_param_groups(model: TransferModel, targets: dict[str, int], *, lr: floa
     return [g for g in groups if g["params"]]
 
 
-@STRATEGIES.register("lora", description="low-rank adapters (PEFT) on the attention projections, or a CNN's linear "
-                     "and dense conv layers, of the frozen backbone, plus the head; the run stores only the adapter")
-def lora(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOutcome:
+@STRATEGIES.register("lora", config=LoraSettings, description="low-rank adapters (PEFT) on the attention "
+                     "projections, or a CNN's linear and dense conv layers, of the frozen backbone, plus the head; the "
+                     "run stores only the adapter")
+def lora(model: TransferModel, data: FitData, config: FitConfig, params: LoraSettings) -> StrategyOutcome:
     """Fit LoRA adapters and the head with warmup + cosine and early stopping.
 
-    ``train_last_k`` adapts only the last k layer groups and ``layer_decay`` lowers the adapters'
+    ``params.train_last_k`` adapts only the last k layer groups and ``layer_decay`` lowers the adapters'
     rate towards the input (default 1.0: one rate). Regularisers apply as in fine-tuning (L2-SP
     pulls the adapters towards their start, where ``B = 0`` leaves the pretrained function).
     BatchNorm statistics always stay frozen, so the base weights are exactly the spec's and the
@@ -174,20 +191,20 @@ def lora(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOutc
                           "use freeze_bn=None or True, or the 'finetune' strategy")
     group_names = [name for name, _ in backbone.layer_groups()]
     count = len(group_names)
-    if config.train_last_k is not None and not 1 <= config.train_last_k <= count:
-        raise ConfigError(f"train_last_k={config.train_last_k} but backbone {backbone.spec.name!r} has "
+    if params.train_last_k is not None and not 1 <= params.train_last_k <= count:
+        raise ConfigError(f"train_last_k={params.train_last_k} but backbone {backbone.spec.name!r} has "
                           f"{count} layer groups ({', '.join(group_names)})")
-    settings = LoraSettings()
-    first_group = 0 if config.train_last_k is None else count - config.train_last_k
-    targets = lora_targets(backbone, rank=settings.rank, first_group=first_group)
+    first_group = 0 if params.train_last_k is None else count - params.train_last_k
+    targets = lora_targets(backbone, rank=params.r, first_group=first_group, names=params.target_modules)
     if not targets:
-        raise ConfigError(f"backbone {backbone.spec.name!r} has no nn.Linear or plain nn.Conv2d wider than rank "
-                          f"{settings.rank} in layer groups {', '.join(group_names[first_group:])} for LoRA to "
+        wanted = "" if params.target_modules is None else f" named {', '.join(params.target_modules)}"
+        raise ConfigError(f"backbone {backbone.spec.name!r} has no nn.Linear or plain nn.Conv2d{wanted} wider than "
+                          f"rank {params.r} in layer groups {', '.join(group_names[first_group:])} for LoRA to "
                           "adapt; use 'finetune' or 'partial'")
     torch.manual_seed(config.seed)
     for p in backbone.parameters():
         p.requires_grad_(False)
-    apply_lora(backbone, list(targets), settings)
+    apply_lora(backbone, list(targets), params)
     model.head.requires_grad_(True)
 
     def adapters_and_head(lr: float, layer_decay: float, head_lr_scale: float) -> list[dict[str, Any]]:
@@ -197,10 +214,11 @@ def lora(model: TransferModel, data: FitData, config: FitConfig) -> StrategyOutc
     # the shared fine-tuning run: checkpoints and --resume, out-of-memory retries, regularisers
     config = replace(config, lr=config.lr or DEFAULT_LR[backbone.modality], epochs=config.epochs or DEFAULT_EPOCHS,
                      layer_decay=config.layer_decay if config.layer_decay is not None else 1.0, freeze_bn=True)
-    outcome = fine_tune(model, data, config, head_lr_scale=config.head_lr_scale, param_groups=adapters_and_head)
+    outcome = fine_tune(model, data, config, params, head_lr_scale=config.head_lr_scale,
+                        param_groups=adapters_and_head)
     # backbone_trained: its features are no longer the pretrained ones (never read them from the
     # cache); "adapter" tells the artifact that the adapter alone holds that change.
-    outcome.info = {"adapter": "lora", **outcome.info, "lora_rank": settings.rank, "lora_alpha": settings.alpha,
-                    "lora_dropout": settings.dropout, "lora_layers": len(targets),
+    outcome.info = {"adapter": "lora", **outcome.info, "lora_rank": params.r, "lora_alpha": params.alpha,
+                    "lora_dropout": params.dropout, "lora_layers": len(targets),
                     "lora_targets": sorted({name.rsplit(".", 1)[-1] for name in targets})}
     return outcome

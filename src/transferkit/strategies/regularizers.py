@@ -1,7 +1,8 @@
 """Fine-tuning regularisers, usable with any fine-tuning strategy (``FitConfig.regularizers``).
 
-Each is a ``TrainHooks`` built by a registered factory ``(model, config) -> TrainHooks``; those on the
-pooled features are one ``HeadInputPenalty`` around a pure loss function:
+Each is a ``TrainHooks`` built by a registered factory ``(model, settings) -> TrainHooks`` from an
+instance of its config class (``L2SPConfig``, ``BSSConfig``, ...); those on the pooled features are
+one ``HeadInputPenalty`` around a pure loss function:
 
 * ``l2sp``: L2-SP (Li et al., ICML 2018), ``alpha/2 * ||w - w0||^2`` over the backbone's weights,
   pulling them towards the pretrained starting point, plus ``beta/2 * ||w_head||^2``.
@@ -18,20 +19,23 @@ pooled features are one ``HeadInputPenalty`` around a pure loss function:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import torch
 from torch import nn
 
+from transferkit.config import make_config
 from transferkit.heads import TransferModel
 from transferkit.registry import Registry
 from transferkit.strategies.base import FitConfig
 from transferkit.train import TrainHooks
 
-RegularizerFactory = Callable[[TransferModel, FitConfig], TrainHooks]
-# the regularisers that the ``contrastive`` strategy can tune the backbone with (``FitConfig.contrastive_loss``)
+# (model, the regulariser's config) -> its hooks
+RegularizerFactory = Callable[[TransferModel, Any], TrainHooks]
+# the regularisers that the ``contrastive`` strategy can tune the backbone with (``ContrastiveConfig.loss``)
 CONTRASTIVE_LOSSES = ("supcon", "cosine_pairs")
 
 
@@ -41,13 +45,19 @@ class RegularizerEntry:
 
     Attributes:
         name: what ``--regularizer`` and ``FitConfig.regularizers`` call it.
-        factory: builds its training hooks, ``factory(model, config) -> TrainHooks``.
+        factory: builds its training hooks, ``factory(model, settings) -> TrainHooks``.
         description: one line for ``transferkit list regularizer``.
+        config: the regulariser's config dataclass (every field has a default); ``settings`` builds it.
     """
 
     name: str
     factory: RegularizerFactory
     description: str
+    config: type
+
+    def settings(self, values: Mapping[str, Any] | None = None) -> Any:
+        """The regulariser's config with ``values`` set (see ``transferkit.config.make_config``)."""
+        return make_config(self.config, values, what=f"regulariser {self.name!r}")
 
 
 REGULARIZERS: Registry[RegularizerEntry] = Registry("regularizer", RegularizerEntry,
@@ -56,12 +66,16 @@ REGULARIZERS: Registry[RegularizerEntry] = Registry("regularizer", RegularizerEn
 
 
 def build_regularizers(model: TransferModel, config: FitConfig) -> list[TrainHooks]:
-    """The hooks of every regulariser named in ``config.regularizers``.
+    """The hooks of every regulariser in ``config.regularizers``, each built from its settings.
 
     Raises:
-        ConfigError: an unknown name (lists the registered ones).
+        ConfigError: an unknown name (lists the registered ones), or settings its config refuses.
     """
-    return [REGULARIZERS.get(name).factory(model, config) for name in config.regularizers]
+    hooks = []
+    for name, values in config.regularizers.items():
+        entry = REGULARIZERS.get(name)
+        hooks.append(entry.factory(model, entry.settings(values)))
+    return hooks
 
 
 class L2SP(TrainHooks):
@@ -160,26 +174,68 @@ def cosine_pair_loss(features: torch.Tensor, labels: torch.Tensor) -> torch.Tens
     return ((z @ z.T - target) ** 2)[pairs].mean()
 
 
-@REGULARIZERS.register("l2sp", description="L2-SP: pull the backbone weights towards the pretrained ones, "
-                                          "plain L2 on the head (Li et al. 2018)")
-def l2sp(model: TransferModel, config: FitConfig) -> TrainHooks:
-    return L2SP(model, config.l2sp_alpha, config.l2sp_beta)
+@dataclass
+class L2SPConfig:
+    """Attributes:
+    alpha: pull of the backbone weights towards their pretrained values.
+    beta: plain L2 on the new head.
+    """
+
+    alpha: float = 0.01
+    beta: float = 0.01
 
 
-@REGULARIZERS.register("bss", description="batch spectral shrinkage: shrink the smallest singular values of "
-                                         "the pooled features (Chen et al. 2019)")
-def bss(model: TransferModel, config: FitConfig) -> TrainHooks:
-    return HeadInputPenalty(model, partial(spectral_shrinkage_loss, k=config.bss_k), config.bss_eta)
+@dataclass
+class BSSConfig:
+    """Attributes:
+    eta: weight of batch spectral shrinkage.
+    k: how many of the smallest singular values of the batch features it shrinks.
+    """
+
+    eta: float = 0.001
+    k: int = 1
 
 
-@REGULARIZERS.register("supcon", description="supervised contrastive loss on the pooled features "
-                                            "(Khosla et al. 2020)")
-def supcon(model: TransferModel, config: FitConfig) -> TrainHooks:
-    penalty = partial(supervised_contrastive_loss, temperature=config.supcon_temperature)
-    return HeadInputPenalty(model, penalty, config.contrastive_weight)
+@dataclass
+class SupConConfig:
+    """Attributes:
+    weight: weight of the supervised contrastive term.
+    temperature: its softmax temperature.
+    """
+
+    weight: float = 1.0
+    temperature: float = 0.1
 
 
-@REGULARIZERS.register("cosine_pairs", description="SetFit's pair loss: cosine similarity of every pair of "
-                                                  "the batch towards 1 (same class) or 0")
-def cosine_pairs(model: TransferModel, config: FitConfig) -> TrainHooks:
-    return HeadInputPenalty(model, cosine_pair_loss, config.contrastive_weight)
+@dataclass
+class CosinePairsConfig:
+    """Attributes:
+    weight: weight of SetFit's pair loss.
+    """
+
+    weight: float = 1.0
+
+
+@REGULARIZERS.register("l2sp", config=L2SPConfig, description="L2-SP: pull the backbone weights towards the "
+                       "pretrained ones, plain L2 on the head (Li et al. 2018)")
+def l2sp(model: TransferModel, settings: L2SPConfig) -> TrainHooks:
+    return L2SP(model, settings.alpha, settings.beta)
+
+
+@REGULARIZERS.register("bss", config=BSSConfig, description="batch spectral shrinkage: shrink the smallest "
+                       "singular values of the pooled features (Chen et al. 2019)")
+def bss(model: TransferModel, settings: BSSConfig) -> TrainHooks:
+    return HeadInputPenalty(model, partial(spectral_shrinkage_loss, k=settings.k), settings.eta)
+
+
+@REGULARIZERS.register("supcon", config=SupConConfig, description="supervised contrastive loss on the pooled "
+                       "features (Khosla et al. 2020)")
+def supcon(model: TransferModel, settings: SupConConfig) -> TrainHooks:
+    penalty = partial(supervised_contrastive_loss, temperature=settings.temperature)
+    return HeadInputPenalty(model, penalty, settings.weight)
+
+
+@REGULARIZERS.register("cosine_pairs", config=CosinePairsConfig, description="SetFit's pair loss: cosine "
+                       "similarity of every pair of the batch towards 1 (same class) or 0")
+def cosine_pairs(model: TransferModel, settings: CosinePairsConfig) -> TrainHooks:
+    return HeadInputPenalty(model, cosine_pair_loss, settings.weight)

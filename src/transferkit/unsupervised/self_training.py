@@ -22,11 +22,13 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 
 from transferkit.adapt.selection import confident_pseudo_labels
 from transferkit.backbones import Backbone
+from transferkit.config import known_keys
 from transferkit.data import Samples, samples_from_arrays
 from transferkit.errors import ConfigError, DataError, NotFittedError
 from transferkit.features import extract_features
 from transferkit.heads import set_linear_head
 from transferkit.model import build_model
+from transferkit.strategies import STRATEGIES
 from transferkit.strategies.linear_probe import fit_probe
 from transferkit.tasks import Classification
 
@@ -226,6 +228,9 @@ class SelfTrainingClassifier(ClassifierMixin, BaseEstimator):
         from transferkit.estimator import TransferClassifier
 
         spec = backbone.spec
+        # the probe's C applies to the strategies that fit a probe (lp_ft, contrastive)
+        takes_c = "c" in known_keys(STRATEGIES.get(self.strategy).config)
+        probe_params = {"c": self.probe_c} if takes_c and self.probe_c is not None else None
         classifier: TransferClassifier | None = None
         history: list[dict[str, Any]] = []
         for number, share in enumerate(fractions, 1):
@@ -238,7 +243,7 @@ class SelfTrainingClassifier(ClassifierMixin, BaseEstimator):
             subset.labels = [classes[i] for i in labels]
             classifier = TransferClassifier(backbone=spec.name, strategy=self.strategy, pretrained=spec.pretrained,
                                             backbone_options=dict(spec.options) or None, epochs=self.epochs,
-                                            lr=self.lr, batch_size=self.batch_size, probe_c=self.probe_c,
+                                            lr=self.lr, batch_size=self.batch_size, strategy_params=probe_params,
                                             val_fraction=0.0, seed=self.seed, progress=self.progress)
             classifier.fit(subset)
             # classes never predicted are missing from the round's classifier: their probability is 0
