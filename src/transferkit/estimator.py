@@ -352,6 +352,8 @@ class TransferClassifier(ClassifierMixin, TransferEstimator):
     """
 
     _fixed_task = "classification"
+    # scikit-learn's mixin would score without checking the labels (0.0 on labels never seen in training)
+    score = TransferEstimator.score
 
 
 class TransferRegressor(RegressorMixin, TransferEstimator):
@@ -363,6 +365,8 @@ class TransferRegressor(RegressorMixin, TransferEstimator):
     """
 
     _fixed_task = "regression"
+    # scikit-learn's mixin would score without checking the labels (0.0 on labels never seen in training)
+    score = TransferEstimator.score
 
 
 # the estimator ``load`` returns for a run of each task (others: TransferEstimator)

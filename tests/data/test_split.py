@@ -34,9 +34,18 @@ def test_every_class_keeps_a_training_sample_and_gets_a_validation_one() -> None
     assert Counter(labels[i] for i in val) == {"a": 1, "b": 1, "c": 1}
 
 
-def test_empty_validation_when_a_class_is_too_small_or_fraction_is_zero() -> None:
-    train, val = stratified_split(["a", "a", "a", "b"], 0.5, seed=0)
-    assert train.tolist() == [0, 1, 2, 3] and val.size == 0
+def test_a_single_example_class_only_trains_and_the_others_are_still_validated() -> None:
+    labels = ["a", "a", "a", "b", "c", "c", "c", "c"]
+    with pytest.warns(UserWarning, match=r"1 class\(es\) with a single example \('b'\) only train"):
+        train, val = stratified_split(labels, 0.5, seed=0)
+    assert Counter(labels[i] for i in val) == {"a": 2, "c": 2}
+    assert 3 in train.tolist() and sorted([*train, *val]) == list(range(8))
+
+
+def test_empty_validation_when_every_class_is_a_single_example_or_fraction_is_zero() -> None:
+    with pytest.warns(UserWarning, match="single example"):
+        train, val = stratified_split(["a", "b", "c"], 0.5, seed=0)
+    assert train.tolist() == [0, 1, 2] and val.size == 0
     train, val = stratified_split(["a", "b"] * 10, 0.0, seed=0)
     assert len(train) == 20 and val.size == 0
 

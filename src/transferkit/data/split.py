@@ -1,6 +1,7 @@
 """Train/validation splits: stratified for class labels (never taking a class away from training), random
 for targets that have no classes (several labels per sample, numbers)."""
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -14,8 +15,9 @@ def stratified_split(labels: Sequence[str], fraction: float, seed: int) -> tuple
 
     Each class gives ``round(fraction * n)`` samples, at least one and at most ``n - 1``, so every
     class is both validated and trained on (with many tiny classes the validation share can
-    therefore exceed ``fraction``). When that is impossible, because some class has fewer than two
-    samples, or when ``fraction`` is 0, the validation set is empty and everything trains.
+    therefore exceed ``fraction``). A class with a single sample cannot be both: it only trains,
+    with a warning naming it, and the other classes are still validated. When ``fraction`` is 0 the
+    validation set is empty and everything trains.
 
     Args:
         labels: one class name per sample.
@@ -38,11 +40,19 @@ def stratified_split(labels: Sequence[str], fraction: float, seed: int) -> tuple
     labels_arr = np.asarray(list(labels), dtype=object)
     everything = np.arange(len(labels_arr), dtype=np.int64)
     classes, counts = np.unique(labels_arr.astype(str), return_counts=True)
-    if fraction == 0 or len(labels_arr) == 0 or counts.min() < 2:
+    if fraction == 0 or len(labels_arr) == 0:
+        return everything, np.empty(0, dtype=np.int64)
+    single = classes[counts < 2].tolist()
+    if single:
+        warnings.warn(f"{len(single)} class(es) with a single example ({', '.join(map(repr, single[:10]))}"
+                      f"{', ...' if len(single) > 10 else ''}) only train and are not validated", stacklevel=2)
+    if len(single) == len(classes):
         return everything, np.empty(0, dtype=np.int64)
     rng = np.random.default_rng(seed)
     val_parts = []
     for cls, n in zip(classes, counts, strict=True):
+        if n < 2:
+            continue
         members = everything[labels_arr.astype(str) == cls]
         n_val = min(max(1, round(fraction * n)), n - 1)
         val_parts.append(rng.permutation(members)[:n_val])

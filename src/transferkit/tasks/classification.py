@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +13,18 @@ import torch.nn.functional as F
 from transferkit.errors import DataError
 from transferkit.evaluate import classification_metrics, format_metrics
 from transferkit.tasks.base import TASKS, ProbeFit, Task, fold_scaling, standardised_features
+
+
+def warn_near_duplicate_classes(classes: Sequence[str]) -> None:
+    """Warn when class names differ only in letter case or surrounding spaces (``POS`` and ``pos``):
+    they stay separate classes, which is rarely what the labeller meant."""
+    groups: dict[str, list[str]] = {}
+    for name in classes:
+        groups.setdefault(name.strip().casefold(), []).append(name)
+    for names in groups.values():
+        if len(names) > 1:
+            warnings.warn(f"classes {' and '.join(map(repr, names))} differ only in case or spaces; they are "
+                          "kept as separate classes (make the labels the same if they mean one class)", stacklevel=3)
 
 
 @TASKS.register("classification", description="one class per sample: softmax head, cross-entropy, accuracy")
@@ -28,6 +41,7 @@ class Classification(Task):
         if len(classes) < 2:
             raise DataError(f"found only one class {classes[0]!r}; need at least two to classify" if classes
                             else "no labels to fit")
+        warn_near_duplicate_classes(classes)
         self.classes = classes
         return self
 
