@@ -29,7 +29,7 @@ def build_model(backbone: Backbone | BackboneSpec, task: Task, *, modality: str 
     Raises:
         DataError: the backbone takes another modality than ``modality``.
         ConfigError: the task reads a backbone output other than pooled features (not built yet).
-        BackboneError: an unknown backbone.
+        BackboneError: an unknown backbone, or one that does not give the output the task reads.
     """
     from transferkit.backbones import create_backbone
 
@@ -37,6 +37,7 @@ def build_model(backbone: Backbone | BackboneSpec, task: Task, *, modality: str 
     if modality is not None and net.modality != modality:
         raise DataError(f"backbone {net.spec.name!r} takes {net.modality} but the data is {modality}; choose a "
                         f"{modality} backbone (`transferkit backbones`)")
+    net.require_output(task.output)  # a token-level task on a CNN, say: names the outputs the backbone has
     if task.output != "pooled":
         raise ConfigError(f"the {task.name} task reads the backbone's {task.output}; only pooled features are "
                           "built into models yet")

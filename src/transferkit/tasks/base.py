@@ -23,22 +23,23 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
+from transferkit.backbones.base import OUTPUTS, Output
 from transferkit.errors import ConfigError, DataError, NotFittedError
 from transferkit.heads import LinearHead
 from transferkit.registry import Registry
 
-# What a task's head reads from the backbone:
+# What a task's head reads from the backbone, as the Backbone contract names its outputs:
 #   "pooled": one vector per sample, (B, D);
 #   "tokens": one vector per token or frame, (B, T, D), with its (B, T) mask;
 #   "feature_maps": multi-scale maps [(B, C_i, H_i, W_i)] with their strides.
-BackboneOutput = Literal["pooled", "tokens", "feature_maps"]
-BACKBONE_OUTPUTS: tuple[str, ...] = ("pooled", "tokens", "feature_maps")
+BackboneOutput = Output
+BACKBONE_OUTPUTS: tuple[str, ...] = OUTPUTS
 
 
 @dataclass(frozen=True)
