@@ -43,6 +43,25 @@ class WordTokens:
     sentence_ids: torch.Tensor
 
 
+def _max_length(config: Any, spec: BackboneSpec) -> int:
+    """The ``max_length`` option (default 128), within the model's position embeddings.
+
+    Raises:
+        BackboneError: a ``max_length`` longer than the model has positions for (it would fail
+            with a tensor-size error in the middle of the first batch).
+    """
+    positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(positions, int) and "roberta" in str(getattr(config, "model_type", "")):
+        positions -= 2  # RoBERTa's positions start after the padding index
+    if "max_length" not in spec.options:
+        return min(128, positions) if isinstance(positions, int) and positions > 0 else 128
+    given = int(spec.options["max_length"])
+    if isinstance(positions, int) and given > positions:
+        raise BackboneError(f"max_length {given} is more than the {positions} positions of {spec.name}; "
+                            f"pass --max-length {positions} or less")
+    return given
+
+
 class TextTransformerBackbone(Backbone):
     """A transformers encoder (BERT, MiniLM, RoBERTa, ...) with mean or CLS pooling.
 
@@ -60,7 +79,7 @@ class TextTransformerBackbone(Backbone):
             model.pooler = None  # BERT's next-sentence pooler is unused by mean/CLS pooling
         self.model, self.tokenizer, self.spec = model, tokenizer, spec
         self.num_features = int(model.config.hidden_size)
-        self.max_length = int(spec.options.get("max_length", 128))
+        self.max_length = _max_length(model.config, spec)
         self.pooling = str(spec.options.get("pooling", "mean"))
         if self.pooling not in ("mean", "cls"):
             raise BackboneError(f"pooling must be 'mean' or 'cls', not {self.pooling!r}")

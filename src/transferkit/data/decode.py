@@ -80,8 +80,14 @@ def load_image(item: Any) -> Image.Image:
 
 
 def check_image_file(path: Path) -> None:
-    """Fully decode an image file, raising DataError naming it if it is unreadable."""
-    _open_image(path).close()
+    """Fully decode an image file, raising DataError naming it if it is unreadable.
+
+    High-bit-depth pixels are also scaled here, so that a float image holding NaN is refused when
+    the data is read (and skipped under ``on_error="skip"``), not in the middle of a fit.
+    """
+    with _open_image(path) as image:
+        if image.mode in _SIXTEEN_BIT_MODES | {"I", "F"}:
+            _to_rgb(image, str(path), sixteen_bit=image.format == "PNG")
 
 
 def _open_image(path: Path) -> Image.Image:

@@ -8,6 +8,7 @@ Rows are named the way a spreadsheet numbers them: the header is row 1 of a CSV 
 data row is ``data.csv row 2``; JSONL rows are named by line.
 """
 
+import codecs
 import csv
 import json
 import math
@@ -85,6 +86,10 @@ def read_table(
         if _blank(value):
             log.bad(origin, f"empty {'path' if use_paths else 'text'} in column {value_col!r}")
             continue
+        if isinstance(value, dict | list):  # JSONL: only a string (or a number) is a text or a path
+            log.bad(origin, f"{'a path' if use_paths else 'a text'} must be one string, not a JSON "
+                            f"{'object' if isinstance(value, dict) else 'list'} (column {value_col!r})")
+            continue
         if lcol is not None:
             if _blank(label):
                 log.bad(origin, f"empty label in column {lcol!r}")
@@ -129,13 +134,28 @@ def read_table(
 def read_text_lines(path: Path) -> Samples:
     """Unlabelled texts, one per non-blank line of a UTF-8 text file (``notes.txt line 3``)."""
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        lines = path.read_text(encoding=text_encoding(path)).splitlines()
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     texts = [(line.strip(), f"{path} line {n}") for n, line in enumerate(lines, 1) if line.strip()]
     if not texts:
         raise DataError(f"no text in {path}")
     return Samples(items=[t for t, _ in texts], labels=None, modality="text", origins=[o for _, o in texts])
+
+
+# Byte-order marks, longest first: a UTF-32 LE mark begins with the UTF-16 LE one.
+_BOMS: tuple[tuple[bytes, str], ...] = (
+    (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def text_encoding(path: Path) -> str:
+    """The encoding of a text file: the one its byte-order mark names (spreadsheets save "Unicode
+    text" as UTF-16 with a mark), else UTF-8."""
+    with path.open("rb") as f:
+        start = f.read(4)
+    return next((name for bom, name in _BOMS if start.startswith(bom)), "utf-8")
 
 
 def _load_frame(path: Path, log: SkipLog) -> tuple[pd.DataFrame, list[str]]:
@@ -156,7 +176,7 @@ def _load_frame(path: Path, log: SkipLog) -> tuple[pd.DataFrame, list[str]]:
                 dtype=str,
                 keep_default_na=False,
                 index_col=False,
-                encoding="utf-8-sig",
+                encoding=text_encoding(path),
             )
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty") from None
@@ -169,7 +189,7 @@ def _load_frame(path: Path, log: SkipLog) -> tuple[pd.DataFrame, list[str]]:
 
 def _load_json_records(path: Path, log: SkipLog) -> tuple[list[dict[str, Any]], list[str]]:
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = path.read_text(encoding=text_encoding(path))
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     records: list[dict[str, Any]] = []
