@@ -26,29 +26,13 @@ def tiny_whisper_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def backbone_args(tiny_bert_dir: Path, tiny_whisper_dir: Path) -> dict[str, tuple[str, ...]]:
-    """The ``fit`` options that select each modality's tiny backbone (never the packaged weights)."""
+    """The ``fit`` options that select each modality's tiny backbone (never the packaged weights), and a
+    linear probe of fixed strength: its cross-validated search over C is a second of scikit-learn per
+    fit and is tested in tests/strategies; the suite must run in well under a minute."""
+    probe = ("--strategy", "linear_probe", "--param", "c=1.0")
     return {
-        "image": ("--backbone", "timm:test_efficientnet", "--from-scratch", "--image-size", "32"),
-        "text": ("--backbone", f"hf:{tiny_bert_dir}"),
-        "audio": ("--backbone", f"hf:{tiny_whisper_dir}"),
+        "image": ("--backbone", "timm:test_efficientnet", "--from-scratch", "--image-size", "32", *probe),
+        "text": ("--backbone", f"hf:{tiny_bert_dir}", *probe),
+        "audio": ("--backbone", f"hf:{tiny_whisper_dir}", *probe),
     }
 
-
-@pytest.fixture(autouse=True)
-def _one_probe_strength(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fit the linear probe with C=1 instead of its cross-validated search over C.
-
-    The search is a second of scikit-learn per fit and is tested in tests/strategies; the cases here
-    test what happens to bad input, and the suite must run in well under a minute.
-    """
-    from dataclasses import replace
-
-    from transferkit.estimator import TransferEstimator
-
-    original = TransferEstimator._fit_config
-
-    def with_c(self: TransferEstimator):  # type: ignore[no-untyped-def]
-        config = original(self)
-        return config if config.probe_c is not None else replace(config, probe_c=1.0)
-
-    monkeypatch.setattr(TransferEstimator, "_fit_config", with_c)

@@ -106,7 +106,7 @@ def run_case(case: Case, tmp_path: Path, backbone: tuple[str, ...]) -> None:
     runs = tmp_path / "runs"
     runs.mkdir()
     out = runs / "run"
-    task = () if case.task == "classification" else ("--task", case.task)
+    task = () if case.task == "classification" else ("--task", case.task.removesuffix("-explicit"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = invoke("fit", built.data, *backbone, *task, *built.args, "--out", out)

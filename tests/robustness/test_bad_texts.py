@@ -34,6 +34,7 @@ def jsonl(records: list[object]) -> str:
     return "".join(json.dumps(r) + "\n" for r in records)
 
 
+NUMERIC_ROWS = [(t, "1" if label == "pos" else "0") for t, label in ROWS]
 GOOD_RECORDS: list[object] = [{"text": t, "label": label} for t, label in ROWS]
 
 
@@ -70,6 +71,7 @@ FILE_ERRORS: list[tuple[str, str, str, Callable[[], bytes | str], tuple[str, ...
     ("single-class", "every-row-one-label", "data.csv", lambda: csv_text([(t, "pos") for t, _ in ROWS]),
      ("{path}", "pos")),
     ("single-class", "one-row", "data.csv", lambda: csv_text(ROWS[:1]), ("{path}",)),
+    ("bad-columns", "numeric-labels-0-1-without-task", "data.csv", lambda: csv_text(NUMERIC_ROWS), ("{path}", "--task")),
     ("mislabelled", "image-folder-as-text", "images", lambda: b"", ()),
     ("path", "plain-txt-file", "notes.txt", lambda: "a sentence\nanother\n", ("{path}",)),
     ("path", "xlsx-file", "data.xlsx", lambda: b"PK\x03\x04" + b"\x00" * 40, ("{path}", ".xlsx")),
@@ -126,8 +128,6 @@ READABLE: list[tuple[str, str, str, Callable[[], bytes | str]]] = [
     ("bad-columns", "upper-case-column-names", "data.csv", lambda: csv_text(header="TEXT,Label")),
     ("bad-columns", "duplicate-column-names", "data.csv",
      lambda: "text,text,label\n" + "".join(f'"{t}","{t}",{label}\n' for t, label in ROWS)),
-    ("bad-columns", "numeric-labels-0-1", "data.csv",
-     lambda: csv_text([(t, "1" if label == "pos" else "0") for t, label in ROWS])),
     ("cells", "numbers-as-text", "data.jsonl", lambda: jsonl([*GOOD_RECORDS, {"text": 12345, "label": "pos"}])),
     ("cells", "tsv-literal-quotes", "data.tsv",
      lambda: "text\tlabel\n" + "".join(f'"{t}\t{label}\n' for t, label in ROWS)),
@@ -233,6 +233,8 @@ CASES += [
     Case("task", "jsonl-label-lists", "ok", jsonl_label_lists, "multilabel"),
     *skip_and_fail("task", "empty-label-set", multilabel_rows(" "), "multilabel"),
     Case("task", "numeric-ratings", "ok", regression_rows(), "regression"),
+    Case("task", "numeric-labels-0-1-as-classes", "ok", raw_file("data.csv", lambda: csv_text(NUMERIC_ROWS)),
+         "classification-explicit"),
     Case("task", "non-numeric-rating", "error", regression_rows("five"), "regression", REGRESSION_ROW),
     Case("task", "nan-rating", "error", regression_rows("NaN"), "regression", REGRESSION_ROW),
     Case("task", "infinite-rating", "error", regression_rows("-inf"), "regression", REGRESSION_ROW),
