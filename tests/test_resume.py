@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
@@ -21,6 +22,7 @@ import support
 from support import invoke
 from transferkit import TransferClassifier, load
 from transferkit.checkpoint import read_progress
+from transferkit.errors import ConfigError
 
 DIE_AFTER_CHECKPOINTS = """
 import os
@@ -154,3 +156,18 @@ def test_python_checkpoints_are_removed_after_fit_or_kept_to_resume(tiny_bert_di
     resumed = TransferClassifier(**clf.get_params()).fit(texts, labels, resume=True)
     np.testing.assert_allclose(resumed.predict_proba(texts), expected, rtol=0, atol=1e-7)
     assert resumed.history_ == clf.history_ and not folder.exists()
+
+
+def test_resume_refuses_other_data_of_the_same_size(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    texts, labels = support.sentiment_texts(8, seed=0)
+    other, _ = support.sentiment_texts(8, seed=5)
+    folder = tmp_path / "checkpoints"
+    params = {"backbone": f"hf:{tiny_bert_dir}", "strategy": "finetune", "epochs": 2, "lr": 1e-3, "progress": False,
+              "checkpoint_dir": str(folder), "checkpoint_every": 1}
+    TransferClassifier(**params).fit(texts, labels, keep_checkpoints=True)
+    with pytest.raises(ConfigError, match="differs in train_data"):
+        TransferClassifier(**params).fit(other, labels, resume=True)
+    with pytest.raises(ConfigError, match="differs in train_data"):
+        TransferClassifier(**params).fit(texts, labels[::-1], resume=True)  # same texts, other labels
+    TransferClassifier(**params).fit(texts, labels, resume=True)  # the same data still resumes
+    assert not folder.exists()

@@ -11,6 +11,7 @@ from transferkit.data.decode import (
     item_digest,
     load_audio,
     load_image,
+    samples_fingerprint,
 )
 from transferkit.data.readers import read_dataset, read_inputs
 from transferkit.data.reviews import read_review_folder
@@ -45,6 +46,7 @@ __all__ = [
     "read_inputs",
     "read_review_folder",
     "require_classes",
+    "samples_fingerprint",
     "samples_from_arrays",
     "split_samples",
     "stratified_split",

@@ -20,7 +20,7 @@ from transformers import get_cosine_schedule_with_warmup
 
 from transferkit.backbones.base import Backbone
 from transferkit.checkpoint import Checkpoints, read_progress
-from transferkit.data import Samples
+from transferkit.data import Samples, samples_fingerprint
 from transferkit.errors import ConfigError
 from transferkit.features import make_loader
 from transferkit.heads import TransferModel
@@ -183,7 +183,8 @@ def fine_tuning_run(model: TransferModel, train: tuple[Samples, Sequence[Any]], 
     AdamW over ``param_groups()``, the rate warmed up linearly over ``warmup_ratio`` of the steps and
     then decayed on a cosine; ``train.train_loop`` keeps the best validation epoch (or the
     ``monitor``'s best, or the last). With ``checkpoint_dir`` each checkpoint is signed with
-    ``signature`` plus the backbone, the data sizes, the batch size and the hooks, so that a resume
+    ``signature`` plus the backbone, the data (sizes and a fingerprint of the contents, see
+    ``data.samples_fingerprint``), the batch size and the hooks, so that a resume
     with other settings is refused. After an out-of-memory error the run starts again from the
     initial weights (of ``model`` and of the further trained ``modules``) at half the batch size; a
     run that had shrunk its batch resumes with the smaller one.
@@ -219,7 +220,10 @@ def fine_tuning_run(model: TransferModel, train: tuple[Samples, Sequence[Any]], 
         if folder is not None:
             signed = {**(signature or {}), "batch_size": batch_size, "hooks": [type(h).__name__ for h in hook_list],
                       "backbone": model.backbone.spec.to_dict(), "train_size": len(samples),
-                      "val_size": 0 if val is None else len(val[0])}
+                      "val_size": 0 if val is None else len(val[0]),
+                      # the contents, not only the sizes: other data of the same size is another run
+                      "train_data": samples_fingerprint(samples.items, ids),
+                      "val_data": None if val is None else samples_fingerprint(val[0].items, val[1])}
             checkpoints = Checkpoints(folder, every=settings.checkpoint_every or None,
                                       resume=settings.resume and batch_size == first_batch_size,
                                       signature=json.loads(json.dumps(signed, default=repr)))
