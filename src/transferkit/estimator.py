@@ -300,7 +300,8 @@ class TransferEstimator(BaseEstimator):
             strategy_info=self.strategy_info_, fit_seconds=self.fit_seconds_,
             # fit seeds torch just before building the backbone: this rebuilds random weights
             backbone_seed=self.seed)
-        extra: dict[str, Any] = {"history.json": self.history_, "metrics.json": {"validation": self.validation_metrics_}}
+        extra: dict[str, Any] = {"history.json": self.history_,
+                                 "metrics.json": {"validation": self.validation_metrics_}}
         if self.validation_metrics_ is None:  # every run has a metrics.json; this one says why it holds none
             extra["metrics.json"]["no_validation"] = (
                 f"the {self.strategy} fit kept no validation split (the linear probe cross-validates on every "
