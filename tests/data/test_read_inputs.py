@@ -1,5 +1,6 @@
 """read_inputs: what `transferkit predict RUN INPUTS...` reads."""
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,16 @@ def test_missing_and_empty_inputs(tmp_path: Path) -> None:
         read_inputs([str(tmp_path / "nope.png")], "image")
     with pytest.raises(ConfigError, match="unknown modality"):
         read_inputs(["x"], "video")
+
+
+def test_a_text_model_given_a_media_path_warns_that_it_is_classified_as_text(tmp_path: Path) -> None:
+    from transferkit.data import MediaPathAsTextWarning, samples_from_arrays
+
+    with pytest.warns(MediaPathAsTextWarning, match=r"input 1 \('photos/cat.JPG'\) looks like the path of an image"):
+        samples = read_inputs(["photos/cat.JPG", "a great film"], "text")
+    assert samples.items == ["photos/cat.JPG", "a great film"]
+    with pytest.warns(MediaPathAsTextWarning, match=r"X\[0\] \('call.wav'\) looks like the path of an audio"):
+        samples_from_arrays(["call.wav", "fine"], modality="text")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_inputs(["see cat.jpg for the plot", "plain"], "text")  # a sentence that mentions a file

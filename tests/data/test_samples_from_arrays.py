@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from transferkit.data import Samples, samples_from_arrays
+from transferkit.data import MediaPathAsTextWarning, Samples, samples_from_arrays
 from transferkit.errors import ConfigError, DataError
 
 
@@ -48,7 +48,8 @@ def test_strings_naming_media_files_are_files(tmp_path: Path, write) -> None:
     samples = samples_from_arrays([str(a), b], y=["x", "y"])
     assert samples.modality == "image"
     assert samples.items == [a, b] and samples.origins == [str(a), str(b)]
-    assert samples_from_arrays([str(a)], modality="text").modality == "text"
+    with pytest.warns(MediaPathAsTextWarning, match="looks like the path of an image file"):
+        assert samples_from_arrays([str(a)], modality="text").modality == "text"
 
 
 def test_bad_file_fails_by_default_and_can_be_skipped(tmp_path: Path, write) -> None:

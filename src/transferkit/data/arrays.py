@@ -22,6 +22,7 @@ from transferkit.data.samples import (
     check_modality,
     label_to_str,
     media_modality,
+    warn_if_media_path,
 )
 from transferkit.errors import DataError
 
@@ -86,6 +87,8 @@ def samples_from_arrays(
             _check_in_memory(items[i], found, origins[i])
             if found == "text" and not items[i].strip():
                 raise DataError(f"{origins[i]} is an empty text")
+            if found == "text":
+                warn_if_media_path(items[i], origins[i])
     for i in files:
         items[i] = Path(items[i])
         origins[i] = str(items[i])

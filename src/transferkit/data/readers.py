@@ -14,6 +14,7 @@ from transferkit.data.samples import (
     check_modality,
     check_on_error,
     media_modality,
+    warn_if_media_path,
 )
 from transferkit.data.tables import read_table, read_text_lines
 from transferkit.errors import ConfigError, DataError
@@ -187,6 +188,7 @@ def _text_input(raw: str, p: Path, n: int, log: SkipLog, on_error: str) -> Sampl
     if not raw.strip():
         log.bad(f"input {n}", "empty text")
         return None
+    warn_if_media_path(raw, f"input {n}")
     return Samples(items=[raw], labels=None, modality="text", origins=[f"input {n}"])
 
 

@@ -113,6 +113,20 @@ def media_modality(path: str | os.PathLike[str]) -> str | None:
     return None
 
 
+class MediaPathAsTextWarning(UserWarning):
+    """A text model was given what looks like the path of an image or audio file."""
+
+
+def warn_if_media_path(text: str, origin: str) -> None:
+    """Warn that ``text`` looks like the path of an image or audio file (one word with a media extension):
+    a text model classifies it as the sentence it is, which is rarely what the user meant."""
+    stripped = text.strip()
+    kind = media_modality(stripped) if stripped and not any(c.isspace() for c in stripped) else None
+    if kind is not None:
+        warnings.warn(f"{origin} ({stripped!r}) looks like the path of an {kind} file, but this model "
+                      "classifies text: it is classified as that text", MediaPathAsTextWarning, stacklevel=3)
+
+
 def label_to_str(value: Any) -> str:
     """A class label as the string the rest of the package uses.
 
