@@ -255,3 +255,7 @@ def test_cli_lr_find_prints_the_rate_and_writes_the_plot(tmp_path: Path, tiny_be
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = CliRunner().invoke(app, ["lr-find", str(data), "--backbone", f"hf:{tiny_bert_dir}", "--strategy", "lp_ft"])
     assert bad.exit_code == 2 and "error:" in bad.stderr
+    # --mixed-precision reaches the range test (it was once accepted and ignored)
+    half = CliRunner().invoke(app, ["lr-find", str(data), "--backbone", f"hf:{tiny_bert_dir}", "--batch-size", "8",
+                                    "--num-steps", "5", "--mixed-precision", "half"])
+    assert half.exit_code == 2 and "half" in half.stderr

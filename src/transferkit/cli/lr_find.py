@@ -60,7 +60,8 @@ def lr_find(
     result = find_lr(samples, backbone=name, strategy=strategy, pretrained=not from_scratch,
                      backbone_options=size.backbone_options(), batch_size=batch_size, layer_decay=layer_decay,
                      train_last_k=train_last_k, seed=seed,
-                     config=LRFinderConfig(start_lr=start_lr, end_lr=end_lr, num_steps=num_steps))
+                     config=LRFinderConfig(start_lr=start_lr, end_lr=end_lr, num_steps=num_steps,
+                                           mixed_precision=mixed_precision))
     if plot is not None:
         result.plot(plot, title=f"range test: {name} ({strategy}), batch {batch_size}")
     if as_json:
@@ -73,7 +74,7 @@ def lr_find(
     if plot is not None:
         typer.echo(f"wrote {plot}")
     given = (("max-length", size.max_length), ("image-size", size.image_size), ("layer-decay", layer_decay),
-             ("train-last-k", train_last_k))
+             ("train-last-k", train_last_k), ("mixed-precision", None if mixed_precision == "no" else mixed_precision))
     same = "".join(f" --{flag} {value}" for flag, value in given if value is not None)
     typer.echo(f"try: transferkit fit {data} --backbone {name} --strategy {strategy} --batch-size {batch_size}{same}"
                f"{' --from-scratch' if from_scratch else ''} --lr {result.suggestion:.2g} --out RUN")
