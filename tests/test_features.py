@@ -4,6 +4,7 @@ the feature cache survives corrupt entries and unwritable folders."""
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +85,26 @@ def test_an_unwritable_cache_falls_back_to_no_caching_with_a_warning(
         features = extract_features(backbone, samples, progress=False)
     assert features.shape == (len(samples), backbone.num_features)
     assert blocker.read_text().startswith("a file")
+
+
+def test_audio_longer_than_whisper_encodes_is_named_in_a_warning() -> None:
+    from transformers import WhisperConfig, WhisperFeatureExtractor
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    from transferkit.backbones.whisper import WhisperEncoderBackbone
+    from transferkit.features import LongAudioWarning
+
+    # 50 encoder positions hold 1 s of 16 kHz audio (Whisper's own hold 30 s)
+    config = WhisperConfig(num_mel_bins=80, d_model=16, encoder_layers=1, encoder_attention_heads=2,
+                           encoder_ffn_dim=32, decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=32,
+                           vocab_size=100, max_source_positions=50, max_target_positions=16)
+    backbone = WhisperEncoderBackbone(WhisperEncoder(config), WhisperFeatureExtractor(feature_size=80),
+                                      BackboneSpec("tiny_whisper", pretrained=False))
+    assert backbone.max_samples == 16000
+    waves = [np.zeros(8000, np.float32), np.zeros(40000, np.float32)]
+    dataset = BackboneDataset(samples_from_arrays(waves, ["a", "b"]), backbone, [0, 1], train=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LongAudioWarning)
+        dataset[0]
+    with pytest.warns(LongAudioWarning, match=r"X\[1\]: 2.5 s of audio; tiny_whisper encodes only the first 1 s"):
+        dataset[1]

@@ -54,11 +54,27 @@ class BackboneDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[Any, int]:
         index, seed = key if isinstance(key, tuple) else (key, None)
         item = decode_item(self.samples.items[index], self.backbone)
+        _warn_if_cut(item, self.backbone, self.samples.origins[index])
         label = -1 if self.label_ids is None else self.label_ids[index]
         if seed is None:
             return self.backbone.transform(item, train=self.train), label
         with seeded_torch(seed):
             return self.backbone.transform(item, train=self.train), label
+
+
+class LongAudioWarning(UserWarning):
+    """An audio clip is longer than the backbone encodes; only its beginning is used."""
+
+
+def _warn_if_cut(item: Any, backbone: Backbone, origin: str) -> None:
+    """Warn, naming the clip, when an audio backbone with a longest input (``max_samples``: Whisper's
+    30 s) will see only the beginning of ``item``. Once per clip: the message names it."""
+    longest = getattr(backbone, "max_samples", None)
+    if backbone.modality == "audio" and longest and len(item) > longest:
+        rate = backbone.sample_rate or 16000
+        warnings.warn(f"{origin}: {len(item) / rate:.1f} s of audio; {backbone.spec.name} encodes only the first "
+                      f"{longest / rate:.0f} s (cut longer recordings into clips to use all of them)",
+                      LongAudioWarning, stacklevel=3)
 
 
 class EpochSampler(Sampler[tuple[int, int]]):
