@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 import support
 from support import invoke
 from transferkit import TransferClassifier, load
-from transferkit.checkpoint import read_progress
+from transferkit.checkpoint import checkpoint_folder, read_progress
 from transferkit.errors import ConfigError
 
 DIE_AFTER_CHECKPOINTS = """
@@ -54,6 +54,19 @@ def fit_and_die(tmp_path: Path, checkpoints: int, *args: object) -> subprocess.C
                           capture_output=True, text=True, timeout=900)
 
 
+def reference_and_killed(tmp_path: Path, args: list, checkpoints: int, *, stage: str = "") -> tuple[Path, Path, dict]:
+    """An uninterrupted run of the command ``args`` (``reference``) and the same run killed after its
+    ``checkpoints``-th checkpoint (``run``, not written), with the killed run's loop progress from
+    ``OUT.checkpoints/`` (``stage``: the sub-folder of one stage of a multi-stage run)."""
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    assert invoke(*args, "--out", reference).exit_code == 0
+    assert not checkpoint_folder(reference).exists()
+    killed = fit_and_die(tmp_path, checkpoints, *args, "--out", run)
+    assert killed.returncode == 137, killed.stderr
+    assert not run.exists()
+    return reference, run, read_progress(checkpoint_folder(run) / stage)["loop"]  # type: ignore[index]
+
+
 def assert_same_run(run: Path, reference: Path, inputs: list | None,
                     files: tuple[str, ...] = ("head.safetensors", "backbone.safetensors")) -> None:
     """Same history, validation metrics, weights and (given ``inputs``) predictions."""
@@ -75,16 +88,8 @@ def test_finetune_killed_mid_epoch_resumes_to_the_same_run(tiny_bert_dir: Path, 
     data.write_text("text,label\n" + "".join(f"{t},{label}\n" for t, label in zip(texts, labels, strict=True)))
     args = ["fit", data, "--backbone", f"hf:{tiny_bert_dir}", "--strategy", "finetune", "--epochs", 3,
             "--batch-size", 4, "--lr", "1e-3", "--checkpoint-every", 2, "--seed", 1]
-    reference = tmp_path / "reference"
-    assert invoke(*args, "--out", reference).exit_code == 0
-    assert not (tmp_path / "reference.checkpoints").exists()
-
-    run, checkpoints = tmp_path / "run", tmp_path / "run.checkpoints"
     # 6 batches per epoch: checkpoints after optimizer steps 2, 4, 6 (end of epoch 1) and 8
-    killed = fit_and_die(tmp_path, 4, *args, "--out", run)
-    assert killed.returncode == 137, killed.stderr
-    assert not run.exists()
-    loop = read_progress(checkpoints)["loop"]  # type: ignore[index]
+    reference, run, loop = reference_and_killed(tmp_path, args, 4)
     assert (loop["epoch"], loop["step"]) == (1, 2)
 
     fresh = invoke(*args, "--out", run)
@@ -94,7 +99,7 @@ def test_finetune_killed_mid_epoch_resumes_to_the_same_run(tiny_bert_dir: Path, 
 
     resumed = invoke(*args, "--out", run, "--resume")
     assert resumed.exit_code == 0, resumed.output
-    assert not checkpoints.exists()
+    assert not checkpoint_folder(run).exists()
     assert_same_run(run, reference, support.sentiment_texts(6, seed=1)[0])
 
 
@@ -104,13 +109,7 @@ def test_lora_killed_mid_epoch_resumes_to_the_same_run(tiny_bert_dir: Path, tmp_
     data.write_text("text,label\n" + "".join(f"{t},{label}\n" for t, label in zip(texts, labels, strict=True)))
     args = ["fit", data, "--backbone", f"hf:{tiny_bert_dir}", "--strategy", "lora", "--epochs", 2,
             "--batch-size", 4, "--checkpoint-every", 2]
-    reference = tmp_path / "reference"
-    assert invoke(*args, "--out", reference).exit_code == 0
-
-    run = tmp_path / "run"
-    killed = fit_and_die(tmp_path, 4, *args, "--out", run)  # 2 batches into epoch 2
-    assert killed.returncode == 137, killed.stderr
-    loop = read_progress(tmp_path / "run.checkpoints")["loop"]  # type: ignore[index]
+    reference, run, loop = reference_and_killed(tmp_path, args, 4)  # 2 batches into epoch 2
     assert (loop["epoch"], loop["step"]) == (1, 2)
 
     resumed = invoke(*args, "--out", run, "--resume")
@@ -127,14 +126,8 @@ def test_gradual_unfreezing_killed_mid_epoch_resumes_to_the_same_run(tmp_path: P
     # random crops and flips, BatchNorm statistics, and the unfrozen groups all change with the epoch
     args = ["fit", data, "--backbone", "timm:test_efficientnet", "--from-scratch", "--image-size", 32,
             "--strategy", "gradual", "--epochs", 3, "--batch-size", 4, "--checkpoint-every", 2]
-    reference = tmp_path / "reference"
-    assert invoke(*args, "--out", reference).exit_code == 0
-
-    run = tmp_path / "run"
     # 6 batches per epoch: the 4th checkpoint is 2 batches into epoch 2, where 2 groups are unfrozen
-    killed = fit_and_die(tmp_path, 4, *args, "--out", run)
-    assert killed.returncode == 137, killed.stderr
-    loop = read_progress(tmp_path / "run.checkpoints")["loop"]  # type: ignore[index]
+    reference, run, loop = reference_and_killed(tmp_path, args, 4)
     assert (loop["epoch"], loop["step"]) == (1, 2)
 
     resumed = invoke(*args, "--out", run, "--resume")

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from support import assert_user_error, invoke, sentiment_texts, write_csv
-from transferkit.checkpoint import read_progress
+from transferkit.checkpoint import checkpoint_folder
 
 
 @pytest.fixture(scope="module")
@@ -119,28 +119,20 @@ def test_a_killed_deep_adaptation_resumes_to_the_same_output(domains: tuple[Path
                                                              tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
-    from test_resume import fit_and_die
+    from test_resume import reference_and_killed
 
     source, target, _ = domains
     args = ["adapt", "--source", source, "--target", target, "--method", "dann", "--backbone", f"hf:{tiny_bert_dir}",
             "--epochs", 2, "--batch-size", 8, "--lr", "1e-3", "--checkpoint-every", 2, "--param", "trade_off=0.3"]
-    reference = tmp_path / "reference"
-    assert invoke(*args, "--out", reference).exit_code == 0
-    assert not (tmp_path / "reference.checkpoints").exists()
-
-    run, checkpoints = tmp_path / "run", tmp_path / "run.checkpoints"
     # 30 source texts make 4 batches an epoch: checkpoints after steps 2, 4 (end of epoch 1) and 6
-    killed = fit_and_die(tmp_path, 3, *args, "--out", run)
-    assert killed.returncode == 137, killed.stderr
-    assert not run.exists()
-    loop = read_progress(checkpoints / "adapt")["loop"]  # type: ignore[index]
+    reference, run, loop = reference_and_killed(tmp_path, args, 3, stage="adapt")
     assert (loop["epoch"], loop["step"]) == (1, 2)
     assert_user_error(invoke(*args, "--out", run), "--resume")
     assert_user_error(invoke(*args[:-1], "trade_off=1.0", "--out", run, "--resume"), "differs in run.params.trade_off")
 
     resumed = invoke(*args, "--out", run, "--resume")
     assert resumed.exit_code == 0, resumed.output
-    assert not checkpoints.exists()
+    assert not checkpoint_folder(run).exists()
     summary, expected = (json.loads((folder / "adapt.json").read_text()) for folder in (run, reference))
     for key in ("history", "accuracy"):
         assert summary.get(key) == expected.get(key), key
