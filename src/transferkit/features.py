@@ -198,6 +198,7 @@ def _write_cached(path: Path, features: np.ndarray) -> None:
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(path)
         save_file({"features": np.ascontiguousarray(features)}, str(tmp))
         tmp.replace(path)
     except (OSError, SafetensorError) as exc:
@@ -205,3 +206,23 @@ def _write_cached(path: Path, features: np.ndarray) -> None:
                       "caching (set TRANSFERKIT_CACHE to a writable folder)", FeatureCacheWarning, stacklevel=3)
         with suppress(OSError):
             tmp.unlink(missing_ok=True)
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Remove the temporary files of ``path`` left by writers that were killed mid-write (their
+    process is gone); a live writer's file is left alone."""
+    for tmp in path.parent.glob(f"{path.stem}.tmp*"):
+        pid = tmp.suffix.removeprefix(".tmp")
+        if pid.isdigit() and not _process_alive(int(pid)):
+            with suppress(OSError):
+                tmp.unlink()
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

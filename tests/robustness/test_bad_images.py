@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 from PIL import Image
-
 from robust_support import (
     Built,
     Case,

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from robust_support import Built, Case, image_folder, params, put, run_case, skip_and_fail, text_rows, write_table
 
 ROWS = text_rows()  # 12 rows, two classes
@@ -46,11 +45,12 @@ FILE_ERRORS: list[tuple[str, str, str, Callable[[], bytes | str], tuple[str, ...
     ("empty", "csv-header-only", "data.csv", lambda: "text,label\n", ("{path}",)),
     ("empty", "csv-blank-lines-only", "data.csv", lambda: "\n\n\n", ("{path}",)),
     ("empty", "jsonl-blank-lines-only", "data.jsonl", lambda: "\n  \n", ("{path}",)),
-    ("wrong-encoding", "latin-1-csv", "data.csv", lambda: csv_text([("café très bon", "pos"), *ROWS]).encode("latin-1"),
-     ("{path}", "UTF-8")),
+    ("wrong-encoding", "latin-1-csv", "data.csv",
+     lambda: csv_text([("café très bon", "pos"), *ROWS]).encode("latin-1"), ("{path}", "UTF-8")),
     ("wrong-encoding", "utf-16-le-without-bom", "data.csv", lambda: csv_text().encode("utf-16-le"), ("{path}",)),
     ("wrong-encoding", "cp1252-jsonl", "data.jsonl",
-     lambda: '{"text": "na\u00efve \u201cquote\u201d", "label": "pos"}\n'.encode("cp1252") + jsonl(GOOD_RECORDS).encode(),
+     lambda: '{"text": "na\u00efve \u201cquote\u201d", "label": "pos"}\n'.encode("cp1252")
+     + jsonl(GOOD_RECORDS).encode(),
      ("{path}",)),
     ("wrong-encoding", "one-invalid-byte-mid-file", "data.csv",
      lambda: csv_text().encode() + b'"bad \xff byte",pos\n', ("{path}",)),
@@ -71,7 +71,8 @@ FILE_ERRORS: list[tuple[str, str, str, Callable[[], bytes | str], tuple[str, ...
     ("single-class", "every-row-one-label", "data.csv", lambda: csv_text([(t, "pos") for t, _ in ROWS]),
      ("{path}", "pos")),
     ("single-class", "one-row", "data.csv", lambda: csv_text(ROWS[:1]), ("{path}",)),
-    ("bad-columns", "numeric-labels-0-1-without-task", "data.csv", lambda: csv_text(NUMERIC_ROWS), ("{path}", "--task")),
+    ("bad-columns", "numeric-labels-0-1-without-task", "data.csv", lambda: csv_text(NUMERIC_ROWS),
+     ("{path}", "--task")),
     ("mislabelled", "image-folder-as-text", "images", lambda: b"", ()),
     ("path", "plain-txt-file", "notes.txt", lambda: "a sentence\nanother\n", ("{path}",)),
     ("path", "xlsx-file", "data.xlsx", lambda: b"PK\x03\x04" + b"\x00" * 40, ("{path}", ".xlsx")),
