@@ -65,6 +65,7 @@ OverwriteOpt = Annotated[bool, typer.Option(help="replace an existing --out fold
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the result as JSON")]
 
 
+@dataclass
 class OptionGroup:
     """Options several commands take together, as a dataclass whose fields are annotated like parameters."""
 

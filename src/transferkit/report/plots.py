@@ -32,11 +32,11 @@ def scatter_by_category(ax: Axes, coords: np.ndarray, values: Sequence[Any], *, 
     """Scatter ``coords`` ``(N, 2)`` with one colour per distinct value (sorted), legend when it stays readable."""
     import matplotlib
 
-    values = np.asarray([str(v) for v in values])
-    names = sorted(set(values.tolist()))
+    shown = np.asarray([str(v) for v in values])
+    names = sorted(set(shown.tolist()))
     cmap = matplotlib.colormaps["tab20" if len(names) > 10 else "tab10"]
     for i, name in enumerate(names):
-        mask = values == name
+        mask = shown == name
         ax.scatter(coords[mask, 0], coords[mask, 1], s=8, color=cmap(i % cmap.N), label=name)
     ax.set_xticks([])
     ax.set_yticks([])
