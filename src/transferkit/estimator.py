@@ -216,7 +216,7 @@ class TransferEstimator(BaseEstimator):
         self.strategy_info_ = strategy_info
         self.backbone_trained_ = backbone_trained
         self.fit_seconds_ = fit_seconds
-        self.validation_metrics_ = validation_metrics
+        self.validation_metrics_: dict[str, Any] | None = validation_metrics
 
     def with_model(self, model: TransferModel, task: Task, *, strategy_info: dict[str, Any],
                    backbone_trained: bool = False, fit_seconds: float | None = None) -> TransferEstimator:

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 from transferkit.config import make_config
 from transferkit.data import Samples
 from transferkit.heads import TransferModel
@@ -82,10 +84,10 @@ class FitData:
     """
 
     train: Samples
-    train_ids: Sequence[Any]
+    train_ids: Sequence[Any] | np.ndarray
     classes: list[str]
     val: Samples | None = None
-    val_ids: Sequence[Any] | None = None
+    val_ids: Sequence[Any] | np.ndarray | None = None
     task: Task | None = None
 
     def __post_init__(self) -> None:
