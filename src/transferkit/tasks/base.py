@@ -233,18 +233,23 @@ def task_manifest(task: Task) -> dict[str, Any]:
     return {"name": task.name, "output": task.output, "encoding": task.state()}
 
 
-def standardised_features(features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(scaled, mean, scale)``: features standardised for a probe; dead dimensions get scale 1.
+def standardised_features(features: np.ndarray, *, zero_dead: bool = True) -> tuple[np.ndarray, np.ndarray,
+                                                                                 np.ndarray]:
+    """``(scaled, mean, scale)``: features standardised for a probe; dead dimensions get an infinite scale.
 
-    Dead dimensions (all-MiniLM-L6-v2 has three whose values stay near 1e-32) carry no signal, but
-    dividing by their tiny spread would fold weights of 1e30 into the head: ``fold_scaling`` gives
-    them no weight.
+    Dead dimensions (all-MiniLM-L6-v2 has three whose values stay below 1e-7) would need weights of
+    1e30 in a head on the raw features, which float32 cannot carry: ``fold_scaling`` gives them no
+    weight, and with ``zero_dead`` they are zeros in ``scaled`` too, so that the probe is fitted
+    without what the head will not have.
     """
     from sklearn.preprocessing import StandardScaler
 
     scaler = StandardScaler().fit(features)
     dead = scaler.scale_ <= 1e-6 * max(float(scaler.scale_.max()), 1e-12)
-    return scaler.transform(features), scaler.mean_, np.where(dead, np.inf, scaler.scale_)
+    scaled = scaler.transform(features)
+    if zero_dead:
+        scaled[:, dead] = 0.0
+    return scaled, scaler.mean_, np.where(dead, np.inf, scaler.scale_)
 
 
 def fold_scaling(coef: np.ndarray, intercept: np.ndarray, mean: np.ndarray, scale: np.ndarray,

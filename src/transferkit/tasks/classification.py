@@ -79,7 +79,8 @@ class Classification(Task):
         from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 
         num_classes = self.num_outputs()
-        scaled, mean, scale = standardised_features(features)
+        # fitted with the dead dimensions that the head then drops, as the first release did: its numbers stay
+        scaled, mean, scale = standardised_features(features, zero_dead=False)
         folds = int(np.bincount(targets, minlength=num_classes).min())
         if c is None and folds >= 2:
             # log-loss breaks the ties that accuracy leaves on few samples (which favour the strongest penalty)
