@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from transferkit.errors import DataError
 from transferkit.evaluate import classification_metrics, format_metrics
-from transferkit.tasks.base import TASKS, ProbeFit, Task, fold_scaling, standardised_features
+from transferkit.tasks.base import TASKS, ProbeFit, Task, fit_logistic, fold_scaling, standardised_features
 
 
 def warn_near_duplicate_classes(classes: Sequence[str]) -> None:
@@ -75,23 +75,12 @@ class Classification(Task):
         return int((outputs.argmax(-1) == targets).sum()) / max(len(targets), 1)
 
     def fit_probe(self, features: np.ndarray, targets: np.ndarray, *, c: float | None, seed: int) -> ProbeFit:
-        """Standardise, fit an L2 logistic regression (C by cross-validation on log-loss unless given)."""
-        from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-
+        """Standardise and fit an L2 logistic regression (``fit_logistic``) on the class indices."""
         num_classes = self.num_outputs()
         # fitted with the dead dimensions that the head then drops, as the first release did: its numbers stay
         scaled, mean, scale = standardised_features(features, zero_dead=False)
         folds = int(np.bincount(targets, minlength=num_classes).min())
-        if c is None and folds >= 2:
-            # log-loss breaks the ties that accuracy leaves on few samples (which favour the strongest penalty)
-            probe = LogisticRegressionCV(Cs=np.logspace(-4, 2, 13), cv=min(5, folds), max_iter=2000,
-                                         scoring="neg_log_loss", l1_ratios=(0.0,), use_legacy_attributes=False,
-                                         random_state=seed).fit(scaled, targets)
-            chosen = float(np.ravel(probe.C_)[0])
-        else:
-            chosen = 1.0 if c is None else c
-            probe = LogisticRegression(C=chosen, max_iter=2000, random_state=seed).fit(scaled, targets)
-        coef, intercept = probe.coef_, probe.intercept_
+        coef, intercept, chosen = fit_logistic(scaled, targets, folds=folds, c=c, seed=seed)
         if num_classes == 2:  # sklearn keeps one row for two classes: logit(1) - logit(0)
             coef = np.vstack([-coef / 2, coef / 2])
             intercept = np.array([-intercept[0] / 2, intercept[0] / 2])

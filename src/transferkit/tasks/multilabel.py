@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from transferkit.errors import DataError
 from transferkit.evaluate import format_multilabel_metrics, multilabel_metrics
-from transferkit.tasks.base import TASKS, ProbeFit, Task, fold_scaling, standardised_features
+from transferkit.tasks.base import TASKS, ProbeFit, Task, fit_logistic, fold_scaling, standardised_features
 
 SEPARATOR = "|"
 THRESHOLD = 0.5
@@ -107,8 +107,6 @@ class MultiLabel(Task):
         """One L2 logistic regression per label on standardised features (one-vs-rest), each with its
         own C chosen by cross-validated log-loss unless ``c`` is given. A label that is always (or never)
         present in training gets no weights and the bias of its smoothed frequency."""
-        from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
-
         scaled, mean, scale = standardised_features(features)
         coef = np.zeros((len(self.labels), features.shape[1]))
         intercept = np.zeros(len(self.labels))
@@ -121,15 +119,8 @@ class MultiLabel(Task):
                 rate = (positives + 0.5) / (len(column) + 1.0)
                 intercept[j], chosen[name] = np.log(rate / (1 - rate)), None
                 continue
-            if c is None and folds >= 2:
-                probe = LogisticRegressionCV(Cs=np.logspace(-4, 2, 13), cv=min(5, folds), max_iter=2000,
-                                             scoring="neg_log_loss", l1_ratios=(0.0,), use_legacy_attributes=False,
-                                             random_state=seed).fit(scaled, column)
-                chosen[name] = float(np.ravel(probe.C_)[0])
-            else:
-                chosen[name] = 1.0 if c is None else c
-                probe = LogisticRegression(C=chosen[name], max_iter=2000, random_state=seed).fit(scaled, column)
-            coef[j], intercept[j] = probe.coef_[0], probe.intercept_[0]
+            coef_j, intercept_j, chosen[name] = fit_logistic(scaled, column, folds=folds, c=c, seed=seed)
+            coef[j], intercept[j] = coef_j[0], intercept_j[0]
         return fold_scaling(coef, intercept, mean, scale, {"probe_c": chosen})
 
     def decode(self, outputs: np.ndarray) -> np.ndarray:
