@@ -61,6 +61,12 @@ def make_config(config_class: type[C], values: Mapping[str, Any] | None = None, 
         raise ConfigError(f"{what}: {exc}") from None
 
 
+def settings_listing(config_class: type) -> str:
+    """``"settings: r=8 alpha=16 ..."``: a config's keys with their defaults, for the CLI's listings."""
+    defaults = config_dict(config_class())
+    return "settings: " + " ".join(f"{key}={value}" for key, value in defaults.items()) if defaults else ""
+
+
 def config_dict(config: Any) -> dict[str, Any]:
     """A config dataclass as plain values (tuples as lists), for manifests and TOML."""
     assert is_dataclass(config) and not isinstance(config, type)

@@ -153,7 +153,10 @@ def test_user_errors_name_the_value(request: pytest.FixtureRequest) -> None:
         adapt_model(fresh_model(), unlabelled(SOURCE), TARGET, CLASSES, "mcc", config, {})
     with pytest.raises(DataError, match="not among the classes"):
         adapt_model(fresh_model(), SOURCE, TARGET, ["0", "2"], "mcc", config, {})
-    base.DA_METHODS.register("arrays_only", level="features", description="arrays only")(lambda *a, **k: None)
+    from transferkit.adapt.deep_methods import SourceOnlyConfig
+
+    base.DA_METHODS.register("arrays_only", level="features", description="arrays only",
+                             config=SourceOnlyConfig)(lambda *a, **k: None)
     request.addfinalizer(lambda: base.DA_METHODS.remove("arrays_only"))
     with pytest.raises(ConfigError, match="feature arrays"):
         adapt_model(fresh_model(), SOURCE, TARGET, CLASSES, "arrays_only", config, {})

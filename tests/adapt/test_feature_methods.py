@@ -30,7 +30,8 @@ def shifted_domains(seed: int = 0, n: int = 120) -> tuple[np.ndarray, np.ndarray
 
 def accuracy(name: str, **params: float) -> float:
     xs, ys, xt, yt = shifted_domains()
-    model = DA_METHODS.get(name).fn(xs, ys, xt, seed=0, **params)
+    entry = DA_METHODS.get(name)
+    model = entry.fn(xs, ys, xt, seed=0, params=entry.settings(params))
     return float((model.predict_proba(xt).argmax(axis=1) == yt).mean())
 
 
@@ -47,7 +48,7 @@ def test_every_feature_method_beats_source_only_on_shifted_gaussians(name: str) 
 @pytest.mark.parametrize("name", [m.name for m in DA_METHODS if m.level == "features"])
 def test_contract_probabilities_and_aligned_space(name: str) -> None:
     xs, ys, xt, _ = shifted_domains(n=60)
-    model = DA_METHODS.get(name).fn(xs, ys, xt, seed=0)
+    model = DA_METHODS.get(name).fn(xs, ys, xt, seed=0, params=DA_METHODS.get(name).settings())
     probs = model.predict_proba(xt)
     assert probs.shape == (60, 3)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
@@ -61,7 +62,7 @@ def test_every_adapter_folds_into_one_linear_layer(name: str) -> None:
     from scipy.special import softmax
 
     xs, ys, xt, _ = shifted_domains(n=60)
-    model = DA_METHODS.get(name).fn(xs, ys, xt, seed=0)
+    model = DA_METHODS.get(name).fn(xs, ys, xt, seed=0, params=DA_METHODS.get(name).settings())
     weight, bias = model.as_linear()
     np.testing.assert_allclose(softmax(xt @ weight.T + bias, axis=1), model.predict_proba(xt), atol=1e-8)
 
@@ -71,7 +72,7 @@ def test_folded_binary_adapter_and_a_class_it_never_saw() -> None:
 
     xs, ys, xt, _ = shifted_domains(n=60)
     keep = ys < 2  # two classes seen; the adapter is told there are three
-    model = DA_METHODS.get("coral").fn(xs[keep], ys[keep], xt, seed=0)
+    model = DA_METHODS.get("coral").fn(xs[keep], ys[keep], xt, seed=0, params=DA_METHODS.get("coral").settings())
     model.num_classes = 3
     weight, bias = model.as_linear()
     probs = softmax(xt @ weight.T + bias, axis=1)
@@ -82,7 +83,7 @@ def test_folded_binary_adapter_and_a_class_it_never_saw() -> None:
 def test_hidden_source_rows_are_aligned_but_not_learned() -> None:
     xs, ys, xt, _ = shifted_domains(n=60)
     masked = np.where(np.arange(60) % 2 == 0, -1, ys)
-    model = DA_METHODS.get("coral").fn(xs, masked, xt, seed=0)
+    model = DA_METHODS.get("coral").fn(xs, masked, xt, seed=0, params=DA_METHODS.get("coral").settings())
     assert len(model.source_features) == 60
     assert model.classifier.n_features_in_ == xs.shape[1]
 
@@ -125,8 +126,8 @@ def test_estimator_string_labels_and_fixed_params_clone() -> None:
     names = np.array(["cat", "dog", "owl"])
     X, domains = np.vstack([xs, xt]), np.r_[np.ones(60), -np.ones(60)]
     y = np.r_[names[ys], names[yt]]  # labelled target rows: only reported, never fitted on
-    clf = DomainAdaptationClassifier("coral", C=0.1).fit(X, y, sample_domain=domains)
-    assert clf.get_params()["C"] == 0.1 and clone(clf).get_params()["C"] == 0.1
+    clf = DomainAdaptationClassifier("coral", method_params={"C": 0.1}).fit(X, y, sample_domain=domains)
+    assert clf.get_params()["method_params"] == {"C": 0.1} and clone(clf).get_params()["method_params"] == {"C": 0.1}
     assert clf.search_.oracle_params == {"C": 0.1}
     assert set(clf.predict(xt)) <= set(names)
 
@@ -154,11 +155,11 @@ def test_estimator_rejects_other_widths_unknown_names_and_missing_domains() -> N
         DomainAdaptationClassifier().fit(X, y)
     with pytest.raises(ConfigError, match="unknown adaptation method"):
         DomainAdaptationClassifier("nope").fit(X, y, sample_domain=domains)
-    with pytest.raises(ConfigError, match="no hyperparameter 'gamma'"):
-        DomainAdaptationClassifier("coral", gamma=1.0).fit(X, y, sample_domain=domains)
+    with pytest.raises(ConfigError, match="has no setting 'gamma'; its settings are C, reg"):
+        DomainAdaptationClassifier("coral", method_params={"gamma": 1.0}).fit(X, y, sample_domain=domains)
     with pytest.raises(ConfigError, match="selection criterion"):
         DomainAdaptationClassifier("coral", selection="oracle").fit(X, y, sample_domain=domains)
-    clf = DomainAdaptationClassifier("coral", C=1.0).fit(X, y, sample_domain=domains)
+    clf = DomainAdaptationClassifier("coral", method_params={"C": 1.0}).fit(X, y, sample_domain=domains)
     with pytest.raises(DataError, match="has 4 features"):
         clf.predict(xt[:, :4])
 
@@ -170,4 +171,4 @@ def test_cbst_standardises_each_domain_and_takes_coral_as_an_option() -> None:
     # per-domain standardisation undoes the shift that source standardisation leaves in place
     assert accuracy("cbst", standardise="domain") > accuracy("cbst", standardise="source") + 0.15
     with pytest.raises(ConfigError, match="standardise must be one of"):
-        DA_METHODS.get("cbst").fn(xs, ys, xt, standardise="joint")
+        DA_METHODS.get("cbst").settings({"standardise": "joint"})

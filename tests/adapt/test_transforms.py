@@ -72,8 +72,8 @@ def test_estimator_searches_transforms() -> None:
     X, y = np.vstack([xs, xt]), np.r_[ys, np.full(len(xt), -1)]
     domains = np.r_[np.ones(len(xs)), -np.ones(len(xt))]
     clf = DomainAdaptationClassifier("source_only", transforms=("identity", "l2"), combine="select",
-                                     C=0.1).fit(X, y, domains)
-    plain = DomainAdaptationClassifier("source_only", C=0.1).fit(X, y, domains)
+                                     method_params={"C": 0.1}).fit(X, y, domains)
+    plain = DomainAdaptationClassifier("source_only", method_params={"C": 0.1}).fit(X, y, domains)
     assert clf.search_.transform == "l2" and plain.search_.transform == "identity"
     assert clf.score(xt, yt) > plain.score(xt, yt) + 0.2
     assert clf.get_params()["transforms"] == ("identity", "l2")
@@ -106,7 +106,8 @@ def test_estimator_averages_by_default() -> None:
     xs, ys, xt, yt = scaled_domains(0)
     X, y = np.vstack([xs, xt]), np.r_[ys, np.full(len(xt), -1)]
     domains = np.r_[np.ones(len(xs)), -np.ones(len(xt))]
-    clf = DomainAdaptationClassifier("source_only", transforms=("identity", "l2"), C=0.1).fit(X, y, domains)
+    clf = DomainAdaptationClassifier("source_only", transforms=("identity", "l2"),
+                                     method_params={"C": 0.1}).fit(X, y, domains)
     assert clf.search_.transform == "average" and len(clf.search_.members) == 2
-    raw = DomainAdaptationClassifier("source_only", C=0.1).fit(X, y, domains)
+    raw = DomainAdaptationClassifier("source_only", method_params={"C": 0.1}).fit(X, y, domains)
     assert clf.score(xt, yt) > raw.score(xt, yt)  # half of the average is the L2 model that matches the domains

@@ -125,6 +125,7 @@ def adapt(source: str | os.PathLike[str] | Samples, target: str | os.PathLike[st
     """
     say = log or (lambda _line: None)
     method_entry = DA_METHODS.get(method)
+    method_entry.settings(params)  # an unknown hyperparameter or a bad value fails before any work
     if out is not None and Path(out).exists() and not overwrite:
         raise ArtifactError(f"output directory {out} already exists; choose another or pass overwrite")
     data = read_adapt_data(source, target, target_eval, modality=modality, **read_options)

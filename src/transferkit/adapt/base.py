@@ -5,12 +5,14 @@ and target labels are unknown (-1) during adaptation. A method is registered by 
 it works at:
 
 * ``"features"``: works on arrays (cached backbone features or any user array). The registered
-  callable is ``fn(source_x, source_y, target_x, *, seed, **params) -> FittedDAModel``; it returns an
+  callable is ``fn(source_x, source_y, target_x, *, seed, params) -> FittedDAModel``; it returns an
   object with ``predict_proba(x) -> (N, C)`` for target-domain inputs (and ``transform(x)`` when it
   maps features into a shared space).
 * ``"deep"``: trains a ``TransferModel`` on the shared training loop with unlabelled target batches;
-  the registered callable is ``fn(model, data, config, **params) -> AdaptOutcome``.
+  the registered callable is ``fn(model, data, config, params) -> AdaptOutcome``.
 
+``params`` is an instance of the method's own config dataclass (``DAMethod.config``), built and checked
+by ``DAMethod.settings`` from a dict (Python), ``--param KEY=VALUE`` text (the CLI) or a grid point.
 ``grid`` is the method's own hyperparameter grid, searched by label-free model selection
 (``transferkit.adapt.selection``); ``source_free`` marks methods that never see source data while
 adapting (they start from a model trained on the source).
@@ -22,6 +24,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from transferkit.config import make_config, settings_listing
 from transferkit.errors import DataError
 from transferkit.registry import Registry
 
@@ -53,7 +56,9 @@ class DAMethod:
         fn: the method (its signature depends on ``level``, see the module docstring).
         level: ``"features"`` (arrays) or ``"deep"`` (trains a model on the loop).
         description: one line for the CLI's listing.
-        grid: the method's own hyperparameter grid, searched by label-free model selection.
+        config: the method's hyperparameters as a dataclass (every field has a default).
+        grid: the method's own hyperparameter grid (over ``config``'s fields), searched by label-free
+            model selection.
         source_free: the method never sees source data while adapting.
     """
 
@@ -61,8 +66,17 @@ class DAMethod:
     fn: Callable[..., Any]
     level: Level
     description: str
+    config: type
     grid: Mapping[str, Sequence[Any]] = field(default_factory=dict)
     source_free: bool = False
+
+    def settings(self, values: Mapping[str, Any] | None = None) -> Any:
+        """The method's config with ``values`` set (text is parsed; see ``transferkit.config.make_config``).
+
+        Raises:
+            ConfigError: an unknown key (the message lists the method's keys) or a value of the wrong type.
+        """
+        return make_config(self.config, values, what=f"adaptation method {self.name!r}")
 
     def __post_init__(self) -> None:
         if self.level not in ("features", "deep"):
@@ -72,7 +86,8 @@ class DAMethod:
     def listing(self) -> tuple[str, ...]:
         """Level, source-free or not, and the search grid, for ``transferkit list adaptation-method``."""
         grid = " ".join(f"{key}={','.join(map(str, values))}" for key, values in self.grid.items())
-        return self.level, "source-free" if self.source_free else "", f"grid: {grid}" if grid else ""
+        return (self.level, "source-free" if self.source_free else "", f"grid: {grid}" if grid else "",
+                settings_listing(self.config))
 
 
 DA_METHODS: Registry[DAMethod] = Registry("adaptation method", DAMethod,

@@ -21,7 +21,6 @@ Entry point: ``adapt_model(model, source, target, classes, method, config, param
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -39,6 +38,7 @@ from transferkit.adapt.base import DA_METHODS, AdaptOutcome
 from transferkit.adapt.losses import entropy
 from transferkit.adapt.selection import soft_neighbourhood_density
 from transferkit.checkpoint import read_progress
+from transferkit.config import config_dict
 from transferkit.data import Samples
 from transferkit.errors import ConfigError, DataError
 from transferkit.features import make_loader
@@ -434,7 +434,8 @@ def adapt_model(model: TransferModel, source: Samples, target: Samples, classes:
         classes: class names in the order of the head's outputs.
         method: a registered deep method (``transferkit.adapt.DA_METHODS``, level ``"deep"``).
         config: shared settings (epochs, learning rate, selection, ...).
-        params: the method's own hyperparameters (see its signature), e.g. ``{"trade_off": 0.3}``.
+        params: the method's own hyperparameters (its config class, ``DA_METHODS.get(method).config``), e.g.
+            ``{"trade_off": 0.3}``; text values are read as the fields' types.
 
     Returns:
         The per-epoch history (training loss, target SND, oracle accuracy when ``config.oracle`` is set)
@@ -458,22 +459,18 @@ def adapt_model(model: TransferModel, source: Samples, target: Samples, classes:
         raise DataError("the target domain has no samples")
     if source.modality != target.modality:
         raise DataError(f"source samples are {source.modality} but target samples are {target.modality}")
-    accepted = inspect.signature(entry.fn).parameters
-    unknown = sorted(set(params) - {name for name, p in accepted.items() if p.kind is p.KEYWORD_ONLY})
-    if unknown:
-        takes = [name for name, p in accepted.items() if p.kind is p.KEYWORD_ONLY]
-        raise ConfigError(f"method {method!r} does not take {', '.join(unknown)}; it takes "
-                          f"{', '.join(takes) or 'no parameters'}")
+    settings = entry.settings(params)
     if config.checkpoint_dir and not config.resume and _has_checkpoints(Path(config.checkpoint_dir)):
         raise ConfigError(f"{config.checkpoint_dir} holds checkpoints of an interrupted adaptation; continue it "
                           "with resume=True (CLI: --resume), or remove the folder to start over")
     data = DeepAdaptData(source, label_ids(source, classes, what="source"), target, list(classes),
-                         run={"method": method, "params": dict(params)})
+                         run={"method": method, "params": config_dict(settings)})
     start = time.perf_counter()
-    outcome: AdaptOutcome = entry.fn(model, data, config, **params)
+    outcome: AdaptOutcome = entry.fn(model, data, config, settings)
     for p in model.parameters():
         p.requires_grad_(False)
-    outcome.info = {"method": method, "params": dict(params), **outcome.info,
+    given = {key: getattr(settings, key) for key in params}
+    outcome.info = {"method": method, "params": given, "settings": config_dict(settings), **outcome.info,
                     "wall_s": round(time.perf_counter() - start, 2)}
     return outcome
 

@@ -1,7 +1,8 @@
 """The registered deep adaptation methods: each builds its loss term and calls the shared loop.
 
-Every method takes ``(model, data, config, **params)`` and returns an ``AdaptOutcome``; its keyword
-parameters are its hyperparameters, and ``grid`` lists the values label-free selection may search.
+Every method takes ``(model, data, config, params)`` and returns an ``AdaptOutcome``; ``params`` is an
+instance of its config dataclass (its hyperparameters), and ``grid`` lists the values label-free
+selection may search.
 ``trade_off`` (the weight of the adaptation term) defaults to ``config.trade_off`` and, when that is
 None, to the method's own default.
 """
@@ -9,6 +10,7 @@ None, to the method's own default.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -66,17 +68,90 @@ class DomainDiscriminator(nn.Sequential):
                          nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, 1))
 
 
-@DA_METHODS.register("deep_source_only", level="deep", description="no adaptation: the same loop, model and "
-                     "label-free epoch selection on source labels only (the baseline)")
-def deep_source_only(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig) -> AdaptOutcome:
+@dataclass
+class SourceOnlyConfig:
+    """No hyperparameters: the baseline trains on the source only."""
+
+
+@dataclass
+class TradeOffConfig:
+    """Attributes:
+    trade_off: weight of the adaptation term (None: ``DeepAdaptConfig.trade_off``, else the method's default).
+    """
+
+    trade_off: float | None = None
+
+
+@dataclass
+class AdversarialConfig(TradeOffConfig):
+    """Attributes:
+    hidden: width of the domain discriminator's hidden layers.
+    """
+
+    hidden: int = 256
+
+
+@dataclass
+class CDANConfig(AdversarialConfig):
+    """Attributes:
+    entropy: weight confident samples up (CDAN+E); False: plain CDAN.
+    """
+
+    entropy: bool = True
+
+
+@dataclass
+class DANConfig(TradeOffConfig):
+    """Attributes:
+    kernel_mul: ratio between the bandwidths of the MMD's Gaussian kernels.
+    kernel_num: number of kernels.
+    """
+
+    kernel_mul: float = 2.0
+    kernel_num: int = 5
+
+
+@dataclass
+class MCCConfig(TradeOffConfig):
+    """Attributes:
+    temperature: softmax temperature of the target predictions.
+    """
+
+    temperature: float = 2.5
+
+
+@dataclass
+class AdaBNConfig:
+    """Attributes:
+    samples: target samples the BatchNorm statistics are estimated on (None: all).
+    """
+
+    samples: int | None = 10000
+
+
+@dataclass
+class SelfTrainingConfig(TradeOffConfig):
+    """Attributes:
+    fraction: share of each predicted class taken as pseudo-labels.
+    threshold: also require this confidence (None: no threshold).
+    """
+
+    fraction: float = 0.5
+    threshold: float | None = None
+
+
+@DA_METHODS.register("deep_source_only", level="deep", config=SourceOnlyConfig, description="no adaptation: the "
+                     "same loop, model and label-free epoch selection on source labels only (the baseline)")
+def deep_source_only(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig,
+                     params: SourceOnlyConfig) -> AdaptOutcome:
     return outcome_of(train_adapted(model, data, config))
 
 
-@DA_METHODS.register("dann", level="deep", grid={"trade_off": (0.1, 0.3, 1.0)},
+@DA_METHODS.register("dann", level="deep", grid={"trade_off": (0.1, 0.3, 1.0)}, config=AdversarialConfig,
                      description="DANN (Ganin et al., JMLR 2016): gradient reversal into a domain discriminator, "
                      "reversal strength ramped up over training")
-def dann(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, *, trade_off: float | None = None,
-         hidden: int = 256) -> AdaptOutcome:
+def dann(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, params: AdversarialConfig) -> AdaptOutcome:
+    trade_off, hidden = params.trade_off, params.hidden
     discriminator = DomainDiscriminator(model.backbone.num_features, hidden)
 
     def loss(batch: AdaptBatch) -> torch.Tensor:
@@ -90,11 +165,11 @@ def dann(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, *, 
     return _aligned(model, data, config, term, _weight(trade_off, config, 1.0))
 
 
-@DA_METHODS.register("cdan", level="deep", grid={"trade_off": (0.1, 0.3, 1.0)},
+@DA_METHODS.register("cdan", level="deep", grid={"trade_off": (0.1, 0.3, 1.0)}, config=CDANConfig,
                      description="CDAN+E (Long et al., NeurIPS 2018): adversarial alignment of features x class "
                      "probabilities, confident samples weighted up (entropy=False: plain CDAN)")
-def cdan(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, *, trade_off: float | None = None,
-         entropy: bool = True, hidden: int = 256) -> AdaptOutcome:
+def cdan(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, params: CDANConfig) -> AdaptOutcome:
+    trade_off, entropy, hidden = params.trade_off, params.entropy, params.hidden
     discriminator = DomainDiscriminator(model.backbone.num_features * len(data.classes), hidden)
 
     def loss(batch: AdaptBatch) -> torch.Tensor:
@@ -114,10 +189,11 @@ def cdan(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, *, 
     return _aligned(model, data, config, term, _weight(trade_off, config, 1.0), entropy=entropy)
 
 
-@DA_METHODS.register("dan", level="deep", grid={"trade_off": (0.3, 1.0, 3.0)},
+@DA_METHODS.register("dan", level="deep", grid={"trade_off": (0.3, 1.0, 3.0)}, config=DANConfig,
                      description="DAN (Long et al., ICML 2015): multi-kernel MMD between source and target features")
-def dan(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, *, trade_off: float | None = None,
-        kernel_mul: float = 2.0, kernel_num: int = 5) -> AdaptOutcome:
+def dan(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, params: DANConfig) -> AdaptOutcome:
+    trade_off, kernel_mul, kernel_num = params.trade_off, params.kernel_mul, params.kernel_num
+
     def loss(batch: AdaptBatch) -> torch.Tensor:
         return mmd_loss(features_s=batch.features_s, features_t=batch.features_t, kernel_mul=kernel_mul,
                         kernel_num=kernel_num)
@@ -125,11 +201,13 @@ def dan(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, *, t
     return _aligned(model, data, config, AdaptationTerm(loss), _weight(trade_off, config, 1.0))
 
 
-@DA_METHODS.register("deep_coral", level="deep", grid={"trade_off": (10.0, 100.0, 1000.0)},
+@DA_METHODS.register("deep_coral", level="deep", grid={"trade_off": (10.0, 100.0, 1000.0)}, config=TradeOffConfig,
                      description="Deep CORAL (Sun & Saenko, 2016): match second-order statistics of source and "
                      "target features")
-def deep_coral(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, *,
-               trade_off: float | None = None) -> AdaptOutcome:
+def deep_coral(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig,
+               params: TradeOffConfig) -> AdaptOutcome:
+    trade_off = params.trade_off
+
     def loss(batch: AdaptBatch) -> torch.Tensor:
         return coral_loss(features_s=batch.features_s, features_t=batch.features_t)
 
@@ -137,20 +215,23 @@ def deep_coral(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfi
     return _aligned(model, data, config, AdaptationTerm(loss), _weight(trade_off, config, 100.0))
 
 
-@DA_METHODS.register("mcc", level="deep", grid={"trade_off": (0.3, 1.0, 3.0)},
+@DA_METHODS.register("mcc", level="deep", grid={"trade_off": (0.3, 1.0, 3.0)}, config=MCCConfig,
                      description="MCC (Jin et al., ECCV 2020): minimum class confusion on target predictions")
-def mcc(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, *, trade_off: float | None = None,
-        temperature: float = 2.5) -> AdaptOutcome:
+def mcc(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, params: MCCConfig) -> AdaptOutcome:
+    trade_off, temperature = params.trade_off, params.temperature
+
     def loss(batch: AdaptBatch) -> torch.Tensor:
         return mcc_loss(logits_t=batch.logits_t, temperature=temperature)
 
     return _aligned(model, data, config, AdaptationTerm(loss), _weight(trade_off, config, 1.0))
 
 
-@DA_METHODS.register("entropy", level="deep", grid={"trade_off": (0.03, 0.1, 0.3)},
+@DA_METHODS.register("entropy", level="deep", grid={"trade_off": (0.03, 0.1, 0.3)}, config=TradeOffConfig,
                      description="entropy minimisation on target predictions (Grandvalet & Bengio, 2005)")
-def entropy_minimisation(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, *,
-                         trade_off: float | None = None) -> AdaptOutcome:
+def entropy_minimisation(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig,
+                         params: TradeOffConfig) -> AdaptOutcome:
+    trade_off = params.trade_off
+
     def loss(batch: AdaptBatch) -> torch.Tensor:
         return entropy_loss(logits_t=batch.logits_t)
 
@@ -195,10 +276,10 @@ def target_statistics(model: TransferModel, target: Samples, *, batch_size: int)
     model.train(was_training)
 
 
-@DA_METHODS.register("adabn", level="deep", description="AdaBN (Li et al., 2016): train on the source, then use "
-                     "BatchNorm statistics of the target domain")
-def adabn(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, *,
-          samples: int | None = 10000) -> AdaptOutcome:
+@DA_METHODS.register("adabn", level="deep", config=AdaBNConfig, description="AdaBN (Li et al., 2016): train on "
+                     "the source, then use BatchNorm statistics of the target domain")
+def adabn(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, params: AdaBNConfig) -> AdaptOutcome:
+    samples = params.samples
     target = data.target
     if samples is not None and len(target) > samples:
         target = target.subset(np.sort(np.random.default_rng(config.seed).choice(len(target), samples, False)))
@@ -237,12 +318,12 @@ class PseudoLabels(TrainHooks):
         self.labels, self.epoch, self.rates = state["labels"], state["epoch"], list(state["rates"])
 
 
-@DA_METHODS.register("self_training", level="deep", grid={"fraction": (0.3, 0.5, 0.8)},
+@DA_METHODS.register("self_training", level="deep", grid={"fraction": (0.3, 0.5, 0.8)}, config=SelfTrainingConfig,
                      description="self-training: source model first, then cross-entropy on class-balanced confident "
                      "target pseudo-labels, refreshed every epoch")
-def self_training(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, *,
-                  trade_off: float | None = None, fraction: float = 0.5,
-                  threshold: float | None = None) -> AdaptOutcome:
+def self_training(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig,
+                  params: SelfTrainingConfig) -> AdaptOutcome:
+    trade_off, fraction, threshold = params.trade_off, params.fraction, params.threshold
     source_history = pretrain_on_source(model, data, config)
 
     def confident(current: TransferModel) -> torch.Tensor:

@@ -34,33 +34,24 @@ class DomainAdaptationClassifier(ClassifierMixin, BaseEstimator):
         combine: with several transforms, ``"average"`` the choices' probabilities (default; see
             ``search_.members``) or ``"select"`` the best one by the criterion (``search_.transform``).
         seed: random seed.
-        **params: the method's hyperparameters to fix (e.g. ``C=0.1``); the rest are searched.
+        method_params: the method's hyperparameters to fix, by its config's field names (e.g.
+            ``{"C": 0.1}``); the rest of its grid is searched. ``DA_METHODS.get(method).config`` lists them.
 
     Example:
-        >>> clf = DomainAdaptationClassifier("coral").fit(X, y, sample_domain=domains)
+        >>> clf = DomainAdaptationClassifier("coral", method_params={"reg": 0.5}).fit(X, y, sample_domain=domains)
         >>> clf.predict(X[domains < 0])
     """
 
     def __init__(self, method: str = "coral", *, selection: str = "dev", holdout: float = 0.2,
                  transforms: tuple[str, ...] | None = None, combine: str = "average", seed: int = 0,
-                 **params: Any) -> None:
+                 method_params: dict[str, Any] | None = None) -> None:
         self.method = method
         self.selection = selection
         self.holdout = holdout
         self.transforms = transforms
         self.combine = combine
         self.seed = seed
-        self.params = params
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return {**super().get_params(deep=deep), **self.params}
-
-    def set_params(self, **params: Any) -> DomainAdaptationClassifier:
-        named = ("method", "selection", "holdout", "transforms", "combine", "seed")
-        own = {key: params.pop(key) for key in list(params) if key in named}
-        super().set_params(**own)
-        self.params = {**self.params, **params}
-        return self
+        self.method_params = method_params
 
     def fit(self, X: np.ndarray, y: np.ndarray, sample_domain: np.ndarray | None = None) -> DomainAdaptationClassifier:
         """Fit on source rows (``sample_domain > 0``) and unlabelled target rows (``< 0``).
@@ -70,7 +61,8 @@ class DomainAdaptationClassifier(ClassifierMixin, BaseEstimator):
                 missing source labels, a single source class, non-numeric or non-finite features, or
                 labelled target rows of a class the source lacks, or a transform the features do not
                 suit (``hellinger`` on negative values).
-            ConfigError: an unknown method, criterion, transform, combine rule or hyperparameter.
+            ConfigError: an unknown method, criterion, transform, combine rule or hyperparameter (the message
+                lists the method's), or a hyperparameter value of the wrong type.
         """
         if sample_domain is None:
             raise DataError("fit needs sample_domain (source > 0, target < 0) to tell the domains apart")
@@ -92,8 +84,9 @@ class DomainAdaptationClassifier(ClassifierMixin, BaseEstimator):
                 raise DataError(f"target labels {absent} are classes the source does not have")
             oracle_eval = (target_x[known], np.searchsorted(self.classes_, target_y[known]))
         outcome = search_features(method, source_x, np.searchsorted(self.classes_, source_y), target_x,
-                                  criterion=self.selection, fixed=self.params, seed=self.seed, holdout=self.holdout,
-                                  oracle_eval=oracle_eval, transforms=self.transforms, combine=self.combine)
+                                  criterion=self.selection, fixed=self.method_params, seed=self.seed,
+                                  holdout=self.holdout, oracle_eval=oracle_eval, transforms=self.transforms,
+                                  combine=self.combine)
         self.model_ = outcome.model
         self.search_: SearchResult = outcome.result
         self.n_features_in_ = X.shape[1]

@@ -2,8 +2,9 @@
 
 Every method here works on ``(N, D)`` arrays (cached backbone features or any user array) and
 follows the ``"features"`` contract of ``transferkit.adapt.base``: it is called as
-``fn(source_x, source_y, target_x, *, seed, **params)`` with ``source_y`` holding class indices
-``0..C-1`` and returns an ``AlignedClassifier``. Target labels never reach these functions.
+``fn(source_x, source_y, target_x, *, seed, params)`` (``params``: the method's config) with
+``source_y`` holding class indices ``0..C-1`` and returns an ``AlignedClassifier``. Target labels never
+reach these functions.
 
 Source rows labelled ``-1`` take part in the (label-free) alignment but not in training the
 classifier: label-free model selection hides a validation share of the source that way and then
@@ -216,29 +217,64 @@ def _num_classes(source_y: np.ndarray) -> int:
     return int(np.max(source_y)) + 1
 
 
-@DA_METHODS.register("source_only", level="features", grid={"C": C_GRID},
+@dataclass
+class LogisticConfig:
+    """Attributes:
+    C: inverse L2 strength of the logistic regression.
+    """
+
+    C: float = 0.1
+
+
+@DA_METHODS.register("source_only", level="features", grid={"C": C_GRID}, config=LogisticConfig,
                      description="no adaptation: standardise with source statistics, logistic regression on the source")
 def source_only(source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *, seed: int = 0,
-                C: float = 0.1) -> AlignedClassifier:
+                params: LogisticConfig) -> AlignedClassifier:
+    C = params.C
     source_map = domain_standardiser(source_x)  # the target is treated as more source data: no adaptation
     xs = source_map(source_x)
     return _finish(fit_logistic(xs, source_y, C=C, seed=seed), source_map, xs, _num_classes(source_y))
 
 
-@DA_METHODS.register("coral", level="features", grid={"C": C_GRID},
+@dataclass
+class CoralConfig:
+    """Attributes:
+    C: inverse L2 strength of the logistic regression.
+    reg: ridge added to both covariances.
+    """
+
+    C: float = 0.1
+    reg: float = 1.0
+
+
+@DA_METHODS.register("coral", level="features", grid={"C": C_GRID}, config=CoralConfig,
                      description="CORAL (Sun et al. 2016): recolour the source with the target covariance")
-def coral(source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *, seed: int = 0, C: float = 0.1,
-          reg: float = 1.0) -> AlignedClassifier:
+def coral(source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *, seed: int = 0,
+          params: CoralConfig) -> AlignedClassifier:
+    C, reg = params.C, params.reg
     target_map, xs, xt = _standardised(source_x, target_x)
     aligned = coral_map(xs, xt, reg=reg)
     return _finish(fit_logistic(aligned, source_y, C=C, seed=seed), target_map, aligned, _num_classes(source_y))
 
 
+@dataclass
+class SubspaceAlignmentConfig:
+    """Attributes:
+    n_components: size of the PCA bases aligned.
+    C: inverse L2 strength of the logistic regression.
+    """
+
+    n_components: int = 32
+    C: float = 1.0
+
+
 @DA_METHODS.register("subspace_alignment", level="features", grid={"n_components": (16, 32, 64), "C": (0.1, 1.0)},
+                     config=SubspaceAlignmentConfig,
                      description="subspace alignment (Fernando et al. 2013): map the source PCA basis onto the "
                                  "target's")
 def subspace_alignment(source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *, seed: int = 0,
-                       n_components: int = 32, C: float = 1.0) -> AlignedClassifier:
+                       params: SubspaceAlignmentConfig) -> AlignedClassifier:
+    n_components, C = params.n_components, params.C
     target_map, xs, xt = _standardised(source_x, target_x)
     k = max(1, min(n_components, len(xs) - 1, len(xt) - 1, xs.shape[1]))
     ps, pt = pca_basis(xs, k), pca_basis(xt, k)  # (D, k) each
@@ -250,6 +286,17 @@ def subspace_alignment(source_x: np.ndarray, source_y: np.ndarray, target_x: np.
 OT_GRID = {"reg": (0.05, 0.2), "C": (0.1, 1.0)}
 
 
+@dataclass
+class OTConfig:
+    """Attributes:
+    reg: entropic regularisation of the transport plan (on costs scaled to mean 1).
+    C: inverse L2 strength of the logistic regression.
+    """
+
+    reg: float = 0.1
+    C: float = 1.0
+
+
 def _standardised_plan(source_x: np.ndarray, target_x: np.ndarray, *, reg: float, seed: int
                        ) -> tuple[Affine, np.ndarray, np.ndarray, np.ndarray]:
     """Each domain standardised on its own, then the entropic plan ``(N_s, N_t)`` between them."""
@@ -257,21 +304,23 @@ def _standardised_plan(source_x: np.ndarray, target_x: np.ndarray, *, reg: float
     return target_map, xs, xt, sinkhorn_plan(xs, xt, reg=reg, seed=seed)
 
 
-@DA_METHODS.register("entropic_ot", level="features", grid=OT_GRID,
+@DA_METHODS.register("entropic_ot", level="features", grid=OT_GRID, config=OTConfig,
                      description="entropic optimal transport (Courty et al. 2017): move the source to its "
                                  "barycentric image in the target")
 def entropic_ot(source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *, seed: int = 0,
-                reg: float = 0.1, C: float = 1.0) -> AlignedClassifier:
+                params: OTConfig) -> AlignedClassifier:
+    reg, C = params.reg, params.C
     target_map, _, xt, plan = _standardised_plan(source_x, target_x, reg=reg, seed=seed)
     moved = (plan @ xt) / np.maximum(plan.sum(axis=1, keepdims=True), 1e-300)
     return _finish(fit_logistic(moved, source_y, C=C, seed=seed), target_map, moved, _num_classes(source_y))
 
 
-@DA_METHODS.register("ot_label_propagation", level="features", grid=OT_GRID,
+@DA_METHODS.register("ot_label_propagation", level="features", grid=OT_GRID, config=OTConfig,
                      description="OT label propagation (Redko et al. 2019): carry source labels along an entropic "
                                  "plan, fit on the target")
 def ot_label_propagation(source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *, seed: int = 0,
-                         reg: float = 0.1, C: float = 1.0) -> AlignedClassifier:
+                         params: OTConfig) -> AlignedClassifier:
+    reg, C = params.reg, params.C
     target_map, xs, xt, plan = _standardised_plan(source_x, target_x, reg=reg, seed=seed)
     num_classes = _num_classes(source_y)
     # class mass each target sample receives, with source classes reweighted to equal total mass
@@ -291,12 +340,32 @@ def ot_label_propagation(source_x: np.ndarray, source_y: np.ndarray, target_x: n
 STANDARDISE = ("domain", "source")
 
 
-@DA_METHODS.register("cbst", level="features", grid={"C": C_GRID},
+@dataclass
+class CBSTConfig:
+    """Attributes:
+    C: inverse L2 strength of the logistic regression.
+    rounds: self-training rounds (the pseudo-labelled share grows to all of each class).
+    align: add CORAL after standardising.
+    standardise: ``"domain"`` (each domain with its own statistics) or ``"source"`` (both with the source's).
+    target_weight: weight of a pseudo-labelled target sample relative to a source one.
+    """
+
+    C: float = 0.1
+    rounds: int = 5
+    align: bool = False
+    standardise: str = "domain"
+    target_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.standardise not in STANDARDISE:
+            raise ConfigError(f"cbst standardise must be one of {', '.join(STANDARDISE)}, not {self.standardise!r}")
+
+
+@DA_METHODS.register("cbst", level="features", grid={"C": C_GRID}, config=CBSTConfig,
                      description="class-balanced self-training (Zou et al. 2018) on confident pseudo-labelled target "
                                  "samples, each domain standardised (align=True adds CORAL)")
-def cbst(source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *, seed: int = 0, C: float = 0.1,
-         rounds: int = 5, align: bool = False, standardise: str = "domain",
-         target_weight: float = 1.0) -> AlignedClassifier:
+def cbst(source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *, seed: int = 0,
+         params: CBSTConfig) -> AlignedClassifier:
     """Class-balanced self-training.
 
     ``align`` adds CORAL after standardising. It is not in the grid: with it there, label-free selection
@@ -316,11 +385,10 @@ def cbst(source_x: np.ndarray, source_y: np.ndarray, target_x: np.ndarray, *, se
     ``"domain"`` ones at 70-86%).
 
     Raises:
-        ConfigError: an unknown ``standardise`` mode.
+        ConfigError: an unknown ``standardise`` mode (when the config is made).
     """
-    if standardise not in STANDARDISE:
-        raise ConfigError(f"cbst standardise must be one of {', '.join(STANDARDISE)}, not {standardise!r}")
-    if standardise == "domain":
+    C, rounds, align, target_weight = params.C, params.rounds, params.align, params.target_weight
+    if params.standardise == "domain":
         target_map, xs, xt = _standardised(source_x, target_x)
     else:
         target_map = domain_standardiser(source_x)

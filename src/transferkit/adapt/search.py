@@ -156,7 +156,8 @@ def search_features(method: DAMethod, source_x: np.ndarray, source_y: np.ndarray
         raise ConfigError(f"unknown combine rule {combine!r}; choose one of {', '.join(COMBINE)}")
     if method.level != "features":
         raise ConfigError(f"{method.name} is a {method.level}-level method; search_features takes feature-level ones")
-    _check_params(method, fixed or {})
+    typed = method.settings(fixed)  # an unknown key or a bad value fails here, with the method's keys
+    fixed = {key: getattr(typed, key) for key in fixed or {}}
     names = list(dict.fromkeys(transforms or ["identity"]))
     functions = {name: TRANSFORMS.get(name).fn for name in names}
     points = grid_points(method.grid, fixed)
@@ -172,7 +173,7 @@ def search_features(method: DAMethod, source_x: np.ndarray, source_y: np.ndarray
     for name, (xs, xt) in inputs.items():
         x_eval = functions[name](eval_x) if labelled_target else None
         for params in points:
-            trial = method.fn(xs, masked, xt, seed=seed, **params)
+            trial = method.fn(xs, masked, xt, seed=seed, params=method.settings(params))
             target_probs = trial.predict_proba(xt)
             scores = _score(trial, source_y, hidden, xt, target_probs, seed)
             if labelled_target:
@@ -188,7 +189,7 @@ def search_features(method: DAMethod, source_x: np.ndarray, source_y: np.ndarray
         """``candidate`` refitted on all source labels, taking raw inputs."""
         if id(candidate) not in refitted:
             xs, xt = inputs[candidate.transform]
-            model = method.fn(xs, source_y, xt, seed=seed, **candidate.params)
+            model = method.fn(xs, source_y, xt, seed=seed, params=method.settings(candidate.params))
             if candidate.transform != "identity":  # identity keeps its affine map, so it folds into one layer
                 model = dataclasses.replace(model, target_map=Transformed(candidate.transform, model.target_map))
             refitted[id(candidate)] = model
@@ -213,13 +214,3 @@ def search_features(method: DAMethod, source_x: np.ndarray, source_y: np.ndarray
         result.oracle_params, result.oracle_transform = oracle.params, oracle.transform
         oracle_model = fitted(oracle)
     return SearchOutcome(model, result, oracle_model)
-
-
-def _check_params(method: DAMethod, params: Mapping[str, Any]) -> None:
-    import inspect
-
-    accepted = set(inspect.signature(method.fn).parameters) - {"source_x", "source_y", "target_x", "seed"}
-    unknown = sorted(set(params) - accepted)
-    if unknown:
-        raise ConfigError(f"{method.name} takes no hyperparameter {', '.join(map(repr, unknown))}; "
-                          f"it takes {', '.join(sorted(accepted)) or 'none'}")

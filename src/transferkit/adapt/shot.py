@@ -8,6 +8,7 @@ clustering target features around class centroids, refreshed before every epoch.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -98,17 +99,28 @@ class InformationMaximization(TrainHooks):
         return self.weight * information_maximization_loss(logits_t=logits)
 
 
-@DA_METHODS.register("shot", level="deep", source_free=True, grid={"beta": (0.1, 0.3, 0.5)},
+@dataclass
+class SHOTConfig:
+    """Attributes:
+    beta: weight of the pseudo-label cross-entropy relative to information maximisation.
+    rounds: clustering rounds that refine the pseudo-labels before each epoch.
+    """
+
+    beta: float = 0.3
+    rounds: int = 2
+
+
+@DA_METHODS.register("shot", level="deep", source_free=True, grid={"beta": (0.1, 0.3, 0.5)}, config=SHOTConfig,
                      description="SHOT (Liang et al., ICML 2020), source-free: frozen source head, information "
                      "maximisation + pseudo-labels from clustering target features")
-def shot(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, *, beta: float = 0.3,
-         rounds: int = 2) -> AdaptOutcome:
+def shot(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig, params: SHOTConfig) -> AdaptOutcome:
     """``config.source_epochs`` of source training first (0: the model is already the source model);
     from then on only the model and the unlabelled target samples are used.
 
     The loss is ``CE(pseudo-labels) + IM / beta``, SHOT's ``IM + beta * CE`` scaled by ``1 / beta``
     (the same minimiser; AdamW's steps barely depend on the scale).
     """
+    beta, rounds = params.beta, params.rounds
     source_history = pretrain_on_source(model, data, config)
     pseudo = [0] * len(data.target)
     relabel = ClusterPseudoLabels(data.target, pseudo, rounds=rounds)

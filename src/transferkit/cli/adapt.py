@@ -17,7 +17,6 @@ from transferkit.cli.options import (
     PrecisionOpt,
     Reading,
     SeedOpt,
-    parse_params,
     short_warnings,
 )
 
@@ -58,14 +57,16 @@ def adapt(
     uninterrupted run would.
     """
     from transferkit.adapt.api import adapt as run_adapt
+    from transferkit.cli.settings import method_params
 
     short_warnings()
     checkpoints = checkpointing.folder(out)
     deep: dict[str, Any] = {key: value for key, value in (("epochs", epochs), ("lr", lr)) if value is not None}
     deep.update(checkpoint_dir=str(checkpoints), checkpoint_every=checkpointing.checkpoint_every,
                 resume=checkpointing.resume, mixed_precision=mixed_precision)
+    fixed = method_params({}, param, ["method"], default="method").get("method", {})  # KEY or method.KEY
     summary = run_adapt(source, target, method=method, backbone=backbone, out=out, target_eval=target_eval,
-                        selection=selection, params=parse_params(param), seed=seed, batch_size=batch_size,
+                        selection=selection, params=fixed, seed=seed, batch_size=batch_size,
                         backbone_options=size.backbone_options(), deep_options=deep, modality=modality,
                         overwrite=checkpointing.overwrite, log=lambda line: typer.echo(line, err=True),
                         **reading.read_options())

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-import json
 import typing
 import warnings
 from collections.abc import Callable
@@ -166,17 +165,3 @@ def refuse_existing(out: Path | None, overwrite: bool, what: str = "output direc
 def split_list(text: str) -> list[str]:
     """A comma-separated option as a list of its non-empty parts."""
     return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def parse_params(values: list[str] | None) -> dict[str, Any]:
-    """``KEY=VALUE`` options as a dict; values are read as JSON when they parse (numbers, true/false)."""
-    params: dict[str, Any] = {}
-    for item in values or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise TransferkitError(f"--param expects KEY=VALUE, got {item!r}")
-        try:
-            params[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            params[key] = raw
-    return params

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from transferkit.config import make_config
+from transferkit.config import make_config, settings_listing
 from transferkit.data import Samples
 from transferkit.heads import TransferModel
 from transferkit.registry import Registry
@@ -140,6 +140,10 @@ class StrategyEntry:
             ConfigError: an unknown key (the message lists the known ones) or a value of the wrong type.
         """
         return make_config(self.config, values, what=f"strategy {self.name!r}")
+
+    def listing(self) -> tuple[str, ...]:
+        """The strategy's settings (``--param KEY=VALUE``), for ``transferkit strategies``."""
+        return (settings_listing(self.config),)
 
 
 STRATEGIES: Registry[StrategyEntry] = Registry("strategy", StrategyEntry, hint="see `transferkit strategies`")

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from transferkit.config import make_config
+from transferkit.config import make_config, settings_listing
 from transferkit.heads import TransferModel
 from transferkit.registry import Registry
 from transferkit.strategies.base import FitConfig
@@ -58,6 +58,10 @@ class RegularizerEntry:
     def settings(self, values: Mapping[str, Any] | None = None) -> Any:
         """The regulariser's config with ``values`` set (see ``transferkit.config.make_config``)."""
         return make_config(self.config, values, what=f"regulariser {self.name!r}")
+
+    def listing(self) -> tuple[str, ...]:
+        """The regulariser's settings (``--param NAME.KEY=VALUE``), for ``transferkit list regularizer``."""
+        return (settings_listing(self.config),)
 
 
 REGULARIZERS: Registry[RegularizerEntry] = Registry("regularizer", RegularizerEntry,
