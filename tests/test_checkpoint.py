@@ -17,6 +17,7 @@ from transferkit import checkpoint
 from transferkit.checkpoint import LATEST, Checkpoints, LoopState, read_progress, remove_checkpoints
 from transferkit.errors import ArtifactError, ConfigError
 from transferkit.features import EpochSampler
+from transferkit.safety import MARKER
 from transferkit.train import LoopConfig, TrainHooks, train_loop
 
 
@@ -48,7 +49,7 @@ def test_a_new_checkpoint_replaces_the_old_one_and_leftovers_are_ignored(tmp_pat
     (tmp_path / ".state-000000004-0000-000004.pt.tmp99").write_bytes(b"\x00" * 10)
     assert Checkpoints(tmp_path).load()[0].step == 2  # type: ignore[index]
     checkpoints.save(state_at(0, 4), {"model": {}})
-    assert sorted(p.name for p in tmp_path.iterdir()) == [LATEST, "state-000000004-0000-000004.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [MARKER, LATEST, "state-000000004-0000-000004.pt"]
     assert read_progress(tmp_path)["loop"]["step"] == 4  # type: ignore[index]
 
 
@@ -97,7 +98,7 @@ def test_remove_checkpoints_deletes_only_checkpoint_files(tmp_path: Path) -> Non
     Checkpoints(tmp_path).save(state_at(0, 1), {"model": {}})
     (tmp_path / "notes.txt").write_text("mine")
     remove_checkpoints(tmp_path)
-    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [MARKER, "notes.txt"]
 
 
 def test_checkpoints_are_due_by_time_or_by_a_step_budget(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

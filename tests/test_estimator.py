@@ -164,9 +164,12 @@ def test_saving_onto_an_existing_directory_needs_overwrite(probe: TransferClassi
     with pytest.raises(ArtifactError, match="already exists"):
         probe.save(out)
     assert (out / "keep.txt").read_text() == "mine"
-    probe.save(out, overwrite=True)
-    assert not (out / "keep.txt").exists()
-    assert transferkit.load(out).classes_.tolist() == ["neg", "pos"]
+    with pytest.raises(ArtifactError, match="not a transferkit run directory"):  # a user's folder is never replaced
+        probe.save(out, overwrite=True)
+    assert (out / "keep.txt").read_text() == "mine"
+    run = probe.save(tmp_path / "run2")
+    probe.save(run, overwrite=True)  # a run directory is
+    assert transferkit.load(run).classes_.tolist() == ["neg", "pos"]
 
 
 def failing_write_json(path: Path, data: object) -> None:

@@ -17,22 +17,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
 from transferkit.backbones.base import Backbone, BackboneSpec, resolve_entry
 from transferkit.errors import ArtifactError, TransferkitError
 from transferkit.heads import TransferModel
+from transferkit.manifest import library_versions, validate_manifest, warn_on_version_change
+from transferkit.safety import RUN_DIRECTORY, atomic_write, staged_directory, write_json
 from transferkit.tasks import task_from_manifest
 
 FORMAT_VERSION = 1
@@ -41,13 +38,6 @@ ADAPTER = "adapter.safetensors"
 # PEFT's bookkeeping fields, which do not change what the adapter computes.
 _PEFT_BOOKKEEPING = ("peft_version", "peft_type", "task_type", "base_model_name_or_path", "revision",
                      "inference_mode", "auto_mapping", "runtime_config")
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (a temporary file in the same folder, then a rename)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    tmp.replace(path)
 
 
 def save_run(out: str | Path, model: TransferModel, manifest: dict[str, Any], *, backbone_trained: bool,
@@ -63,53 +53,20 @@ def save_run(out: str | Path, model: TransferModel, manifest: dict[str, Any], *,
         ArtifactError: ``out`` exists and ``overwrite`` is false.
     """
     out = Path(out)
-    with staged_directory(out, overwrite=overwrite, what="run directory") as staging:
-        save_model(model.head, str(staging / "head.safetensors"))
+    with staged_directory(out, overwrite=overwrite, what=RUN_DIRECTORY) as staging:
+        atomic_write(staging / "head.safetensors", lambda tmp: save_model(model.head, str(tmp)))
         # what the model itself says (its spec, its description) is recorded here, not by each caller
         full = {"format_version": FORMAT_VERSION, **manifest, "backbone": model.backbone.spec.to_dict(),
-                "backbone_info": model.backbone.describe(), "backbone_trained": backbone_trained}
+                "backbone_info": model.backbone.describe(), "backbone_trained": backbone_trained,
+                "versions": library_versions()}
         if adapter_only:
             full["adapter"] = save_adapter(model.backbone, staging / ADAPTER)
         elif backbone_trained:
-            save_model(model.backbone, str(staging / "backbone.safetensors"))
+            atomic_write(staging / "backbone.safetensors", lambda tmp: save_model(model.backbone, str(tmp)))
         write_json(staging / MANIFEST, full)
         for name, data in (extra_json or {}).items():
             write_json(staging / name, data)
     return out
-
-
-@contextmanager
-def staged_directory(out: Path, *, overwrite: bool = False, what: str = "output directory") -> Iterator[Path]:
-    """Write a directory atomically: the block fills a hidden staging folder next to ``out``, which
-    replaces ``out`` only when the block succeeds; on any error nothing is left behind.
-
-    Raises:
-        ArtifactError: ``out`` exists and ``overwrite`` is false.
-    """
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise ArtifactError(f"{what} {out} already exists; choose another --out or pass --overwrite")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
-        staging.chmod(0o777 & ~_current_umask())  # mkdtemp makes 0700; a run directory follows the umask
-        yield staging
-        if out.exists():
-            trash = out.with_name(f".{out.name}.old-{os.getpid()}")
-            out.replace(trash)
-            staging.replace(out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            staging.replace(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def read_manifest(run: str | Path) -> dict[str, Any]:
@@ -119,12 +76,13 @@ def read_manifest(run: str | Path) -> dict[str, Any]:
         raise ArtifactError(f"{run} is not a transferkit run directory (no {MANIFEST})")
     try:
         manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{path} is corrupt: {exc}") from exc
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{run} has format version {manifest.get('format_version')}; "
+    version = manifest.get("format_version") if isinstance(manifest, dict) else FORMAT_VERSION
+    if type(version) is not int or version != FORMAT_VERSION:
+        raise ArtifactError(f"{run} has format version {manifest.get('format_version')!r}; "
                             f"this transferkit reads version {FORMAT_VERSION}")
-    return manifest
+    return validate_manifest(manifest, path)
 
 
 def build_backbone_for_restore(spec: BackboneSpec, weights_saved: bool, seed: int | None = None) -> Backbone:
@@ -159,9 +117,21 @@ def load_model_from_run(run: str | Path) -> tuple[TransferModel, dict[str, Any]]
     spec = BackboneSpec.from_dict(manifest["backbone"])
     adapter = manifest.get("adapter")
     weights_saved = bool(manifest["backbone_trained"]) and adapter is None
+    warn_on_version_change(manifest, run)
     backbone = build_backbone_for_restore(spec, weights_saved, manifest.get("backbone_seed"))
-    head = task_from_manifest(manifest).build_head(backbone.num_features, dropout=manifest.get("head_dropout", 0.0))
+    if backbone.modality != manifest["modality"]:
+        raise ArtifactError(f"{run / MANIFEST}: field 'modality' is {manifest['modality']!r}, but its backbone "
+                            f"{spec.name!r} takes {backbone.modality} inputs")
+    try:
+        task = task_from_manifest(manifest)
+        head = task.build_head(backbone.num_features, dropout=manifest.get("head_dropout", 0.0))
+    except (TransferkitError, TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise ArtifactError(f"{run / MANIFEST}: field 'task' does not describe a head: {exc}") from exc
+    if list(task.names) != list(manifest["classes"]):
+        raise ArtifactError(f"{run / MANIFEST}: field 'classes' {manifest['classes']} disagrees with the task's "
+                            f"{list(task.names)}; the manifest was changed")
     model = TransferModel(backbone, head)
+    _check_head_shapes(run, model.head, manifest)
     try:
         load_model(model.head, str(run / "head.safetensors"))
         if adapter is not None:
@@ -174,6 +144,22 @@ def load_model_from_run(run: str | Path) -> tuple[TransferModel, dict[str, Any]]
     for p in model.parameters():
         p.requires_grad_(False)
     return model, manifest
+
+
+def _check_head_shapes(run: Path, head: nn.Module, manifest: dict[str, Any]) -> None:
+    """Refuse, in one line, a head file whose tensors do not fit the head the manifest describes (a class
+    list edited by hand, a head from another run)."""
+    path = run / "head.safetensors"
+    try:
+        with safe_open(str(path), framework="pt") as stored:
+            shapes = {key: tuple(stored.get_slice(key).get_shape()) for key in stored.keys()}  # noqa: SIM118
+    except (OSError, SafetensorError) as exc:
+        raise ArtifactError(f"cannot read {path}: {exc}") from exc
+    for key, tensor in head.state_dict().items():
+        if key in shapes and shapes[key] != tuple(tensor.shape):
+            raise ArtifactError(f"{path} holds {key} of shape {list(shapes[key])}, but the manifest's field "
+                                f"'classes' ({len(manifest['classes'])} names) and task need "
+                                f"{list(tensor.shape)}; the manifest or the head was changed")
 
 
 # -- PEFT adapters -----------------------------------------------------------------------------
@@ -213,7 +199,7 @@ def save_adapter(backbone: nn.Module, path: Path) -> dict[str, Any]:
               if key not in _PEFT_BOOKKEEPING and (value != defaults.get(key) or key in ("r", "lora_alpha"))}
     fields = json.loads(json.dumps(fields, default=lambda v: sorted(v) if isinstance(v, set) else str(v)))
     state = {key: tensor.detach().cpu().contiguous() for key, tensor in get_peft_model_state_dict(backbone).items()}
-    save_file(state, str(path))
+    atomic_write(path, lambda tmp: save_file(state, str(tmp)))
     return {"method": "lora", "peft_config": fields, "peft_version": peft.__version__,
             "base_sha256": base_weights_sha256(backbone)}
 

@@ -26,11 +26,8 @@ previous checkpoint whole, and a checkpoint is never half-written.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import pickle
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -42,8 +39,18 @@ import torch
 from torch import nn
 
 from transferkit.errors import ArtifactError, ConfigError, pickle_refusal
+from transferkit.safety import (
+    CHECKPOINT_FOLDER,
+    artifact_folder,
+    artifact_kind,
+    atomic_write,
+    clear_artifact_folder,
+    remove_artifact,
+    write_bytes,
+)
 
 LATEST = "latest.json"
+_CHECKPOINT_FILES = (LATEST, "state-*.pt", ".state-*.tmp*", f".{LATEST}.tmp*")
 FORMAT_VERSION = 1
 # seconds between two time-based checkpoints
 CHECKPOINT_INTERVAL = 300.0
@@ -167,7 +174,7 @@ class Checkpoints:
 
     def save(self, state: LoopState, tensors: dict[str, Any]) -> None:
         """Write one checkpoint: ``tensors`` (state dicts) to a new ``state-N.pt``, then ``latest.json``."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        artifact_folder(self.folder, CHECKPOINT_FOLDER)
         name = f"state-{state.optimizer_steps:09d}-{state.epoch:04d}-{state.step:06d}.pt"
         rng: dict[str, Any] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
@@ -175,7 +182,7 @@ class Checkpoints:
         best = state.best_state
         if best is not None and "model" in tensors:  # the frozen weights are the model's own: not again
             best = {key: value for key, value in best.items() if key in tensors["model"]}
-        _atomic_write(self.folder / name, lambda f: torch.save({**tensors, "best_state": best, "rng": rng}, f))
+        atomic_write(self.folder / name, lambda tmp: torch.save({**tensors, "best_state": best, "rng": rng}, tmp))
         py_version, py_state, py_gauss = random.getstate()
         np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
         latest = {"format_version": FORMAT_VERSION, "tensors": name, "signature": self.signature,
@@ -183,10 +190,15 @@ class Checkpoints:
                   "rng": {"python": [py_version, list(py_state), py_gauss],
                           "numpy": [np_name, np.asarray(np_keys).tolist(), np_pos, np_has_gauss, np_gauss]}}
         text = json.dumps(latest)
-        _atomic_write(self.folder / LATEST, lambda f: f.write(text.encode()))
-        for old in [*self.folder.glob("state-*.pt"), *self.folder.glob(".state-*.tmp*")]:
+        try:
+            write_bytes(self.folder / LATEST, text.encode())
+        except BaseException:
+            remove_artifact(self.folder / name)  # the previous latest.json names the previous tensors
+            raise
+        # earlier tensors, and temporary files of a process killed while writing
+        for old in [path for pattern in _CHECKPOINT_FILES[1:] for path in self.folder.glob(pattern)]:
             if old.name != name:
-                old.unlink(missing_ok=True)
+                remove_artifact(old)
         self._last_time, self._last_steps = time.monotonic(), state.optimizer_steps
 
     def load(self) -> tuple[LoopState, dict[str, Any]] | None:
@@ -210,9 +222,9 @@ class Checkpoints:
         path = self.folder / latest["tensors"]
         try:
             tensors = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:
-            raise ArtifactError(f"cannot read checkpoint {path}: {pickle_refusal(exc)}") from None
-        except (OSError, RuntimeError, EOFError) as exc:
+        except Exception as exc:  # OSError, EOFError, RuntimeError, or the unpickler's refusal (UnpicklingError)
+            if type(exc).__name__ == "UnpicklingError":
+                raise ArtifactError(f"cannot read checkpoint {path}: {pickle_refusal(exc)}") from None
             raise ArtifactError(f"cannot read checkpoint {path}: {exc}") from exc
         py, np_state = latest["rng"]["python"], latest["rng"]["numpy"]
         random.setstate((py[0], tuple(py[1]), py[2]))
@@ -234,11 +246,17 @@ def read_progress(folder: Path) -> dict[str, Any] | None:
         return None
     try:
         latest = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ArtifactError(f"checkpoint {path} is unreadable: {exc}") from exc
+    if not isinstance(latest, dict):
+        raise ArtifactError(f"checkpoint {path} is unreadable: not a transferkit checkpoint record")
     if latest.get("format_version") != FORMAT_VERSION:
         raise ArtifactError(f"checkpoint {path} has format version {latest.get('format_version')}; "
                             f"this transferkit reads version {FORMAT_VERSION}")
+    tensors = latest.get("tensors")
+    if not isinstance(tensors, str) or Path(tensors).name != tensors or not tensors.startswith("state-"):
+        raise ArtifactError(f"checkpoint {path} names the tensors file {tensors!r}, not a state-*.pt file in "
+                            f"{path.parent}")
     return latest
 
 
@@ -269,19 +287,6 @@ def _differences(found: dict[str, Any], expected: dict[str, Any], prefix: str = 
     return names
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def checkpoint_folder(out: str | Path) -> Path:
     """The folder where a run that writes ``out`` keeps its checkpoints: ``OUT.checkpoints/`` next to it.
 
@@ -293,20 +298,14 @@ def checkpoint_folder(out: str | Path) -> Path:
 
 
 def remove_checkpoints(folder: str | Path) -> None:
-    """Delete the checkpoint files in ``folder`` and in its stage sub-folders (a run of several training
-    stages, such as a deep adaptation method, checkpoints each in its own), only those, then every folder
-    that this left empty."""
+    """Delete a checkpoint folder that transferkit made (with the stage sub-folders of a run of several
+    training stages, such as a deep adaptation method). In a folder that holds other things, only the
+    checkpoint files are deleted."""
     folder = Path(folder)
     if not folder.is_dir():
         return
-    for stage in [path for path in folder.iterdir() if path.is_dir()]:
-        _remove_checkpoint_files(stage)
-    _remove_checkpoint_files(folder)
-
-
-def _remove_checkpoint_files(folder: Path) -> None:
-    for path in [folder / LATEST, *folder.glob("state-*.pt"), *folder.glob(".state-*.tmp*"),
-                 *folder.glob(f".{LATEST}.tmp*")]:
-        path.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
-        folder.rmdir()
+    for stage in list(folder.iterdir()):
+        if stage.is_dir() and artifact_kind(stage) == CHECKPOINT_FOLDER:
+            clear_artifact_folder(stage, _CHECKPOINT_FILES)
+    if artifact_kind(folder) == CHECKPOINT_FOLDER:
+        clear_artifact_folder(folder, _CHECKPOINT_FILES)

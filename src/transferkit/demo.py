@@ -7,7 +7,6 @@ linear probe and by fine-tuning, and the same architecture from scratch, all off
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from transferkit.safety import atomic_write, write_json
 
 
 @dataclass
@@ -77,8 +78,8 @@ def run_demo(out: str | Path = "transferkit-demo", *, shots: int = 10, image_siz
     examples.mkdir(parents=True, exist_ok=True)
     for i in range(5):
         image = Image.fromarray(x_test[i]).resize((64, 64), Image.Resampling.NEAREST)
-        image.save(examples / f"digit{i}_true{y_test[i]}.png")
-    (out / "summary.json").write_text(json.dumps([row.__dict__ for row in rows], indent=2) + "\n")
+        atomic_write(examples / f"digit{i}_true{y_test[i]}.png", lambda tmp, image=image: image.save(tmp, format="PNG"))
+    write_json(out / "summary.json", [row.__dict__ for row in rows])
     return rows
 
 

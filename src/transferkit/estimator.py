@@ -25,6 +25,8 @@ from transferkit.data import Samples, samples_from_arrays
 from transferkit.errors import ArtifactError, ConfigError, DataError, NotFittedError
 from transferkit.heads import TransferModel
 from transferkit.model import build_model, predict_scores, run_manifest
+from transferkit.params import check_params
+from transferkit.safety import check_writable
 from transferkit.strategies import REGULARIZERS, STRATEGIES, FitConfig, FitData
 from transferkit.tasks import DEFAULT_TASK, Task, make_task, task_from_manifest
 from transferkit.tasks.base import require_labels
@@ -160,7 +162,10 @@ class TransferEstimator(BaseEstimator):
             BackboneError: unknown backbone, or a backbone of another modality than the data.
             TrainingError: the loss became NaN or infinite (the last good checkpoint is kept).
         """
+        check_params(self.get_params())  # out-of-range values fail now, with the CLI's ranges
         resolve_precision(self.mixed_precision)  # bad settings fail now, not after the data are read
+        if self.checkpoint_dir is not None:  # an unwritable folder fails now, not at the first checkpoint
+            check_writable(Path(self.checkpoint_dir), what="checkpoint folder")
         entry = STRATEGIES.get(self.strategy)
         params = entry.settings(self.strategy_params)
         config = self._fit_config()

@@ -24,6 +24,8 @@ from tqdm.auto import tqdm
 
 from transferkit.backbones.base import Backbone
 from transferkit.data import Samples, item_digest, load_audio, load_image
+from transferkit.errors import ArtifactError
+from transferkit.safety import FEATURE_CACHE, artifact_folder, atomic_write, remove_artifact
 
 
 def decode_item(item: Any, backbone: Backbone) -> Any:
@@ -188,41 +190,16 @@ def _read_cached(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
     except (OSError, SafetensorError, KeyError, ValueError) as exc:
         warnings.warn(f"feature cache entry {path} is unreadable ({exc}); dropped, recomputing",
                       FeatureCacheWarning, stacklevel=3)
-        with suppress(OSError):  # the write below replaces it, or warns that the cache is not writable
-            path.unlink(missing_ok=True)
+        with suppress(ArtifactError):
+            remove_artifact(path)  # else the write below replaces it, or warns that the cache is not writable
         return None
 
 
 def _write_cached(path: Path, features: np.ndarray) -> None:
     """Write a cache entry atomically; an unwritable cache only turns caching off, with a warning."""
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temporaries(path)
-        save_file({"features": np.ascontiguousarray(features)}, str(tmp))
-        tmp.replace(path)
-    except (OSError, SafetensorError) as exc:
+        artifact_folder(path.parent, FEATURE_CACHE, adopt="*.safetensors")
+        atomic_write(path, lambda tmp: save_file({"features": np.ascontiguousarray(features)}, str(tmp)))
+    except (ArtifactError, OSError, SafetensorError) as exc:
         warnings.warn(f"cannot write the feature cache {path.parent} ({exc}); continuing without "
                       "caching (set TRANSFERKIT_CACHE to a writable folder)", FeatureCacheWarning, stacklevel=3)
-        with suppress(OSError):
-            tmp.unlink(missing_ok=True)
-
-
-def _remove_stale_temporaries(path: Path) -> None:
-    """Remove the temporary files of ``path`` left by writers that were killed mid-write (their
-    process is gone); a live writer's file is left alone."""
-    for tmp in path.parent.glob(f"{path.stem}.tmp*"):
-        pid = tmp.suffix.removeprefix(".tmp")
-        if pid.isdigit() and not _process_alive(int(pid)):
-            with suppress(OSError):
-                tmp.unlink()
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True

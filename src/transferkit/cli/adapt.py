@@ -19,6 +19,7 @@ from transferkit.cli.options import (
     SeedOpt,
     short_warnings,
 )
+from transferkit.params import option_range
 
 
 def adapt(
@@ -34,8 +35,8 @@ def adapt(
     = "dev",
     param: Annotated[list[str] | None, typer.Option(help="fix a method hyperparameter, KEY=VALUE (repeatable); "
                                                          "the rest of the grid is searched")] = None,
-    epochs: Annotated[int | None, typer.Option(help="deep methods: training epochs")] = None,
-    lr: Annotated[float | None, typer.Option(help="deep methods: learning rate")] = None,
+    epochs: Annotated[int | None, typer.Option(help="deep methods: training epochs", **option_range("epochs"))] = None,
+    lr: Annotated[float | None, typer.Option(help="deep methods: learning rate", **option_range("lr"))] = None,
     batch_size: BatchSizeOpt = 32,
     mixed_precision: PrecisionOpt = "no",
     modality: ModalityOpt = None,

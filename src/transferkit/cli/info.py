@@ -13,6 +13,7 @@ import typer
 
 from transferkit.cli.options import SeedOpt
 from transferkit.errors import ConfigError
+from transferkit.params import option_range
 from transferkit.registry import Registry, registries
 
 
@@ -69,9 +70,9 @@ def scores() -> None:
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="folder for the three run directories")] =
     Path("transferkit-demo"),
-    shots: Annotated[int, typer.Option(help="labelled images per class")] = 10,
-    image_size: Annotated[int, typer.Option(help="upscaled image side in pixels")] = 128,
-    epochs: Annotated[int, typer.Option(help="fine-tuning epochs")] = 12,
+    shots: Annotated[int, typer.Option(help="labelled images per class", **option_range("shots"))] = 10,
+    image_size: Annotated[int, typer.Option(help="upscaled image side in pixels", **option_range("image_size"))] = 128,
+    epochs: Annotated[int, typer.Option(help="fine-tuning epochs", **option_range("epochs"))] = 12,
     seed: SeedOpt = 0,
     overwrite: Annotated[bool, typer.Option(help="replace an existing demo folder")] = False,
 ) -> None:

@@ -22,6 +22,7 @@ from transferkit.cli.options import (
     TrainLastKOpt,
     short_warnings,
 )
+from transferkit.params import option_range
 
 
 def lr_find(
@@ -29,14 +30,15 @@ def lr_find(
     backbone: BackboneOpt = "",
     strategy: Annotated[str, typer.Option(help="the fine-tuning strategy to find a rate for: finetune or "
                                                  "partial")] = "finetune",
-    batch_size: Annotated[int, typer.Option(help="batch size (use the one you will fit with)")] = 32,
+    batch_size: Annotated[int, typer.Option(help="batch size (use the one you will fit with)",
+                                            **option_range("batch_size"))] = 32,
     layer_decay: LayerDecayOpt = None,
     train_last_k: TrainLastKOpt = None,
     from_scratch: FromScratchOpt = False,
     mixed_precision: PrecisionOpt = "no",
-    start_lr: Annotated[float, typer.Option(help="first learning rate of the ramp")] = 1e-7,
-    end_lr: Annotated[float, typer.Option(help="last learning rate of the ramp")] = 1.0,
-    num_steps: Annotated[int, typer.Option(help="optimizer steps of the ramp")] = 100,
+    start_lr: Annotated[float, typer.Option(help="first learning rate of the ramp", **option_range("start_lr"))] = 1e-7,
+    end_lr: Annotated[float, typer.Option(help="last learning rate of the ramp", **option_range("end_lr"))] = 1.0,
+    num_steps: Annotated[int, typer.Option(help="optimizer steps of the ramp", **option_range("num_steps"))] = 100,
     plot: Annotated[Path | None, typer.Option(help="write the loss curve and the suggestion to this PNG")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the whole result (curve included) as JSON")] = False,
     modality: ModalityOpt = None,

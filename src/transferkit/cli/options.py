@@ -22,6 +22,7 @@ from typing import Annotated, Any
 import typer
 
 from transferkit.errors import TransferkitError
+from transferkit.params import option_range
 
 
 class OnError(StrEnum):
@@ -43,21 +44,26 @@ OnErrorOpt = Annotated[OnError, typer.Option(
 # the backbone
 BackboneOpt = Annotated[str, typer.Option(help="registered name, timm:NAME, hf:NAME_OR_PATH or a local "
                                                "directory; default: the zoo backbone of the data's modality")]
-ImageSizeOpt = Annotated[int | None, typer.Option(help="image side in pixels")]
-MaxLengthOpt = Annotated[int | None, typer.Option(help="text length in tokens")]
+ImageSizeOpt = Annotated[int | None, typer.Option(help="image side in pixels", **option_range("image_size"))]
+MaxLengthOpt = Annotated[int | None, typer.Option(help="text length in tokens", **option_range("max_length"))]
 FromScratchOpt = Annotated[bool, typer.Option(help="random weights instead of pretrained ones")]
 
 # training
-BatchSizeOpt = Annotated[int, typer.Option(help="batch size")]
-LayerDecayOpt = Annotated[float | None, typer.Option(help="learning-rate factor per layer group toward the input")]
-TrainLastKOpt = Annotated[int | None, typer.Option(help="fine-tune only the last k layer groups")]
+BatchSizeOpt = Annotated[int, typer.Option(help="batch size", **option_range("batch_size"))]
+LayerDecayOpt = Annotated[float | None, typer.Option(help="learning-rate factor per layer group toward the input",
+                                                     **option_range("layer_decay"))]
+TrainLastKOpt = Annotated[int | None, typer.Option(help="fine-tune only the last k layer groups",
+                                                   **option_range("train_last_k"))]
+EpochsOpt = Annotated[int | None, typer.Option(help="training epochs", **option_range("epochs"))]
+LrOpt = Annotated[float | None, typer.Option(help="peak learning rate", **option_range("lr"))]
 PrecisionOpt = Annotated[str, typer.Option(help="training precision: no, bf16, fp16, or auto (bf16 where the CPU or "
                                                 "GPU computes in it natively, ~2x faster; full precision elsewhere)")]
-SeedOpt = Annotated[int, typer.Option(help="random seed")]
+SeedOpt = Annotated[int, typer.Option(help="random seed", **option_range("seed"))]
 ResumeOpt = Annotated[bool, typer.Option(help="continue an interrupted run from its last checkpoint in "
                                               "OUT.checkpoints/ next to OUT")]
 CheckpointEveryOpt = Annotated[int, typer.Option(help="checkpoint every N optimizer steps as well as every "
-                                                      "5 minutes (0: by time only)")]
+                                                      "5 minutes (0: by time only)",
+                                                 **option_range("checkpoint_every"))]
 
 # output
 OverwriteOpt = Annotated[bool, typer.Option(help="replace an existing --out folder")]
@@ -156,10 +162,15 @@ def short_warnings() -> None:
     warnings.formatwarning = lambda message, category, *_a, **_k: f"warning: {message}\n"  # type: ignore[assignment]
 
 
-def refuse_existing(out: Path | None, overwrite: bool, what: str = "output directory") -> None:
-    """Stop before any work when --out exists and --overwrite was not given."""
-    if out is not None and out.exists() and not overwrite:
-        raise TransferkitError(f"{what} {out} already exists; choose another --out or pass --overwrite")
+def refuse_existing(out: Path | None, overwrite: bool, what: str = "output directory",
+                    inputs: tuple[Path | None, ...] = ()) -> None:
+    """Stop before any work when --out exists and --overwrite was not given, when --overwrite would replace
+    something that is not a transferkit output (a user's folder or file, the input data), or when --out
+    cannot be written (``transferkit.safety.check_output``)."""
+    from transferkit.safety import check_output
+
+    if out is not None:
+        check_output(out, overwrite=overwrite, what=what, inputs=inputs)
 
 
 def split_list(text: str) -> list[str]:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from transferkit.cli.options import DataArg, InputSize, JsonOpt, ModalityOpt, Reading, short_warnings, split_list
+from transferkit.params import option_range
 
 
 def rank(
@@ -19,7 +20,7 @@ def rank(
                                              "default: all registered")] = "",
     sort_by: Annotated[str | None, typer.Option(help="score to rank by (default: transferkit.select.DEFAULT_SCORE, "
                                                      "logme)")] = None,
-    batch_size: Annotated[int, typer.Option(help="feature-extraction batch size")] = 32,
+    batch_size: Annotated[int, typer.Option(help="feature-extraction batch size", **option_range("batch_size"))] = 32,
     as_json: JsonOpt = False,
     modality: ModalityOpt = None,
     *,

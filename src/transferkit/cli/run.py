@@ -27,6 +27,7 @@ from transferkit.cli.options import (
     refuse_existing,
     short_warnings,
 )
+from transferkit.params import option_range
 from transferkit.strategies.regularizers import REGULARIZERS
 
 if TYPE_CHECKING:
@@ -50,9 +51,10 @@ def fit(
     strategy: Annotated[str, typer.Option(help="linear_probe, finetune, partial, gradual, lp_ft, ... "
                                                  "(see `transferkit strategies`)")] = "linear_probe",
     val: Annotated[Path | None, typer.Option(help="labelled validation data (default: a split of DATA)")] = None,
-    val_fraction: Annotated[float, typer.Option(help="share of DATA held out for validation")] = 0.1,
-    epochs: Annotated[int | None, typer.Option(help="fine-tuning epochs")] = None,
-    lr: Annotated[float | None, typer.Option(help="peak learning rate")] = None,
+    val_fraction: Annotated[float, typer.Option(help="share of DATA held out for validation",
+                                                **option_range("val_fraction"))] = 0.1,
+    epochs: Annotated[int | None, typer.Option(help="fine-tuning epochs", **option_range("epochs"))] = None,
+    lr: Annotated[float | None, typer.Option(help="peak learning rate", **option_range("lr"))] = None,
     batch_size: BatchSizeOpt = 32,
     layer_decay: LayerDecayOpt = None,
     param: Annotated[list[str] | None, typer.Option(
@@ -103,7 +105,7 @@ def fit(
     reading = Reading(**{f.name: chosen[f.name] for f in fields(Reading)})
     checkpointing = replace(checkpointing, checkpoint_every=chosen["checkpoint_every"])
     settings = method_params(file_params, param, ["strategy", *REGULARIZERS.names()], default="strategy")
-    refuse_existing(out, checkpointing.overwrite, "run directory")
+    refuse_existing(out, checkpointing.overwrite, "run directory", inputs=(data, val))
     checkpoints = checkpointing.folder(out)
     if task is not None:
         TASKS.get(task)  # an unknown name fails before the data are read
@@ -155,18 +157,18 @@ def evaluate(
 
     The metrics are also written to RUN/evaluations/NAME.json (NAME defaults to DATA's file name).
     """
-    from transferkit.artifact import write_json
     from transferkit.estimator import load
+    from transferkit.safety import file_in, write_json
 
     short_warnings()
+    target = file_in(run / "evaluations", f"{name or data.stem or 'data'}.json", what="--name")
     clf = load(run)
     samples = reading.read(data, clf.modality_)
     if clf.task_.name == "multilabel":
         samples = _merge_repeated(data, samples)
     metrics = clf.evaluate(samples)
-    folder = run / "evaluations"
-    folder.mkdir(exist_ok=True)
-    write_json(folder / f"{name or data.stem or 'data'}.json", {"data": str(data), **metrics})
+    target.parent.mkdir(exist_ok=True)
+    write_json(target, {"data": str(data), **metrics})
     typer.echo(json.dumps(metrics, indent=2) if as_json else clf.task_.format_metrics(metrics))
 
 
@@ -175,7 +177,7 @@ def predict(
     inputs: Annotated[list[str], typer.Argument(help="image/audio files or folders, or texts (or .txt files, "
                                                      "one text per line)")],
     as_json: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False,
-    top_k: Annotated[int, typer.Option(help="probabilities shown per input")] = 3,
+    top_k: Annotated[int, typer.Option(help="probabilities shown per input", **option_range("top_k"))] = 3,
 ) -> None:
     """Predict for INPUTS with a fitted run: a label and its probabilities, the labels of a multi-label
     run, or a regression run's number (one tab-separated line, or a JSON line, per input)."""

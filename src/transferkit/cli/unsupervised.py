@@ -28,6 +28,7 @@ from transferkit.cli.options import (
     short_warnings,
 )
 from transferkit.errors import ConfigError, DataError
+from transferkit.params import option_range
 
 
 def _split_labels(labels: str) -> list[str]:
@@ -63,7 +64,8 @@ def zeroshot(
                                                             "the templates' embeddings are averaged")] = None,
     centre: Annotated[bool, typer.Option(help="subtract each class's mean similarity over DATA (prior "
                                               "correction)")] = True,
-    self_train: Annotated[int, typer.Option(help="rounds of self-training on confident predictions (0: none)")]
+    self_train: Annotated[int, typer.Option(help="rounds of self-training on confident predictions (0: none)",
+                                            **option_range("self_train"))]
     = 0,
     strategy: Annotated[str, typer.Option(help="how self-training fits its pseudo-labels: linear_probe, finetune, "
                                                  "...")] = "linear_probe",
@@ -92,7 +94,7 @@ def zeroshot(
     short_warnings()
     names = _split_labels(labels)
     descriptions = _descriptions(describe, names)
-    refuse_existing(out, overwrite)
+    refuse_existing(out, overwrite, inputs=(data,))
     reading = Reading(text_column=text_column, label_column=label_column, on_error=on_error)
     samples = reading.read(data, require_labels=False)
     if samples.modality != "text":
@@ -140,17 +142,13 @@ def zeroshot(
 
 def _write_zero_shot(out: Path, samples: Any, predictions: dict[str, list[str]], summary: dict[str, Any],
                      model: Any, overwrite: bool) -> None:
-    import csv
+    from transferkit.safety import staged_directory, write_csv, write_json
 
-    from transferkit.artifact import staged_directory, write_json
-
+    labelled = samples.labels is not None
     with staged_directory(out, overwrite=overwrite) as staging:
-        with (staging / "predictions.csv").open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["item", *predictions, *(["label"] if samples.labels is not None else [])])
-            for i, origin in enumerate(samples.origins):
-                row = [origin, *(values[i] for values in predictions.values())]
-                writer.writerow(row + ([samples.labels[i]] if samples.labels is not None else []))
+        write_csv(staging / "predictions.csv", ["item", *predictions, *(["label"] if labelled else [])],
+                  ([origin, *(values[i] for values in predictions.values()), *([samples.labels[i]] if labelled else [])]
+                   for i, origin in enumerate(samples.origins)))
         if model is not None:
             model.classifier_.save(staging / "model")
             summary = {**summary, "model": "model/ (load with `transferkit predict`)"}
@@ -165,11 +163,13 @@ class MapMethod(StrEnum):
 
 def cluster(
     data: DataArg,
-    k: Annotated[int | None, typer.Option("--k", help="number of clusters (default: chosen by silhouette)")] = None,
-    k_min: Annotated[int, typer.Option(help="smallest k tried when --k is not given")] = 2,
-    k_max: Annotated[int, typer.Option(help="largest k tried when --k is not given")] = 10,
+    k: Annotated[int | None, typer.Option("--k", help="number of clusters (default: chosen by silhouette)",
+                                          **option_range("k"))] = None,
+    k_min: Annotated[int, typer.Option(help="smallest k tried when --k is not given", **option_range("k_min"))] = 2,
+    k_max: Annotated[int, typer.Option(help="largest k tried when --k is not given", **option_range("k_max"))] = 10,
     backbone: BackboneOpt = "",
-    pca_dims: Annotated[int, typer.Option(help="principal components kept before k-means (0: no PCA)")] = 50,
+    pca_dims: Annotated[int, typer.Option(help="principal components kept before k-means (0: no PCA)",
+                                          **option_range("pca_dims"))] = 50,
     map_method: Annotated[MapMethod, typer.Option("--map", help="2-D map written to OUT/map.png")] = MapMethod.tsne,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="folder for assignments.csv/.json, summary.json "
                                                                  "and map.png")] = None,
@@ -197,7 +197,7 @@ def cluster(
     )
 
     short_warnings()
-    refuse_existing(out, overwrite)
+    refuse_existing(out, overwrite, inputs=(data,))
     samples = reading.read(data, modality, require_labels=False)
     if k is not None:
         check_k(k, len(samples))

@@ -18,6 +18,7 @@ from transferkit.data.samples import (
 )
 from transferkit.data.tables import read_table, read_text_lines
 from transferkit.errors import ConfigError, DataError
+from transferkit.safety import protect_input
 
 
 def read_dataset(
@@ -83,6 +84,7 @@ def read_dataset(
     check_modality(modality)
     check_on_error(on_error)
     p = Path(path).expanduser()
+    protect_input(p)  # never deleted or replaced by this process (transferkit.safety)
     if p.is_dir():
         given = {"text_column": text_column, "label_column": label_column, "path_column": path_column}
         named = [k for k, v in given.items() if v is not None]

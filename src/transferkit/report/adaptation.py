@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from transferkit.report.plots import panels_figure, save_png
+from transferkit.safety import write_text
 
 
 def _pca_2d(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -95,6 +96,6 @@ def write_adaptation_report(folder: str | Path, summary: dict[str, Any], plot_na
         parts.append(f"<h2>Source and target features before and after (PCA)</h2><img src='{plot_name}'>")
     style = "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}td,th{padding:2px 8px}</style>"
     path = folder / "report.html"
-    path.write_text(f"<!doctype html><html><head><meta charset='utf-8'>{style}</head><body>{''.join(parts)}"
-                    "</body></html>\n")
+    write_text(path, f"<!doctype html><html><head><meta charset='utf-8'>{style}</head><body>{''.join(parts)}"
+               "</body></html>\n")
     return path

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from transferkit.safety import atomic_write
+
 if TYPE_CHECKING:  # matplotlib is imported when a plot is drawn, not when transferkit is imported
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -49,5 +51,5 @@ def save_png(fig: Figure, path: str | Path, *, dpi: int = 110) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, format="png", dpi=dpi)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
     return path

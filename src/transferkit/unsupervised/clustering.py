@@ -9,7 +9,6 @@ matching of clusters to classes).
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,12 +23,12 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
 
-from transferkit.artifact import staged_directory, write_json
 from transferkit.backbones import BackboneSpec, create_backbone
 from transferkit.data import Samples, samples_from_arrays
 from transferkit.errors import ConfigError, DataError, NotFittedError
 from transferkit.features import extract_features
 from transferkit.report.clustering import cluster_map_plot
+from transferkit.safety import staged_directory, write_csv, write_json, write_text
 from transferkit.unsupervised.zero_shot import normalise_rows
 
 # silhouette is O(N^2): on more samples it is estimated on a random subset of this size
@@ -226,11 +225,8 @@ def write_clustering(out: Path, *, origins: Sequence[str], clusters: Sequence[in
     rows = [{"item": origin, "cluster": int(cluster), **({"label": true_labels[i]} if true_labels else {})}
             for i, (origin, cluster) in enumerate(zip(origins, clusters, strict=True))]
     with staged_directory(out, overwrite=overwrite) as staging:
-        with (staging / "assignments.csv").open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        (staging / "assignments.json").write_text(json.dumps(rows, indent=1) + "\n")
+        write_csv(staging / "assignments.csv", list(rows[0]), [list(row.values()) for row in rows])
+        write_text(staging / "assignments.json", json.dumps(rows, indent=1) + "\n")
         write_json(staging / "summary.json", summary)
         if coords is not None:
             cluster_map_plot(staging / "map.png", coords, clusters, true_labels=true_labels,
