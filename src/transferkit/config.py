@@ -198,6 +198,6 @@ def write_toml(path: str | Path, values: Mapping[str, Any]) -> Path:
             return [plain(item) for item in value]
         return "none" if value is None else value
 
-    path = Path(path)
-    path.write_text(tomlkit.dumps(plain(values)), encoding="utf-8")
-    return path
+    from transferkit.safety import write_text
+
+    return write_text(Path(path), tomlkit.dumps(plain(values)))

@@ -8,7 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from transferkit.checkpoint import checkpoint_folder
+from transferkit.checkpoint import Checkpoints, LoopState, checkpoint_folder
 from transferkit.cli.options import Checkpointing, InputSize, OnError, Reading, expand_option_groups
 
 
@@ -45,9 +45,8 @@ def test_checkpointing_removes_stale_checkpoints_only_when_overwriting_without_r
     folder = checkpoint_folder(out)
     assert folder == tmp_path / "run.checkpoints"
 
-    def stale() -> None:
-        folder.mkdir(exist_ok=True)
-        (folder / "latest.json").write_text("{}")
+    def stale() -> None:  # a real checkpoint: a folder transferkit did not write is never removed
+        Checkpoints(folder).save(LoopState(), {"model": {}})
 
     stale()
     assert Checkpointing(overwrite=True, resume=True).folder(out) == folder and (folder / "latest.json").exists()
