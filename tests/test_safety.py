@@ -337,6 +337,19 @@ def test_a_sigkill_during_the_final_save_leaves_nothing_after_the_next_fit(text_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv", "run"]
 
 
+def test_the_next_write_removes_the_temporary_files_of_a_killed_writer(tmp_path: Path) -> None:
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                           check=True)
+    dead = int(child.stdout)
+    target = tmp_path / "entry.safetensors"
+    left = [tmp_path / f".entry.safetensors.tmp-{dead}-123", tmp_path / f"entry.tmp{dead}"]
+    live = tmp_path / f".entry.safetensors.tmp-{os.getppid()}-5"
+    for path in [*left, live]:
+        path.write_bytes(b"half")
+    safety.write_bytes(target, b"whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([target.name, live.name])
+
+
 # -- paths named by the user stay where they belong ---------------------------------------------------------
 @pytest.mark.parametrize("name", ["../../x", "/abs/path", "a/b", "..", ""])
 def test_file_in_refuses_names_that_leave_the_folder(tmp_path: Path, name: str) -> None:

@@ -47,8 +47,6 @@ def _writes_latest(path: Any, *_: Any, **__: Any) -> bool:
     return Path(path).name == "latest.json"
 
 
-STALE_STAGING = "the hidden staging folder of a killed final save is left (the cleanup is in the relsafe lane)"
-
 # 24 sentences, 10% held out: 6 batches of 4 an epoch, 2 epochs; a checkpoint every 2 optimizer steps
 # (after steps 2 and 4, at the end of epoch 1, after steps 8 and 10, at the end of epoch 2)
 KILL_POINTS = [
@@ -60,19 +58,15 @@ KILL_POINTS = [
     KillPoint("before-the-first-optimizer-step", "transferkit.train", "_optimize"),
     KillPoint("after-optimizer-step-3-mid-epoch", "transferkit.train", "_optimize", n=3, when="after"),
     KillPoint("writing-checkpoint-2-tensors", "torch", "save", n=2, when="after"),
-    KillPoint("between-checkpoint-2-tensors-and-latest-json", "transferkit.checkpoint", "_atomic_write", n=2,
+    KillPoint("between-checkpoint-2-tensors-and-latest-json", "transferkit.checkpoint", "write_bytes", n=2,
               only=_writes_latest),
     KillPoint("right-after-checkpoint-3-end-of-epoch-1", "transferkit.checkpoint:Checkpoints", "save", n=3,
               when="after"),
     KillPoint("validating-epoch-2", "transferkit.train", "_end_epoch", n=2),
     KillPoint("after-the-last-optimizer-step", "transferkit.train", "_optimize", n=12, when="after"),
-    KillPoint("final-save-head-written", "transferkit.artifact", "save_model", when="after",
-              known_defect=STALE_STAGING, strict=False),
-    KillPoint("final-save-manifest-written", "transferkit.artifact", "write_json", when="after",
-              known_defect=STALE_STAGING, strict=False),
-    KillPoint("run-written-checkpoints-not-yet-removed", "transferkit.checkpoint", "remove_checkpoints",
-              known_defect="the run directory is complete, but --resume then refuses the existing OUT and "
-              "OUT.checkpoints/ is never removed"),
+    KillPoint("final-save-head-written", "transferkit.artifact", "save_model", when="after"),
+    KillPoint("final-save-manifest-written", "transferkit.artifact", "write_json", when="after"),
+    KillPoint("run-written-checkpoints-not-yet-removed", "transferkit.checkpoint", "remove_checkpoints"),
 ]
 
 

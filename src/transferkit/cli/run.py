@@ -88,7 +88,7 @@ def fit(
     the same command with --resume continues from the last one and ends as an uninterrupted run would.
     The run directory records every setting in config.toml: --config RUN/config.toml repeats the run.
     """
-    from transferkit.checkpoint import remove_checkpoints
+    from transferkit.checkpoint import checkpoint_folder, remove_checkpoints
     from transferkit.cli.settings import RUN_CONFIG, merge_config_file, method_params, write_run_config
     from transferkit.estimator import TransferEstimator
     from transferkit.tasks import TASKS
@@ -105,6 +105,10 @@ def fit(
     reading = Reading(**{f.name: chosen[f.name] for f in fields(Reading)})
     checkpointing = replace(checkpointing, checkpoint_every=chosen["checkpoint_every"])
     settings = method_params(file_params, param, ["strategy", *REGULARIZERS.names()], default="strategy")
+    if checkpointing.resume and _finished_before_cleanup(out):
+        remove_checkpoints(checkpoint_folder(out))
+        typer.echo(f"{out} is complete (the fit ended before its checkpoints were removed); removed them")
+        return
     refuse_existing(out, checkpointing.overwrite, "run directory", inputs=(data, val))
     checkpoints = checkpointing.folder(out)
     if task is not None:
@@ -134,6 +138,19 @@ def fit(
     typer.echo(f"fitted in {clf.fit_seconds_:.1f}s; wrote {written}")
     if clf.validation_metrics_ is not None:
         typer.echo(clf.task_.format_metrics(clf.validation_metrics_))
+
+
+def _finished_before_cleanup(out: Path) -> bool:
+    """OUT is a run directory written after the last checkpoint in OUT.checkpoints/: the fit finished and was
+    stopped only before it removed its checkpoints."""
+    from transferkit.artifact import MANIFEST
+    from transferkit.checkpoint import LATEST, checkpoint_folder
+    from transferkit.safety import RUN_DIRECTORY, artifact_kind
+
+    latest = checkpoint_folder(out) / LATEST
+    if artifact_kind(out) != RUN_DIRECTORY or not latest.is_file():
+        return False
+    return (out / MANIFEST).stat().st_mtime >= latest.stat().st_mtime
 
 
 def _merge_repeated(data: Path, samples: Samples) -> Samples:
