@@ -146,6 +146,22 @@ def test_linear_probe_round_trip(probe: TransferClassifier, texts: tuple, tmp_pa
     np.testing.assert_array_equal(loaded.predict_proba(x_test), probe.predict_proba(x_test))
 
 
+def test_a_run_written_before_per_method_configs_still_loads(probe: TransferClassifier, texts: tuple,
+                                                              tmp_path: Path) -> None:
+    _, _, x_test, _ = texts
+    run = probe.save(tmp_path / "run")
+    manifest = json.loads((run / "transferkit.json").read_text())
+    params = manifest["estimator_params"]
+    params.pop("strategy_params"), params.pop("regularizer_params")
+    # the estimator arguments of the previous release, one per strategy and regulariser setting
+    params.update(probe_c=0.5, train_last_k=None, l2sp_alpha=0.01, bss_eta=0.001, unfreeze_every=1,
+                  contrastive_loss="supcon", contrastive_ce=True)
+    (run / "transferkit.json").write_text(json.dumps(manifest))
+    loaded = transferkit.load(run)
+    assert loaded.strategy_params == {"c": 0.5} and loaded.regularizer_params is None
+    np.testing.assert_array_equal(loaded.predict_proba(x_test), probe.predict_proba(x_test))
+
+
 def test_finetune_round_trip(finetuned: TransferClassifier, images: tuple, tmp_path: Path) -> None:
     _, _, x_test, _ = images
     run = finetuned.save(tmp_path / "run")

@@ -8,7 +8,7 @@ accuracy, R²).
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -331,7 +331,7 @@ class TransferEstimator(BaseEstimator):
         if target._fixed_task not in (None, task.name):
             raise ArtifactError(f"{run} holds a {task.name} model, not {target._fixed_task}; load it with "
                                 "transferkit.load")
-        params = dict(manifest.get("estimator_params", {}))
+        params = _migrated_params(dict(manifest.get("estimator_params", {})))
         defaults = target().get_params()
         for name, value in params.items():  # JSON has no tuples
             if isinstance(value, list) and isinstance(defaults.get(name), tuple):
@@ -373,6 +373,37 @@ class TransferRegressor(RegressorMixin, TransferEstimator):
     _fixed_task = "regression"
     # scikit-learn's mixin would score without checking the labels (0.0 on labels never seen in training)
     score = TransferEstimator.score
+
+
+# Estimator arguments of run directories written before each method had its own config class:
+# old name -> (where it goes now, its name there). Values a strategy's config lacks had no effect on it.
+_OLD_PARAMS = {"probe_c": ("strategy", "c"), "train_last_k": ("strategy", "train_last_k"),
+               "unfreeze_every": ("strategy", "unfreeze_every"), "contrastive_loss": ("strategy", "loss"),
+               "contrastive_ce": ("strategy", "ce"), "l2sp_alpha": ("l2sp", "alpha"), "bss_eta": ("bss", "eta")}
+
+
+def _migrated_params(params: dict[str, Any]) -> dict[str, Any]:
+    """``estimator_params`` of an older run directory in today's form (``strategy_params``, ``regularizer_params``)."""
+    old = {name: params.pop(name) for name in list(params) if name in _OLD_PARAMS}
+    if not old:
+        return params
+    try:
+        config = STRATEGIES.get(params.get("strategy", "linear_probe")).config
+    except ConfigError:
+        return params  # an unknown strategy is reported by the constructor's caller
+    settings = {f.name for f in fields(config)} if config is not None else set()
+    strategy_params = dict(params.get("strategy_params") or {})
+    regularizer_params = {k: dict(v) for k, v in (params.get("regularizer_params") or {}).items()}
+    for name, value in old.items():
+        scope, key = _OLD_PARAMS[name]
+        if scope == "strategy":
+            if key in settings and value is not None:
+                strategy_params.setdefault(key, value)
+        elif scope in (params.get("regularizers") or ()):
+            regularizer_params.setdefault(scope, {}).setdefault(key, value)
+    params["strategy_params"] = strategy_params or None
+    params["regularizer_params"] = regularizer_params or None
+    return params
 
 
 # the estimator ``load`` returns for a run of each task (others: TransferEstimator)
