@@ -169,13 +169,19 @@ def read_inputs(inputs: list[str], modality: str, *, on_error: str = "skip") -> 
             skipped += part.skipped
     log.summarise(len(items) + len(log.skipped))
     if not items:
-        raise DataError(f"no readable {modality} inputs")
+        unread = skipped + log.skipped
+        first = f": {unread[0][0]}: {unread[0][1]}" if unread else ""
+        more = f" (and {len(unread) - 1} more)" if len(unread) > 1 else ""
+        raise DataError(f"no readable {modality} inputs{first}{more}")
     return Samples(
         items=items, labels=None, modality=modality, origins=origins, skipped=skipped + log.skipped
     )
 
 
 def _text_input(raw: str, p: Path, n: int, log: SkipLog, on_error: str) -> Samples | None:
+    if not raw.strip():  # before the path checks: Path("") is the current folder
+        log.bad(f"input {n}", "empty text")
+        return None
     suffix = p.suffix.lower()
     if p.is_dir():
         raise DataError(
@@ -187,9 +193,6 @@ def _text_input(raw: str, p: Path, n: int, log: SkipLog, on_error: str) -> Sampl
         return read_dataset(p, modality="text", on_error=on_error, require_labels=False)
     if suffix in TABLE_EXTENSIONS | {".txt"} and not any(c.isspace() for c in raw):
         raise DataError(f"no such file: {p}")
-    if not raw.strip():
-        log.bad(f"input {n}", "empty text")
-        return None
     warn_if_media_path(raw, f"input {n}")
     return Samples(items=[raw], labels=None, modality="text", origins=[f"input {n}"])
 
