@@ -341,7 +341,8 @@ class TransferEstimator(BaseEstimator):
         try:
             estimator = target(**params)
         except TypeError as exc:
-            raise ConfigError(f"{run}: unknown estimator parameters: {exc}") from exc
+            raise ArtifactError(f"{Path(run) / 'transferkit.json'}: field 'estimator_params' holds parameters "
+                                f"this transferkit does not know ({exc})") from exc
         estimator._set_fitted(model, task, manifest["modality"], history=[],
                               strategy_info=manifest.get("strategy_info", {}),
                               backbone_trained=bool(manifest["backbone_trained"]),

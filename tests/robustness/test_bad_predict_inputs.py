@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from robust_support import audio_folder, image_folder, put, text_rows, tree_digest, write_table
+
 from support import invoke
 
 DATA: dict[str, Callable[[Path], Path]] = {

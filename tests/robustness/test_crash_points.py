@@ -40,7 +40,6 @@ class KillPoint:
     when: str = "before"
     only: Callable[..., bool] | None = None
     known_defect: str = ""  # the point fails until this is fixed
-    strict: bool = True  # False only while the fix is on its way to main in another lane
 
 
 def _writes_latest(path: Any, *_: Any, **__: Any) -> bool:
@@ -134,7 +133,7 @@ def temporary_files(folder: Path) -> list[str]:
 
 @pytest.mark.parametrize("point", [
     pytest.param(p, id=p.name,
-                 marks=[pytest.mark.xfail(strict=p.strict, reason=p.known_defect)] if p.known_defect else [])
+                 marks=[pytest.mark.xfail(strict=True, reason=p.known_defect)] if p.known_defect else [])
     for p in KILL_POINTS])
 def test_killed_fit_resumes_to_the_same_run_and_leaves_nothing(point: KillPoint, reference: tuple[Path, Path],
                                                                 tiny_bert_dir: Path, tmp_path: Path) -> None:
