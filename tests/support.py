@@ -152,3 +152,29 @@ def write_csv(path: Path, texts: list[str], labels: list[str]) -> Path:
         writer.writerow(["text", "label"])
         writer.writerows(zip(texts, labels, strict=True))
     return path
+
+
+def tagged_sentences(n: int, seed: int = 0, length: int = 6) -> tuple[list[list[str]], list[list[str]]]:
+    """Tiny named-entity data: sentences of ``length`` words from ``WORDS``, where each positive word is
+    a ``POS`` entity and each negative one a ``NEG`` entity, and ``very`` before one of them opens it
+    (``very good``: ``B-POS I-POS``). Returns the words and the BIO tags of each sentence."""
+    rng = np.random.default_rng(seed)
+    pos, neg, filler = set(WORDS[:7]), set(WORDS[7:14]), WORDS[14:]
+    sentences, tags = [], []
+    for _ in range(n):
+        words = [str(rng.choice(WORDS)) if rng.random() < 0.5 else str(rng.choice(filler)) for _ in range(length)]
+        labels = []
+        for i, word in enumerate(words):
+            kind = "POS" if word in pos else "NEG" if word in neg else None
+            nxt = words[i + 1] if i + 1 < len(words) else ""
+            if word == "very" and (nxt in pos or nxt in neg):
+                labels.append("B-" + ("POS" if nxt in pos else "NEG"))
+            elif kind and i > 0 and words[i - 1] == "very":
+                labels.append(f"I-{kind}")
+            elif kind:
+                labels.append(f"B-{kind}")
+            else:
+                labels.append("O")
+        sentences.append(words)
+        tags.append(labels)
+    return sentences, tags

@@ -130,7 +130,7 @@ def load_model_from_run(run: str | Path) -> tuple[TransferModel, dict[str, Any]]
     if list(task.names) != list(manifest["classes"]):
         raise ArtifactError(f"{run / MANIFEST}: field 'classes' {manifest['classes']} disagrees with the task's "
                             f"{list(task.names)}; the manifest was changed")
-    model = TransferModel(backbone, head)
+    model = TransferModel(backbone, head, output=task.output)
     _check_head_shapes(run, model.head, manifest)
     try:
         load_model(model.head, str(run / "head.safetensors"))

@@ -21,7 +21,7 @@ from transferkit.artifact import load_model_from_run, save_run
 from transferkit.backbones import BackboneSpec
 from transferkit.checkpoint import read_progress, remove_checkpoints
 from transferkit.config import config_dict
-from transferkit.data import Samples, samples_from_arrays
+from transferkit.data import Samples
 from transferkit.errors import ArtifactError, ConfigError, DataError, NotFittedError
 from transferkit.heads import TransferModel
 from transferkit.model import build_model, predict_scores, run_manifest
@@ -205,7 +205,7 @@ class TransferEstimator(BaseEstimator):
     def _labelled(X: Any, y: Any, task: Task, modality: str | None) -> Samples:
         if isinstance(X, Samples):
             return X
-        return samples_from_arrays(X, task.prepare_labels(y), modality=modality)
+        return task.samples(X, y, modality=modality)
 
     def _set_fitted(self, model: TransferModel, task: Task, modality: str, *, history: list[dict[str, Any]],
                     strategy_info: dict[str, Any], backbone_trained: bool, fit_seconds: float | None,
@@ -247,7 +247,7 @@ class TransferEstimator(BaseEstimator):
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
 
     def _samples(self, X: Any) -> Samples:
-        samples = X if isinstance(X, Samples) else samples_from_arrays(X, None, modality=self.modality_)
+        samples = X if isinstance(X, Samples) else self.task_.samples(X, modality=self.modality_)
         if samples.modality != self.modality_:
             raise DataError(f"this model takes {self.modality_} inputs, not {samples.modality}")
         return samples
@@ -279,8 +279,7 @@ class TransferEstimator(BaseEstimator):
         """The task's metrics on labelled data (classification: accuracy, macro-F1, per-class
         precision/recall and confusion matrix; see ``transferkit.evaluate``)."""
         self._check_fitted()
-        samples = X if isinstance(X, Samples) else samples_from_arrays(X, self.task_.prepare_labels(y),
-                                                                        modality=self.modality_)
+        samples = X if isinstance(X, Samples) else self.task_.samples(X, y, modality=self.modality_)
         if samples.labels is None:
             raise DataError("evaluation needs labels")
         self.task_.encode(samples.labels, source="evaluation data")  # labels unseen in training: a clear error

@@ -30,13 +30,21 @@ def set_linear_head(head: LinearHead, weight: np.ndarray, bias: np.ndarray) -> L
 
 
 class TransferModel(nn.Module):
-    """A pretrained backbone with a new head for the target labels."""
+    """A pretrained backbone with a new head for the target labels.
 
-    def __init__(self, backbone: Backbone, head: nn.Module) -> None:
+    Args:
+        output: the backbone output the head reads: ``"pooled"`` features ``(B, D) -> (B, C)``, or
+            ``"tokens"``, where the head applies to every token ``(B, T, D) -> (B, T, C)``.
+    """
+
+    def __init__(self, backbone: Backbone, head: nn.Module, output: str = "pooled") -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
+        self.output = output
 
     def forward(self, **batch: torch.Tensor) -> torch.Tensor:
+        if self.output == "tokens":
+            return self.head(self.backbone.forward_tokens(**batch).features)  # (B, T, D) -> (B, T, C)
         features = self.backbone.forward_features(**batch)  # (B, D)
         return self.head(features)  # (B, C)

@@ -28,7 +28,7 @@ def build_model(backbone: Backbone | BackboneSpec, task: Task, *, modality: str 
 
     Raises:
         DataError: the backbone takes another modality than ``modality``.
-        ConfigError: the task reads a backbone output other than pooled features (not built yet).
+        ConfigError: the task reads feature maps (not built yet).
         BackboneError: an unknown backbone, or one that does not give the output the task reads.
     """
     from transferkit.backbones import create_backbone
@@ -38,10 +38,10 @@ def build_model(backbone: Backbone | BackboneSpec, task: Task, *, modality: str 
         raise DataError(f"backbone {net.spec.name!r} takes {net.modality} but the data is {modality}; choose a "
                         f"{modality} backbone (`transferkit backbones`)")
     net.require_output(task.output)  # a token-level task on a CNN, say: names the outputs the backbone has
-    if task.output != "pooled":
-        raise ConfigError(f"the {task.name} task reads the backbone's {task.output}; only pooled features are "
-                          "built into models yet")
-    return TransferModel(net, task.build_head(net.num_features, dropout))
+    if task.output not in ("pooled", "tokens"):
+        raise ConfigError(f"the {task.name} task reads the backbone's {task.output}; only pooled features and "
+                          "tokens are built into models yet")
+    return TransferModel(net, task.build_head(net.num_features, dropout), output=task.output)
 
 
 def run_manifest(task: Task, *, modality: str, strategy: str, estimator_params: dict[str, Any],
@@ -75,6 +75,6 @@ def features_and_outputs(model: TransferModel, samples: Samples, *, batch_size: 
 
 def predict_scores(model: TransferModel, task: Task, samples: Samples, *, batch_size: int = 32,
                    use_cache: bool = True, progress: bool = False) -> np.ndarray:
-    """The task's scores for ``samples``: class probabilities, label probabilities or values."""
-    _, outputs = features_and_outputs(model, samples, batch_size=batch_size, use_cache=use_cache, progress=progress)
+    """The task's scores for ``samples``: class probabilities, label probabilities, values or word tags."""
+    outputs = task.predict_outputs(model, samples, batch_size=batch_size, use_cache=use_cache, progress=progress)
     return task.decode(outputs)

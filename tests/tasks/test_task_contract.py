@@ -18,11 +18,30 @@ from transferkit.tasks.base import infer_task
 @dataclass(frozen=True)
 class Example:
     """Training labels of a task, a label its encoding cannot take, and the head outputs that predict
-    given labels perfectly (the inverse of ``decode``)."""
+    given labels perfectly (the inverse of ``decode``).
+
+    A task whose head reads tokens also says how its labels look to the head and to the probe: ``head_data``
+    gives the perfect head outputs and the targets of a batch, ``rows`` the perfect outputs and targets
+    of the probe's rows (one per word), ``regroup`` turns the probe's row outputs back into ``decode``'s input.
+    """
 
     labels: list[str]
     bad_label: str
     perfect: Callable[[Task, list[str]], np.ndarray]
+    head_data: Callable[[Task, list[str]], tuple[np.ndarray, np.ndarray]] | None = None
+    rows: Callable[[Task, list[str]], tuple[np.ndarray, np.ndarray]] | None = None
+    regroup: Callable[[Task, list[str], np.ndarray], np.ndarray] | None = None
+
+    def batch(self, task: Task, labels: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(perfect head outputs, targets)`` as the loop sees them."""
+        perfect, targets = (self.head_data or (lambda t, y: (self.perfect(t, y), t.encode(y))))(task, labels)
+        return torch.from_numpy(np.asarray(perfect, np.float32)), torch.from_numpy(np.asarray(targets))
+
+    def probe_rows(self, task: Task, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        return (self.rows or (lambda t, y: (self.perfect(t, y), t.encode(y))))(task, labels)
+
+    def outputs(self, task: Task, labels: list[str], rows: np.ndarray) -> np.ndarray:
+        return rows if self.regroup is None else self.regroup(task, labels, rows)
 
 
 def _logits_for(task: Task, labels: list[str]) -> np.ndarray:
@@ -37,8 +56,44 @@ def _standardised_for(task: Task, labels: list[str]) -> np.ndarray:
     return task.encode(labels)[:, None]
 
 
+def _word_rows(task: Task, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    targets = np.concatenate(list(task.encode(labels)))
+    return np.eye(len(task.names), dtype=np.float32)[targets] * 20 - 10, targets
+
+
+def _word_scores(task: Task, labels: list[str], rows: np.ndarray) -> np.ndarray:
+    from transferkit.data.tagged import Sentence
+    from transferkit.tasks.ner import WordScores
+
+    out, start = np.empty(len(labels), dtype=object), 0
+    for i, label in enumerate(labels):
+        words = len(label.split())
+        out[i] = WordScores(Sentence.from_words([f"w{j}" for j in range(words)]), rows[start:start + words])
+        start += words
+    return out
+
+
+def _word_logits(task: Task, labels: list[str]) -> np.ndarray:
+    return _word_scores(task, labels, _word_rows(task, labels)[0])
+
+
+def _token_batch(task: Task, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Windows of one leading special token, the words, then padding: ignored targets off the words."""
+    from transferkit.tasks.base import IGNORE_INDEX
+
+    encoded = task.encode(labels)
+    length = 2 + max(len(e) for e in encoded)
+    targets = np.full((len(labels), length), IGNORE_INDEX, dtype=np.int64)
+    for i, tags in enumerate(encoded):
+        targets[i, 1:1 + len(tags)] = tags
+    perfect = np.eye(len(task.names), dtype=np.float32)[np.maximum(targets, 0)] * 20 - 10
+    return perfect, targets
+
+
 EXAMPLES = {
     "classification": Example(["cat", "dog", "bird", "dog", "cat", "bird"], "fish", _logits_for),
+    "ner": Example(["B-PER O", "O B-LOC I-LOC", "B-PER I-PER O", "O", "B-LOC", "O O B-PER"], "O B-fish",
+                   _word_logits, head_data=_token_batch, rows=_word_rows, regroup=_word_scores),
     "multilabel": Example(["a|b", "b", "c", "a|c", "a", "b|c"], "a|z", _sigmoid_logits_for),
     "regression": Example(["1", "2.5", "4", "5", "3", "2"], "lots", _standardised_for),
 }
@@ -68,7 +123,9 @@ def test_encoding_survives_the_manifest_and_decodes_back(name: str) -> None:
     manifest = json.loads(json.dumps({"task": task_manifest(task)}))
     restored = task_from_manifest(manifest)
     assert type(restored) is type(task) and restored.names == task.names
-    np.testing.assert_array_equal(restored.encode(example.labels), task.encode(example.labels))
+    # compared per sample: a per-word task encodes each sentence as an array of its own length
+    assert [np.asarray(t).tolist() for t in restored.encode(example.labels)] == \
+        [np.asarray(t).tolist() for t in task.encode(example.labels)]
     # outputs that mean exactly the labels decode into predictions equal to them
     scores = restored.decode(example.perfect(task, example.labels))
     predictions = restored.predictions(scores)
@@ -90,13 +147,18 @@ def test_head_outputs_one_value_per_name(name: str) -> None:
     task = fitted(name)
     head = task.build_head(8)
     assert head(torch.randn(5, 8)).shape == (5, task.num_outputs())
+    assert head(torch.randn(5, 7, 8)).shape == (5, 7, task.num_outputs())  # per token, for a token head
 
 
 def test_loss_is_finite_and_training_the_head_lowers_it(name: str) -> None:
+    from transferkit.tasks.base import IGNORE_INDEX
+
     example, task = EXAMPLES[name], fitted(name)
     torch.manual_seed(0)
-    features = torch.randn(len(example.labels), 8)
-    targets = torch.from_numpy(task.encode(example.labels))
+    perfect, targets = example.batch(task, example.labels)
+    features = torch.randn(*perfect.shape[:-1], 8)  # (N, 8), or (N, T, 8) for a token head
+    # the mean is over samples, or over the tokens that carry a target
+    count = int((targets != IGNORE_INDEX).sum()) if task.output == "tokens" else len(example.labels)
     head = task.build_head(8)
     optimizer = torch.optim.Adam(head.parameters(), lr=0.05)
     losses = []
@@ -110,21 +172,21 @@ def test_loss_is_finite_and_training_the_head_lowers_it(name: str) -> None:
     assert losses[-1] < 0.5 * losses[0]
     summed = task.loss(head(features), targets, reduction="sum")
     mean = task.loss(head(features), targets)
-    assert float(summed.detach()) == pytest.approx(len(example.labels) * float(mean.detach()), rel=1e-4)
-    perfect = torch.from_numpy(example.perfect(task, example.labels))
+    assert float(summed.detach()) == pytest.approx(count * float(mean.detach()), rel=1e-4)
     assert task.score(perfect, targets) >= task.score(head(features).detach() * 0, targets)
+    assert task.score(perfect, targets) == pytest.approx(1.0)
 
 
 def test_linear_probe_recovers_a_linear_relation(name: str) -> None:
     example, task = EXAMPLES[name], fitted(name)
     labels = example.labels * 10
     rng = np.random.default_rng(0)
-    outputs = example.perfect(task, labels)
-    features = np.hstack([outputs, rng.standard_normal((len(labels), 3))]).astype(np.float32)
-    probe = task.fit_probe(features, task.encode(labels), c=None, seed=0)
+    outputs, targets = example.probe_rows(task, labels)
+    features = np.hstack([outputs, rng.standard_normal((len(outputs), 3))]).astype(np.float32)
+    probe = task.fit_probe(features, targets, c=None, seed=0)
     assert probe.weight.shape == (task.num_outputs(), features.shape[1]) and probe.bias.shape == (task.num_outputs(),)
     json.dumps(probe.info)
-    scores = task.decode(features @ probe.weight.T + probe.bias)
+    scores = task.decode(example.outputs(task, labels, features @ probe.weight.T + probe.bias))
     assert task.metrics(labels, scores)[task.score_name] > 0.9
 
 
@@ -143,8 +205,8 @@ def test_labels_that_cannot_train_the_task_are_a_data_error(name: str) -> None:
 
 
 def test_an_unknown_task_lists_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match="unknown task 'ner'.*classification, multilabel, regression"):
-        make_task("ner")
+    with pytest.raises(ConfigError, match="unknown task 'pose'.*classification, multilabel, ner, regression"):
+        make_task("pose")
 
 
 def test_a_manifest_without_a_task_is_classification() -> None:

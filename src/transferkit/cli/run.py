@@ -66,9 +66,10 @@ def fit(
     mixed_precision: PrecisionOpt = "no",
     modality: ModalityOpt = None,
     seed: SeedOpt = 0,
-    task: Annotated[str | None, typer.Option(help="classification, multilabel or regression (`transferkit tasks`); "
-                                                  "default: multilabel for a|b labels or a file in several class "
-                                                  "folders, else classification; numeric labels must say which")]
+    task: Annotated[str | None, typer.Option(help="classification, multilabel, regression or ner (`transferkit "
+                                                  "tasks`); default: ner for a .conll/.bio file, multilabel for a|b "
+                                                  "labels or a file in several class folders, else classification; "
+                                                  "numeric labels must say which")]
     = None,
     *,
     size: InputSize,
@@ -92,7 +93,7 @@ def fit(
     from transferkit.cli.settings import RUN_CONFIG, merge_config_file, method_params, write_run_config
     from transferkit.estimator import TransferEstimator
     from transferkit.tasks import TASKS
-    from transferkit.tasks.base import infer_task
+    from transferkit.tasks.base import infer_task, task_for_file
 
     short_warnings()
     given = locals()
@@ -113,14 +114,15 @@ def fit(
     checkpoints = checkpointing.folder(out)
     if task is not None:
         TASKS.get(task)  # an unknown name fails before the data are read
-    samples = reading.read(data, modality)
+    task = task or task_for_file(data)
+    samples = _read(data, task, reading, modality)
     merged = _merge_repeated(data, samples) if task in (None, "multilabel") else samples
     task = task or infer_task(samples.labels or [], str(data), repeated_files=len(merged) < len(samples))
     if task == "multilabel":
         samples = merged
     eval_set = None
     if val is not None:
-        val_samples = reading.read(val, samples.modality)
+        val_samples = _read(val, task, reading, samples.modality)
         eval_set = (_merge_repeated(val, val_samples) if task == "multilabel" else val_samples, None)
     name = backbone or DEFAULT_BACKBONE[samples.modality]
     typer.echo(f"fitting {name} ({strategy}, {task}) on {len(samples)} {samples.modality} samples", err=True)
@@ -153,6 +155,14 @@ def _finished_before_cleanup(out: Path) -> bool:
     return (out / MANIFEST).stat().st_mtime >= latest.stat().st_mtime
 
 
+def _read(data: Path, task: str | None, reading: Reading, modality: str | None) -> Samples:
+    """DATA in the task's own format (tagged words for ner), or by the generic readers."""
+    from transferkit.tasks import make_task
+
+    own = make_task(task).read_data(data) if task is not None else None
+    return own if own is not None else reading.read(data, modality)
+
+
 def _merge_repeated(data: Path, samples: Samples) -> Samples:
     """A media folder's samples with each file held in several class folders as one multi-label sample."""
     from transferkit.data.folders import merge_repeated_files
@@ -180,7 +190,7 @@ def evaluate(
     short_warnings()
     target = file_in(run / "evaluations", f"{name or data.stem or 'data'}.json", what="--name")
     clf = load(run)
-    samples = reading.read(data, clf.modality_)
+    samples = _read(data, clf.task_.name, reading, clf.modality_)
     if clf.task_.name == "multilabel":
         samples = _merge_repeated(data, samples)
     metrics = clf.evaluate(samples)
@@ -197,7 +207,8 @@ def predict(
     top_k: Annotated[int, typer.Option(help="probabilities shown per input", **option_range("top_k"))] = 3,
 ) -> None:
     """Predict for INPUTS with a fitted run: a label and its probabilities, the labels of a multi-label
-    run, or a regression run's number (one tab-separated line, or a JSON line, per input)."""
+    run, a regression run's number, or a ner run's entities with their character spans (one
+    tab-separated line, or a JSON line, per input)."""
     from transferkit.data import read_inputs
     from transferkit.estimator import load
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from transferkit.data import Samples
-from transferkit.features import extract_features
 from transferkit.heads import TransferModel, set_linear_head
 from transferkit.strategies.base import STRATEGIES, FitConfig, FitData, StrategyOutcome
 from transferkit.tasks import Classification
@@ -44,9 +43,9 @@ def linear_probe(model: TransferModel, data: FitData, config: FitConfig,
         val = data.val
         samples = Samples(items=samples.items + val.items, labels=(samples.labels or []) + (val.labels or []),
                           modality=samples.modality, origins=samples.origins + val.origins)
-        targets = np.concatenate([targets, np.asarray(data.val_ids)])
-    features = extract_features(model.backbone, samples, batch_size=config.batch_size,
-                                use_cache=config.use_cache, progress=config.progress)
+        targets = np.concatenate([targets, np.asarray(data.val_ids, dtype=targets.dtype)])
+    features, targets = data.objective.probe_data(model.backbone, samples, targets, batch_size=config.batch_size,
+                                                  use_cache=config.use_cache, progress=config.progress)
     fitted = data.objective.fit_probe(features, targets, c=params.c, seed=config.seed)
     set_linear_head(model.head, fitted.weight, fitted.bias)
     for p in model.backbone.parameters():

@@ -22,9 +22,8 @@ from transferkit.backbones.base import Backbone
 from transferkit.checkpoint import Checkpoints, read_progress
 from transferkit.data import Samples, samples_fingerprint
 from transferkit.errors import ConfigError
-from transferkit.features import make_loader
 from transferkit.heads import TransferModel
-from transferkit.tasks import Task
+from transferkit.tasks import Classification, Task
 from transferkit.train import (
     CombinedHooks,
     LoopConfig,
@@ -206,11 +205,12 @@ def fine_tuning_run(model: TransferModel, train: tuple[Samples, Sequence[Any]], 
         for module, weights in zip((model, *modules), initial, strict=True):
             module.load_state_dict(weights)  # an attempt that ran out of memory may have trained a little
         torch.manual_seed(settings.seed)
-        train_loader = make_loader(samples, model.backbone, ids, train=True, batch_size=batch_size,
-                                   seed=settings.seed)
+        objective = task or Classification()
+        train_loader = objective.make_loader(samples, model.backbone, ids, train=True, batch_size=batch_size,
+                                             seed=settings.seed)
         val_loader = None
         if val is not None and len(val[0]) > 0:
-            val_loader = make_loader(val[0], model.backbone, val[1], train=False, batch_size=batch_size)
+            val_loader = objective.make_loader(val[0], model.backbone, val[1], train=False, batch_size=batch_size)
         groups = param_groups()
         optimizer = torch.optim.AdamW(groups)
         total = settings.epochs * steps_per_epoch(train_loader, settings.grad_accum)

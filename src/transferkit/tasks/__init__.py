@@ -1,9 +1,9 @@
-"""Tasks: what a model predicts (one class, several labels, a number), each one registered ``Task``.
+"""Tasks: what a model predicts (one class, several labels, a number, a tag per word), each one registered ``Task``.
 
 Importing the package registers every task; ``TASKS`` lists them (``transferkit tasks``).
 """
 
-from transferkit.tasks import classification, multilabel, regression  # noqa: F401  (registers the tasks)
+from transferkit.tasks import classification, multilabel, ner, regression  # noqa: F401  (registers the tasks)
 from transferkit.tasks.base import (
     BACKBONE_OUTPUTS,
     DEFAULT_TASK,
@@ -17,7 +17,8 @@ from transferkit.tasks.base import (
 )
 from transferkit.tasks.classification import Classification
 from transferkit.tasks.multilabel import MultiLabel
+from transferkit.tasks.ner import NamedEntities
 from transferkit.tasks.regression import Regression
 
-__all__ = ["BACKBONE_OUTPUTS", "DEFAULT_TASK", "TASKS", "Classification", "MultiLabel", "ProbeFit", "Regression",
-           "Task", "TaskEntry", "make_task", "task_from_manifest", "task_manifest"]
+__all__ = ["BACKBONE_OUTPUTS", "DEFAULT_TASK", "TASKS", "Classification", "MultiLabel", "NamedEntities", "ProbeFit",
+           "Regression", "Task", "TaskEntry", "make_task", "task_from_manifest", "task_manifest"]

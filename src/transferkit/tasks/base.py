@@ -23,7 +23,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -34,12 +35,21 @@ from transferkit.errors import ConfigError, DataError, NotFittedError
 from transferkit.heads import LinearHead
 from transferkit.registry import Registry
 
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader
+
+    from transferkit.backbones.base import Backbone
+    from transferkit.data import Samples
+    from transferkit.heads import TransferModel
+
 # What a task's head reads from the backbone, as the Backbone contract names its outputs:
 #   "pooled": one vector per sample, (B, D);
 #   "tokens": one vector per token or frame, (B, T, D), with its (B, T) mask;
 #   "feature_maps": multi-scale maps [(B, C_i, H_i, W_i)] with their strides.
 BackboneOutput = Output
 BACKBONE_OUTPUTS: tuple[str, ...] = OUTPUTS
+# the target of a position that has none (a padding token, a word's later sub-tokens): torch's ignore_index
+IGNORE_INDEX = -100
 
 
 @dataclass(frozen=True)
@@ -66,12 +76,59 @@ class Task(ABC):
         score_name: the validation score (higher is better) that early stopping and the best epoch
             follow; the loop's history names it ``val_<score_name>``.
         probabilistic: its scores are probabilities (``predict_proba``), not values.
+        file_extensions: data files whose extension names this task (``.conll`` is ``ner``), read by
+            ``read_data``.
+
+    A task whose head reads per-sample pooled features uses the defaults of ``samples``,
+    ``make_loader``, ``probe_data`` and ``predict_outputs``; a task on another backbone output (token
+    tags) overrides them: how its samples become batches, probe features and raw outputs.
     """
 
     name: ClassVar[str]
     output: ClassVar[BackboneOutput] = "pooled"
     score_name: ClassVar[str]
     probabilistic: ClassVar[bool] = True
+    file_extensions: ClassVar[frozenset[str]] = frozenset()
+
+    # -- inputs -----------------------------------------------------------------------------------
+    def read_data(self, path: Path) -> Samples | None:
+        """The labelled samples of a data file in a format of this task's own; None: the generic readers.
+
+        Raises:
+            DataError: a malformed file (naming the line).
+        """
+        return None
+
+    def samples(self, X: Any, y: Any = None, *, modality: str | None = None) -> Samples:
+        """The user's in-memory inputs (and targets) as ``Samples``."""
+        from transferkit.data import samples_from_arrays
+
+        return samples_from_arrays(X, self.prepare_labels(y), modality=modality)
+
+    def make_loader(self, samples: Samples, backbone: Backbone, targets: Sequence[Any] | None, *, train: bool,
+                    batch_size: int, seed: int = 0) -> DataLoader:
+        """Batches ``(batch_dict, targets)`` for the loop: one sample and one encoded target per row by default."""
+        from transferkit.features import make_loader
+
+        return make_loader(samples, backbone, targets, train=train, batch_size=batch_size, seed=seed)
+
+    def probe_data(self, backbone: Backbone, samples: Samples, targets: Sequence[Any], *, batch_size: int,
+                   use_cache: bool, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The frozen features ``(M, D)`` and targets the linear probe fits on: pooled features by default."""
+        from transferkit.features import extract_features
+
+        features = extract_features(backbone, samples, batch_size=batch_size, use_cache=use_cache, progress=progress)
+        return features, np.asarray(targets)
+
+    def predict_outputs(self, model: TransferModel, samples: Samples, *, batch_size: int = 32, use_cache: bool = True,
+                        progress: bool = False) -> np.ndarray:
+        """The head's raw outputs for ``samples``, which ``decode`` turns into scores: ``(N, K)`` by default."""
+        from transferkit.features import extract_features
+
+        features = extract_features(model.backbone, samples, batch_size=batch_size, use_cache=use_cache,
+                                    progress=progress)
+        with torch.inference_mode():
+            return model.head(torch.from_numpy(features)).float().numpy()
 
     # -- targets ----------------------------------------------------------------------------------
     def prepare_labels(self, y: Any) -> Any:
@@ -226,6 +283,13 @@ def task_from_manifest(manifest: dict[str, Any]) -> Task:
     if not isinstance(recorded, dict) or "name" not in recorded:
         raise ConfigError(f"the manifest's task is {recorded!r}; expected an object with a name")
     return make_task(recorded["name"], recorded.get("encoding", {}))
+
+
+def task_for_file(path: str | Path) -> str | None:
+    """The task whose own data format a file's extension names (``data.conll``: ``ner``), or None."""
+    suffix = Path(path).suffix.lower()
+    found = [name for name in TASKS.names() if suffix in TASKS.get(name).target.file_extensions]
+    return found[0] if found else None
 
 
 def task_manifest(task: Task) -> dict[str, Any]:
