@@ -187,3 +187,16 @@ def test_cli_names_the_line_of_a_broken_tag_and_writes_no_run(tmp_path: Path, ti
     result = invoke("fit", data, "--task", "ner", "--backbone", f"hf:{tiny_bert_dir}", "--out", tmp_path / "run")
     assert_user_error(result, "bad.jsonl line 1", "outside the text")
     assert not (tmp_path / "run").exists()
+
+
+def test_an_entity_type_unseen_in_training_counts_as_missed(fitted: TransferEstimator) -> None:
+    from transferkit.tasks.ner import UnseenEntityWarning
+
+    with pytest.warns(UnseenEntityWarning, match=r"\['ORG'\]"):
+        metrics = fitted.evaluate([["good", "film"]], [["B-POS", "B-ORG"]])
+    assert metrics["per_type"]["ORG"]["recall"] == 0.0 and metrics["entities"] == 2
+
+
+def test_every_tag_of_a_seen_type_is_known() -> None:
+    assert make_task("ner").fit_targets(["B-PER O"]).names == ["B-PER", "I-PER", "O"]
+    assert make_task("ner").fit_targets(["S-PER O"]).names == ["B-PER", "E-PER", "I-PER", "O", "S-PER"]

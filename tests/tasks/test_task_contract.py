@@ -92,7 +92,7 @@ def _token_batch(task: Task, labels: list[str]) -> tuple[np.ndarray, np.ndarray]
 
 EXAMPLES = {
     "classification": Example(["cat", "dog", "bird", "dog", "cat", "bird"], "fish", _logits_for),
-    "ner": Example(["B-PER O", "O B-LOC I-LOC", "B-PER I-PER O", "O", "B-LOC", "O O B-PER"], "O B-fish",
+    "ner": Example(["B-PER O", "O B-LOC I-LOC", "B-PER I-PER O", "O", "B-LOC", "O O B-PER"], "O fish",
                    _word_logits, head_data=_token_batch, rows=_word_rows, regroup=_word_scores),
     "multilabel": Example(["a|b", "b", "c", "a|c", "a", "b|c"], "a|z", _sigmoid_logits_for),
     "regression": Example(["1", "2.5", "4", "5", "3", "2"], "lots", _standardised_for),

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,10 @@ if TYPE_CHECKING:
     from transferkit.backbones.base import Backbone
     from transferkit.data import Samples
     from transferkit.heads import TransferModel
+
+class UnseenEntityWarning(UserWarning):
+    """Evaluation or validation data holds entity types the training data had none of."""
+
 
 # the probe's inverse L2 strengths tried on a held-out fifth of the words when none is given
 PROBE_CS = (0.05, 0.5)
@@ -153,22 +158,43 @@ class NamedEntities(Task):
 
     # -- targets ----------------------------------------------------------------------------------
     def fit_targets(self, labels: Sequence[str]) -> NamedEntities:
+        """Every tag of each entity type seen (``B-``/``I-``, and ``E-``/``S-`` for BIOES data), and ``O``.
+
+        Raises:
+            DataError: a malformed tag sequence, or no entity at all.
+        """
+        tags = set()
         for index, label in enumerate(labels):
-            tags_of_label = split_tags(label)
-            check_tags(tags_of_label, [f"sentence {index + 1} word {i + 1}" for i in range(len(tags_of_label))])
-        tags = {tag for label in labels for tag in split_tags(label)}
-        if not tags - {OUTSIDE}:
+            found = split_tags(label)
+            check_tags(found, [f"sentence {index + 1} word {i + 1}" for i in range(len(found))])
+            tags.update(found)
+        kinds = {tag.partition("-")[2] for tag in tags - {OUTSIDE}}
+        if not kinds:
             raise DataError("no entity tags in the training data (every word is 'O'); need at least one entity")
-        self.tags = sorted(tags | {OUTSIDE})
+        prefixes = "BIES" if any(tag[:2] in ("E-", "S-") for tag in tags) else "BI"
+        self.tags = sorted({f"{prefix}-{kind}" for kind in kinds for prefix in prefixes} | {OUTSIDE})
         return self
 
     def encode(self, labels: Sequence[str], *, source: str = "the labels") -> np.ndarray:
+        """Tag indices per sentence; the tags of an entity type never seen in training become ``O`` (the
+        model cannot predict them; metrics, which read the labels, count them as missed), with a warning.
+
+        Raises:
+            DataError: a malformed tag sequence (naming the sentence and word).
+        """
         self.check_fitted()
         index = {tag: i for i, tag in enumerate(self.tags)}
-        unknown = sorted({tag for label in labels for tag in split_tags(label)} - set(index))
-        if unknown:
-            raise DataError(f"{source}: tags {unknown} were not seen in training (known: {self.tags})")
-        return _objects([np.array([index[t] for t in split_tags(label)], dtype=np.int64) for label in labels])
+        unseen = set()
+        encoded = []
+        for number, label in enumerate(labels):
+            tags = split_tags(label)
+            check_tags(tags, [f"{source} sentence {number + 1} word {i + 1}" for i in range(len(tags))])
+            unseen.update(t.partition("-")[2] for t in tags if t not in index)
+            encoded.append(np.array([index.get(t, index[OUTSIDE]) for t in tags], dtype=np.int64))
+        if unseen:
+            warnings.warn(f"{source}: entity types {sorted(unseen)} were not seen in training; the model cannot "
+                          "predict them (they count as missed)", UnseenEntityWarning, stacklevel=2)
+        return _objects(encoded)
 
     @property
     def names(self) -> list[str]:
