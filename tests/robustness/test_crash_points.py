@@ -51,7 +51,7 @@ def _writes_latest(path: Any, *_: Any, **__: Any) -> bool:
 KILL_POINTS = [
     KillPoint("reading-the-data", "transferkit.data.tables", "_load_frame"),
     KillPoint("building-the-backbone", "transferkit.estimator", "build_model"),
-    KillPoint("extracting-probe-features", "transferkit.strategies.linear_probe", "extract_features"),
+    KillPoint("extracting-probe-features", "transferkit.features", "extract_features"),  # via Task.probe_data
     KillPoint("writing-the-feature-cache", "transferkit.features", "save_file", when="after"),
     KillPoint("fitting-the-probe", "transferkit.tasks.classification:Classification", "fit_probe"),
     KillPoint("before-the-first-optimizer-step", "transferkit.train", "_optimize"),
