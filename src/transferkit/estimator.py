@@ -337,11 +337,11 @@ class TransferEstimator(BaseEstimator):
                 params[name] = tuple(value)
         if target._fixed_task is None:
             params["task"] = task.name
-        try:
-            estimator = target(**params)
-        except TypeError as exc:
+        unknown = sorted(set(params) - set(defaults))
+        if unknown:  # named by repr: a key may hold any character, a newline too
             raise ArtifactError(f"{Path(run) / 'transferkit.json'}: field 'estimator_params' holds parameters "
-                                f"this transferkit does not know ({exc})") from exc
+                                f"this transferkit does not know: {', '.join(map(repr, unknown))}")
+        estimator = target(**params)
         estimator._set_fitted(model, task, manifest["modality"], history=[],
                               strategy_info=manifest.get("strategy_info", {}),
                               backbone_trained=bool(manifest["backbone_trained"]),

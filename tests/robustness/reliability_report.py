@@ -92,6 +92,19 @@ def kill_table(results: dict[tuple[str, str], str]) -> str:
     return "\n".join(lines)
 
 
+def predict_table(results: dict[tuple[str, str], str]) -> str:
+    from test_bad_predict_inputs import CASES, UNSEEN
+
+    lines = ["| modality | command | input | expected | result |", "|---|---|---|---|---|"]
+    for modality, what, command, _build, expect in CASES:
+        name = f"test_bad_predict_or_evaluate_input[{modality}-{command}-{what}-{expect}]"
+        state = results.get(("test_bad_predict_inputs.py", name), "missing")
+        result = {"passed": "as expected", "xfailed": f"defect: {UNSEEN}"}.get(state, state)
+        shown = {"ok": "handled, warning naming the file", "error": "exit 2, one line naming it"}[expect]
+        lines.append(f"| {modality} | {command} | {what} | {shown} | {result} |")
+    return "\n".join(lines)
+
+
 def listed(results: dict[tuple[str, str], str], files: list[str]) -> str:
     lines = ["| test | result |", "|---|---|"]
     for (file, name), state in sorted(results.items()):
@@ -105,6 +118,7 @@ def main() -> None:
     untrusted = [Path(p).name for p in UNTRUSTED]
     properties = ["test_table_properties.py", "test_manifest_properties.py"]
     tables = (f"{BEGIN}\n\n### Bad inputs, per modality and kind\n\n{case_table(results)}\n\n"
+              f"### Bad inputs to predict and evaluate\n\n{predict_table(results)}\n\n"
               f"### Kill points\n\n{kill_table(results)}\n\n"
               f"### Property-based tests (hypothesis)\n\n{listed(results, properties)}\n\n"
               f"### Untrusted files, destructive operations, manifest\n\n{listed(results, untrusted)}\n\n{END}")
