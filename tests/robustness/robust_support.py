@@ -52,7 +52,7 @@ class Case:
 
     @property
     def id(self) -> str:
-        task = "" if self.task == "classification" else f"-{self.task}"
+        task = "" if self.task == "classification" else f"-{self.task.removesuffix('-explicit')}"
         return f"{self.kind}-{self.what}{task}-{self.expect}"
 
 

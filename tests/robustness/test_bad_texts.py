@@ -243,6 +243,59 @@ CASES += [
 ]
 
 
+# -- named entities (--task ner): CoNLL/BIO files and JSONL of tokens and tags or of character spans --
+NER_SENTENCES = [
+    [("good", "B-PER"), ("film", "O"), ("plot", "B-LOC")],
+    [("bad", "O"), ("acting", "B-PER"), ("is", "O"), ("the", "O")],
+    [("great", "B-LOC"), ("movie", "I-LOC"), ("was", "O")],
+    [("awful", "O"), ("plot", "B-PER"), ("very", "I-PER"), ("boring", "O")],
+] * 3
+
+
+def conll(sentences: list[list[tuple[str, str]]] = NER_SENTENCES) -> str:
+    return "\n\n".join("\n".join(f"{word} {tag}" for word, tag in sentence) for sentence in sentences) + "\n"
+
+
+def ner_file(name: str, content: Callable[[], bytes | str], *names: str) -> Callable[[Path], Built]:
+    return raw_file(name, content, *names)
+
+
+def ner_jsonl_tokens(extra: object | None = None) -> Callable[[], str]:
+    records: list[object] = [{"tokens": [w for w, _ in s], "tags": [t for _, t in s]} for s in NER_SENTENCES]
+    return lambda: jsonl(records + ([extra] if extra is not None else []))
+
+
+NER_CASES: list[tuple[str, str, str, Callable[[], bytes | str], str, tuple[str, ...]]] = [
+    ("task", "conll-file", "data.conll", conll, "ok", ()),
+    ("task", "bio-file-crlf", "data.bio", lambda: conll().replace("\n", "\r\n"), "ok", ()),
+    ("task", "jsonl-tokens-and-tags", "data.jsonl", ner_jsonl_tokens(), "ok", ()),
+    ("task", "jsonl-character-spans", "data.jsonl",
+     lambda: jsonl([{"text": "good film plot", "entities": [{"start": 0, "end": 4, "label": "PER"}]},
+                    {"text": "great movie", "entities": [{"start": 0, "end": 11, "label": "LOC"}]}] * 4), "ok", ()),
+    ("task", "conll-utf-8-bom", "data.conll", lambda: "\ufeff" + conll(), "ok", ()),
+    ("zero-byte", "conll", "data.conll", lambda: b"", "error", ("{path}",)),
+    ("wrong-encoding", "latin-1-conll", "data.conll", lambda: (conll() + "\ncaf\xe9 O\n").encode("latin-1"), "error",
+     ("{path}",)),
+    ("corrupt", "conll-tag-not-bio", "data.conll", lambda: conll() + "\nfilm PERSON\n", "error", ("{path}", "line")),
+    ("corrupt", "conll-i-tag-continues-nothing", "data.conll", lambda: conll() + "\nthe O\nfilm I-ORG\n", "error",
+     ("{path}", "line")),
+    ("corrupt", "conll-word-without-tag", "data.conll", lambda: conll() + "\nlonely\n", "error", ("{path}",)),
+    ("corrupt", "jsonl-more-tags-than-tokens", "data.jsonl",
+     ner_jsonl_tokens({"tokens": ["good"], "tags": ["O", "B-PER"]}), "error", ("{path}",)),
+    ("corrupt", "jsonl-span-outside-text", "data.jsonl",
+     lambda: jsonl([{"text": "good film", "entities": [{"start": 5, "end": 99, "label": "PER"}]}] * 3), "error",
+     ("{path}",)),
+    ("corrupt", "jsonl-tags-not-a-list", "data.jsonl", ner_jsonl_tokens({"tokens": ["good"], "tags": "O"}), "error",
+     ("{path}",)),
+    ("single-class", "conll-only-o-tags", "data.conll",
+     lambda: conll([[(w, "O") for w, _ in s] for s in NER_SENTENCES]), "error", ("{path}",)),
+]
+NO_ENTITY = "a tagged file without any entity is refused in one line that does not name the file"
+for kind, what, name, content, expect, names in NER_CASES:
+    CASES.append(Case(kind, what, expect, ner_file(name, content, *names), "ner-explicit",
+                      NO_ENTITY if what == "conll-only-o-tags" else ""))
+
+
 @pytest.mark.parametrize("case", params(CASES))
 def test_bad_text_input(case: Case, tmp_path: Path, backbone_args: dict[str, tuple[str, ...]]) -> None:
     run_case(case, tmp_path, backbone_args["text"])
