@@ -15,7 +15,7 @@ import json
 import multiprocessing
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,6 +101,16 @@ def _die_at(point: KillPoint, args: list[str]) -> None:
 def fit_args(data: Path, backbone_dir: Path) -> list[str]:
     return ["fit", str(data), "--backbone", f"hf:{backbone_dir}", "--strategy", "lp_ft", "--epochs", "2",
             "--batch-size", "4", "--lr", "1e-3", "--checkpoint-every", "2", "--seed", "3", "--param", "c=1.0"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Every fit of this module on one thread, as the forked children run: a resumed run is bit-identical
+    to the uninterrupted one only when both sum in the same order (CI runs with two threads)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
