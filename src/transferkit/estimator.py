@@ -174,7 +174,7 @@ class TransferEstimator(BaseEstimator):
                               "fit(resume=True) (CLI: --resume), or remove the folder to start over")
         task = make_task(self._task_name())
         samples = self._labelled(X, y, task, self.modality)
-        task.fit_targets(require_labels(samples.labels, "fit"))
+        task.fit_targets(require_labels(samples.labels, "fit"), origins=samples.label_sources)
         torch.manual_seed(self.seed)
         spec = BackboneSpec(self.backbone, pretrained=self.pretrained, options=dict(self.backbone_options or {}))
         model = build_model(spec, task, modality=samples.modality)
@@ -185,8 +185,10 @@ class TransferEstimator(BaseEstimator):
             train_idx, val_idx = task.split(samples.labels or [], self.val_fraction, self.seed)
             if len(val_idx):
                 train, val = samples.subset(train_idx), samples.subset(val_idx)
-        data = FitData(train=train, train_ids=task.encode(train.labels or []), classes=task.names, val=val,
-                       val_ids=None if val is None else task.encode(val.labels or [], source="validation data"),
+        data = FitData(train=train, train_ids=task.encode(train.labels or [], origins=train.label_sources),
+                       classes=task.names, val=val,
+                       val_ids=None if val is None else task.encode(val.labels or [], source="validation data",
+                                                                    origins=val.label_sources),
                        task=task)
         start = time.perf_counter()
         outcome = entry.fn(model, data, replace(config, resume=resume), params)
@@ -282,7 +284,8 @@ class TransferEstimator(BaseEstimator):
         samples = X if isinstance(X, Samples) else self.task_.samples(X, y, modality=self.modality_)
         if samples.labels is None:
             raise DataError("evaluation needs labels")
-        self.task_.encode(samples.labels, source="evaluation data")  # labels unseen in training: a clear error
+        # labels unseen in training: a clear error naming the file and row
+        self.task_.encode(samples.labels, source="evaluation data", origins=samples.label_sources)
         return self.task_.metrics(samples.labels, self.predict_scores(samples))
 
     def score(self, X: Any, y: Any = None) -> float:

@@ -47,6 +47,8 @@ class Samples:
             (``data.csv row 12``) or an index (``X[3]``).
         skipped: ``(origin, reason)`` of each file or row left out while reading. Describes the
             read, so ``subset`` does not carry it over.
+        label_origins: per item, where its label was read when that is not its origin (the table
+            row of a media path: ``photo.png (data.csv row 12)``); None: the origins.
 
     Raises:
         DataError: items, labels and origins differ in length.
@@ -58,11 +60,14 @@ class Samples:
     modality: str
     origins: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    label_origins: list[str] | None = None
 
     def __post_init__(self) -> None:
         check_modality(self.modality)
         if len(self.origins) != len(self.items):
             raise DataError(f"{len(self.items)} items but {len(self.origins)} origins")
+        if self.label_origins is not None and len(self.label_origins) != len(self.items):
+            raise DataError(f"{len(self.items)} items but {len(self.label_origins)} label origins")
         if self.labels is not None and len(self.labels) != len(self.items):
             raise DataError(f"{len(self.items)} items but {len(self.labels)} labels")
 
@@ -73,6 +78,11 @@ class Samples:
     def classes(self) -> list[str]:
         """The sorted distinct labels (empty when unlabelled)."""
         return sorted(set(self.labels)) if self.labels is not None else []
+
+    @property
+    def label_sources(self) -> list[str]:
+        """Per item, what to name in an error about its label: the file and row it was read from."""
+        return self.label_origins if self.label_origins is not None else self.origins
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> "Samples":
         """The samples at ``indices`` (or where a boolean mask is true), in that order.
@@ -88,6 +98,7 @@ class Samples:
             labels=[self.labels[i] for i in idx] if self.labels is not None else None,
             modality=self.modality,
             origins=[self.origins[i] for i in idx],
+            label_origins=None if self.label_origins is None else [self.label_origins[i] for i in idx],
         )
 
 

@@ -108,13 +108,14 @@ def read_table(
         kept_origins.append(origin)
 
     found = "text"
+    label_origins = None
     if use_paths and items:
         found = _paths_modality(path, items, kept_origins, modality)
-        kept = keep_readable(
-            items, [f"{f} ({o})" for f, o in zip(items, kept_origins, strict=True)], found, log
-        )
+        rows = [f"{f} ({o})" for f, o in zip(items, kept_origins, strict=True)]
+        kept = keep_readable(items, rows, found, log)
         items = [items[i] for i in kept]
         labels = [labels[i] for i in kept] if lcol is not None else labels
+        label_origins = [rows[i] for i in kept]  # a label is named by its row
         kept_origins = [str(f) for f in items]  # a file is named by its path, as in folders
     log.summarise(total)
     if not items:
@@ -125,6 +126,7 @@ def read_table(
         modality=found,
         origins=kept_origins,
         skipped=log.skipped,
+        label_origins=label_origins,
     )
     if require_labels:
         require_classes(samples.labels, f"column {lcol!r} of {path}")

@@ -140,19 +140,22 @@ class Task(ABC):
         return y
 
     @abstractmethod
-    def fit_targets(self, labels: Sequence[str]) -> Task:
-        """Fit the target encoding on the training labels; returns ``self``.
+    def fit_targets(self, labels: Sequence[str], *, origins: Sequence[str] | None = None) -> Task:
+        """Fit the target encoding on the training labels; returns ``self``. ``origins``, one per
+        label (``Samples.label_sources``), name the file and row of a bad label in errors.
 
         Raises:
             DataError: labels that cannot train this task (one class, a constant target, ...).
         """
 
     @abstractmethod
-    def encode(self, labels: Sequence[str], *, source: str = "the labels") -> np.ndarray:
+    def encode(self, labels: Sequence[str], *, source: str = "the labels",
+               origins: Sequence[str] | None = None) -> np.ndarray:
         """Training targets for ``labels``: ``(N,)`` or ``(N, K)`` of ``target_dtype``.
 
         Raises:
-            DataError: a label the fitted encoding does not know (named with ``source``).
+            DataError: a label the fitted encoding does not know (named with ``source`` and, when
+                given, the origin of its first occurrence).
         """
 
     @property
@@ -348,6 +351,16 @@ def fold_scaling(coef: np.ndarray, intercept: np.ndarray, mean: np.ndarray, scal
     weight = coef / np.where(dead, 1.0, scale)
     bias = intercept - weight @ mean
     return ProbeFit(weight.astype(np.float32), bias.astype(np.float32), info)
+
+
+def label_place(source: str, origins: Sequence[str] | None, index: int) -> str:
+    """What an error about label ``index`` names: ``source (its origin)``, or ``source`` alone.
+
+    Example:
+        >>> label_place("validation data", ["val.csv row 2", "val.csv row 3"], 1)
+        'validation data (val.csv row 3)'
+    """
+    return f"{source} ({origins[index]})" if origins is not None else source
 
 
 def require_labels(labels: Sequence[str] | None, what: str) -> Sequence[str]:

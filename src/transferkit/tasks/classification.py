@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from transferkit.errors import DataError
 from transferkit.evaluate import classification_metrics, format_metrics
-from transferkit.tasks.base import TASKS, ProbeFit, Task, fit_logistic, fold_scaling, standardised_features
+from transferkit.tasks.base import TASKS, ProbeFit, Task, fit_logistic, fold_scaling, label_place, standardised_features
 
 
 def warn_near_duplicate_classes(classes: Sequence[str]) -> None:
@@ -36,7 +36,7 @@ class Classification(Task):
     def __init__(self, classes: Sequence[str] | None = None) -> None:
         self.classes: list[str] = list(classes or [])
 
-    def fit_targets(self, labels: Sequence[str]) -> Classification:
+    def fit_targets(self, labels: Sequence[str], *, origins: Sequence[str] | None = None) -> Classification:
         classes = sorted(set(labels))
         if len(classes) < 2:
             raise DataError(f"found only one class {classes[0]!r}; need at least two to classify" if classes
@@ -45,12 +45,15 @@ class Classification(Task):
         self.classes = classes
         return self
 
-    def encode(self, labels: Sequence[str], *, source: str = "the labels") -> np.ndarray:
+    def encode(self, labels: Sequence[str], *, source: str = "the labels",
+               origins: Sequence[str] | None = None) -> np.ndarray:
         self.check_fitted()
         index = {name: i for i, name in enumerate(self.classes)}
         unknown = sorted(set(labels) - set(index))
         if unknown:
-            raise DataError(f"{source}: labels {unknown} were not seen in training (known: {self.classes})")
+            first = next(i for i, v in enumerate(labels) if v not in index)
+            raise DataError(f"{label_place(source, origins, first)}: labels {unknown} were not seen in training "
+                            f"(known: {self.classes})")
         return np.array([index[v] for v in labels], dtype=np.int64)
 
     @property

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from transferkit.errors import DataError
 from transferkit.evaluate import format_multilabel_metrics, multilabel_metrics
-from transferkit.tasks.base import TASKS, ProbeFit, Task, fit_logistic, fold_scaling, standardised_features
+from transferkit.tasks.base import TASKS, ProbeFit, Task, fit_logistic, fold_scaling, label_place, standardised_features
 
 SEPARATOR = "|"
 THRESHOLD = 0.5
@@ -65,21 +65,24 @@ class MultiLabel(Task):
             return y
         return [label_cell(value) for value in y]
 
-    def fit_targets(self, labels: Sequence[str]) -> MultiLabel:
+    def fit_targets(self, labels: Sequence[str], *, origins: Sequence[str] | None = None) -> MultiLabel:
         names = sorted({name for text in labels for name in split_labels(text)})
         if len(names) < 2:
             raise DataError(f"found {len(names)} label name(s) {names}; multi-label data needs at least two")
         self.labels = names
         return self
 
-    def encode(self, labels: Sequence[str], *, source: str = "the labels") -> np.ndarray:
+    def encode(self, labels: Sequence[str], *, source: str = "the labels",
+               origins: Sequence[str] | None = None) -> np.ndarray:
         from sklearn.preprocessing import MultiLabelBinarizer
 
         self.check_fitted()
         sets = [split_labels(text) for text in labels]
         unknown = sorted({n for names in sets for n in names} - set(self.labels))
         if unknown:
-            raise DataError(f"{source}: labels {unknown} were not seen in training (known: {self.labels})")
+            first = next(i for i, names in enumerate(sets) if set(names) - set(self.labels))
+            raise DataError(f"{label_place(source, origins, first)}: labels {unknown} were not seen in training "
+                            f"(known: {self.labels})")
         return MultiLabelBinarizer(classes=self.labels).fit_transform(sets).astype(np.float32)  # (N, L)
 
     @property

@@ -36,7 +36,7 @@ from transferkit.data.tagged import (
     split_tags,
 )
 from transferkit.errors import DataError
-from transferkit.tasks.base import IGNORE_INDEX, TASKS, ProbeFit, Task, fold_scaling, standardised_features
+from transferkit.tasks.base import IGNORE_INDEX, TASKS, ProbeFit, Task, fold_scaling, label_place, standardised_features
 
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
@@ -157,7 +157,7 @@ class NamedEntities(Task):
         return _objects([WordScores(s, v) for s, v in zip(sentences, logits, strict=True)])
 
     # -- targets ----------------------------------------------------------------------------------
-    def fit_targets(self, labels: Sequence[str]) -> NamedEntities:
+    def fit_targets(self, labels: Sequence[str], *, origins: Sequence[str] | None = None) -> NamedEntities:
         """Every tag of each entity type seen (``B-``/``I-``, and ``E-``/``S-`` for BIOES data), and ``O``.
 
         Raises:
@@ -166,16 +166,19 @@ class NamedEntities(Task):
         tags = set()
         for index, label in enumerate(labels):
             found = split_tags(label)
-            check_tags(found, [f"sentence {index + 1} word {i + 1}" for i in range(len(found))])
+            where = origins[index] if origins is not None else f"sentence {index + 1}"
+            check_tags(found, [f"{where} word {i + 1}" for i in range(len(found))])
             tags.update(found)
         kinds = {tag.partition("-")[2] for tag in tags - {OUTSIDE}}
         if not kinds:
-            raise DataError("no entity tags in the training data (every word is 'O'); need at least one entity")
+            where = f" ({origins[0]} to {origins[-1]})" if origins else ""
+            raise DataError(f"no entity tags in the training data{where}: every word is 'O'; need at least one entity")
         prefixes = "BIES" if any(tag[:2] in ("E-", "S-") for tag in tags) else "BI"
         self.tags = sorted({f"{prefix}-{kind}" for kind in kinds for prefix in prefixes} | {OUTSIDE})
         return self
 
-    def encode(self, labels: Sequence[str], *, source: str = "the labels") -> np.ndarray:
+    def encode(self, labels: Sequence[str], *, source: str = "the labels",
+               origins: Sequence[str] | None = None) -> np.ndarray:
         """Tag indices per sentence; the tags of an entity type never seen in training become ``O`` (the
         model cannot predict them; metrics, which read the labels, count them as missed), with a warning.
 
@@ -188,7 +191,8 @@ class NamedEntities(Task):
         encoded = []
         for number, label in enumerate(labels):
             tags = split_tags(label)
-            check_tags(tags, [f"{source} sentence {number + 1} word {i + 1}" for i in range(len(tags))])
+            where = label_place(source, origins, number) if origins is not None else f"{source} sentence {number + 1}"
+            check_tags(tags, [f"{where} word {i + 1}" for i in range(len(tags))])
             unseen.update(t.partition("-")[2] for t in tags if t not in index)
             encoded.append(np.array([index.get(t, index[OUTSIDE]) for t in tags], dtype=np.int64))
         if unseen:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from transferkit.errors import DataError
 from transferkit.evaluate import format_regression_metrics, regression_metrics
-from transferkit.tasks.base import TASKS, ProbeFit, Task, fold_scaling, standardised_features
+from transferkit.tasks.base import TASKS, ProbeFit, Task, fold_scaling, label_place, standardised_features
 
 
 def parse_number(label: str, source: str = "the labels") -> float:
@@ -46,8 +46,9 @@ class Regression(Task):
         self.mean: float | None = None
         self.std: float | None = None
 
-    def fit_targets(self, labels: Sequence[str]) -> Regression:
-        values = np.array([parse_number(v) for v in labels], dtype=np.float64)
+    def fit_targets(self, labels: Sequence[str], *, origins: Sequence[str] | None = None) -> Regression:
+        values = np.array([parse_number(v, label_place("the labels", origins, i)) for i, v in enumerate(labels)],
+                          dtype=np.float64)
         if len(values) < 2 or float(values.std()) == 0.0:
             raise DataError(f"the regression targets are all {values[0] if len(values) else 'missing'}; "
                             "need at least two different values")
@@ -58,10 +59,12 @@ class Regression(Task):
     def fitted(self) -> bool:
         return self.mean is not None
 
-    def encode(self, labels: Sequence[str], *, source: str = "the labels") -> np.ndarray:
+    def encode(self, labels: Sequence[str], *, source: str = "the labels",
+               origins: Sequence[str] | None = None) -> np.ndarray:
         self.check_fitted()
         assert self.mean is not None and self.std is not None
-        values = np.array([parse_number(v, source) for v in labels], dtype=np.float64)
+        values = np.array([parse_number(v, label_place(source, origins, i)) for i, v in enumerate(labels)],
+                          dtype=np.float64)
         return ((values - self.mean) / self.std).astype(np.float32)  # (N,)
 
     @property
