@@ -116,6 +116,8 @@ def test_table_of_image_paths(tmp_path: Path, write) -> None:
     assert samples.items == [path.parent / "../imgs/a.png", path.parent / "../imgs/b.png", absolute]
     assert samples.labels == ["x", "y", "y"]
     assert samples.origins[2] == str(absolute)
+    assert samples.label_sources[1] == f"{path.parent / '../imgs/b.png'} ({path} row 3)"  # a label names its row
+    assert samples.subset([1]).label_sources == [samples.label_sources[1]]
 
 
 def test_table_of_audio_paths_with_a_missing_and_a_truncated_file(tmp_path: Path, write) -> None:

@@ -143,6 +143,21 @@ def test_an_unknown_label_is_a_data_error_naming_it(name: str) -> None:
         fitted(name).encode([example.bad_label], source="data.csv")
 
 
+def test_an_unknown_label_names_its_origin(name: str) -> None:
+    example = EXAMPLES[name]
+    labels = [example.labels[0], example.bad_label]
+    with pytest.raises(DataError, match=r"val\.csv row 3") as raised:
+        fitted(name).encode(labels, source="validation data", origins=["val.csv row 2", "val.csv row 3"])
+    assert "\n" not in str(raised.value)
+
+
+def test_a_bad_training_label_names_its_origin() -> None:
+    with pytest.raises(DataError, match=r"data\.csv row 4.*'nan'"):
+        make_task("regression").fit_targets(["1", "2", "nan"], origins=[f"data.csv row {n}" for n in (2, 3, 4)])
+    with pytest.raises(DataError, match=r"tags\.conll line 1 to tags\.conll line 5"):
+        make_task("ner").fit_targets(["O O", "O"], origins=["tags.conll line 1", "tags.conll line 5"])
+
+
 def test_head_outputs_one_value_per_name(name: str) -> None:
     task = fitted(name)
     head = task.build_head(8)
