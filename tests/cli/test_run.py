@@ -177,7 +177,8 @@ def test_on_error_skip_fits_and_reports_the_count(image_folder: Path, tmp_path: 
     assert result.exit_code == 0, result.output
     messages = [str(w.message) for w in caught]
     assert any("broken.jpg" in m for m in messages)
-    assert [m for m in messages if "skipped 1 of" in m] == [f"skipped 1 of 13 items in {image_folder} that could not be read"]
+    summary = f"skipped 1 of 13 items in {image_folder} that could not be read"
+    assert [m for m in messages if "skipped 1 of" in m] == [summary]
     assert "skipped" not in result.stderr  # the summary is the warning, not a second line of the CLI's
     assert "on 12 image samples" in result.stderr
     assert (tmp_path / "run" / "transferkit.json").is_file()

@@ -21,7 +21,6 @@ from typing import Annotated, Any
 
 import typer
 
-from transferkit.errors import TransferkitError
 from transferkit.params import option_range
 
 
