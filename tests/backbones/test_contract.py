@@ -13,6 +13,7 @@ from PIL import Image
 
 from transferkit.backbones import BACKBONES, Backbone, BackboneSpec, create_backbone
 from transferkit.backbones.base import OUTPUTS, FeatureMaps, TokenFeatures, resolve_entry, weights_installed
+from transferkit.backbones.zoo import MPNET_INSTALL
 from transferkit.errors import BackboneError
 
 
@@ -107,7 +108,8 @@ DECLARED = {
     "lenet": {"pooled"},
 }
 # optional weights package (CI installs it); its install hint is tested in test_mpnet.py
-_MPNET = pytest.mark.skipif(not weights_installed(resolve_entry("mpnet")), reason="mpnet weights not installed")
+_MPNET = pytest.mark.skipif(not weights_installed(resolve_entry("mpnet")),
+                            reason=f"mpnet weights not installed: {MPNET_INSTALL}")
 KEYS = [pytest.param(key, marks=_MPNET) if key == "mpnet" else key for key in DECLARED]
 
 
