@@ -43,16 +43,7 @@ from transferkit.data import Samples
 from transferkit.errors import ConfigError, DataError
 from transferkit.features import make_loader
 from transferkit.heads import TransferModel
-from transferkit.strategies.run import (
-    HEAD_LR_SCALE,
-    RunSettings,
-    default_head_lr_scale,
-    default_layer_decay,
-    default_lr,
-    fine_tuning_run,
-    layerwise_param_groups,
-    settings_signature,
-)
+from transferkit.strategies import run as finetuning  # the one fine-tuning run
 from transferkit.train import TrainHooks, TrainResult
 
 
@@ -361,14 +352,15 @@ def train_adapted(model: TransferModel, data: DeepAdaptData, config: DeepAdaptCo
     """
     backbone = model.backbone
     pretrained = backbone.spec.pretrained
-    lr = default_lr(config.lr, backbone)
-    head_scale = default_head_lr_scale(HEAD_LR_SCALE, pretrained=pretrained)
+    lr = finetuning.default_lr(config.lr, backbone)
+    head_scale = finetuning.default_head_lr_scale(finetuning.HEAD_LR_SCALE, pretrained=pretrained)
     samples, ids = train or (data.source, data.source_ids)
     modules = () if term is None else term.modules
 
     def param_groups() -> list[dict[str, Any]]:
-        groups = layerwise_param_groups(model, lr=lr, layer_decay=default_layer_decay(None, pretrained=pretrained),
-                                        train_last_k=None, head_lr_scale=head_scale, weight_decay=config.weight_decay)
+        layer_decay = finetuning.default_layer_decay(None, pretrained=pretrained)
+        groups = finetuning.layerwise_param_groups(model, lr=lr, layer_decay=layer_decay, train_last_k=None,
+                                                   head_lr_scale=head_scale, weight_decay=config.weight_decay)
         model.head.requires_grad_(train_head)
         if not train_head:
             groups = [group for group in groups if group["name"] != "head"]
@@ -389,16 +381,17 @@ def train_adapted(model: TransferModel, data: DeepAdaptData, config: DeepAdaptCo
         return hook_list
 
     epochs = config.epochs if epochs is None else epochs
-    settings = RunSettings(lr=lr, epochs=epochs, batch_size=config.batch_size, warmup_ratio=config.warmup_ratio,
-                           seed=config.seed, mixed_precision=config.mixed_precision, progress=config.progress,
-                           monitor="selection_score" if config.selection == "snd" else None,
-                           checkpoint_dir=Path(config.checkpoint_dir) / stage if config.checkpoint_dir else None,
-                           checkpoint_every=config.checkpoint_every, resume=config.resume)
+    settings = finetuning.RunSettings(
+        lr=lr, epochs=epochs, batch_size=config.batch_size, warmup_ratio=config.warmup_ratio, seed=config.seed,
+        mixed_precision=config.mixed_precision, progress=config.progress,
+        monitor="selection_score" if config.selection == "snd" else None,
+        checkpoint_dir=Path(config.checkpoint_dir) / stage if config.checkpoint_dir else None,
+        checkpoint_every=config.checkpoint_every, resume=config.resume)
     signature = {"run": data.run, "stage": stage, "epochs": epochs, "trade_off": trade_off, "train_head": train_head,
-                 "config": settings_signature(config), "classes": data.classes, "target_size": len(data.target),
-                 "oracle_size": None if config.oracle is None else len(config.oracle)}
-    return fine_tuning_run(model, (samples, ids), settings, param_groups=param_groups, hooks=run_hooks,
-                           signature=signature, modules=modules).result
+                 "config": finetuning.settings_signature(config), "classes": data.classes,
+                 "target_size": len(data.target), "oracle_size": None if config.oracle is None else len(config.oracle)}
+    return finetuning.fine_tuning_run(model, (samples, ids), settings, param_groups=param_groups, hooks=run_hooks,
+                                      signature=signature, modules=modules).result
 
 
 def pretrain_on_source(model: TransferModel, data: DeepAdaptData, config: DeepAdaptConfig) -> list[dict[str, Any]]:
