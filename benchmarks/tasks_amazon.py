@@ -64,14 +64,20 @@ def features(texts: list[str], batch_size: int) -> np.ndarray:
     return extract_features(create_backbone("minilm"), samples, batch_size=batch_size, progress=False)
 
 
-def multilabel_rows(train: tuple, test: tuple, batch_size: int) -> list[dict]:
+def transferkit_row(task: str, train: tuple, test: tuple, batch_size: int, *info: str) -> dict:
+    """transferkit's linear probe for ``task``: fit time, ``info`` keys of its strategy_info, test metrics."""
     (x_train, y_train), (x_test, y_test) = train, test
-    rows = []
     start = time.perf_counter()
-    est = TransferEstimator(backbone="minilm", task="multilabel", batch_size=batch_size, progress=False)
+    est = TransferEstimator(backbone="minilm", task=task, batch_size=batch_size, progress=False)
     est.fit(x_train, y_train)
     fitted = time.perf_counter() - start
-    rows.append({"method": "transferkit linear_probe", "fit_seconds": fitted, **est.evaluate(x_test, y_test)})
+    return {"method": "transferkit linear_probe", "fit_seconds": fitted,
+            **{key: est.strategy_info_.get(key) for key in info}, **est.evaluate(x_test, y_test)}
+
+
+def multilabel_rows(train: tuple, test: tuple, batch_size: int) -> list[dict]:
+    (x_train, y_train), (x_test, y_test) = train, test
+    rows = [transferkit_row("multilabel", train, test, batch_size)]
 
     binarizer = MultiLabelBinarizer().fit([s.split("|") for s in y_train])
     t_train = binarizer.transform([s.split("|") for s in y_train])
@@ -92,13 +98,7 @@ def multilabel_rows(train: tuple, test: tuple, batch_size: int) -> list[dict]:
 
 def regression_rows(train: tuple, test: tuple, batch_size: int) -> list[dict]:
     (x_train, y_train), (x_test, y_test) = train, test
-    rows = []
-    start = time.perf_counter()
-    est = TransferEstimator(backbone="minilm", task="regression", batch_size=batch_size, progress=False)
-    est.fit(x_train, y_train)
-    fitted = time.perf_counter() - start
-    rows.append({"method": "transferkit linear_probe", "fit_seconds": fitted,
-                 "probe_alpha": est.strategy_info_.get("probe_alpha"), **est.evaluate(x_test, y_test)})
+    rows = [transferkit_row("regression", train, test, batch_size, "probe_alpha")]
 
     f_train, f_test = features(x_train, batch_size), features(x_test, batch_size)
     start = time.perf_counter()

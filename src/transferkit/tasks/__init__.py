@@ -5,7 +5,6 @@ Importing the package registers every task; ``TASKS`` lists them (``transferkit 
 
 from transferkit.tasks import classification, multilabel, ner, regression  # noqa: F401  (registers the tasks)
 from transferkit.tasks.base import (
-    BACKBONE_OUTPUTS,
     DEFAULT_TASK,
     TASKS,
     ProbeFit,
@@ -20,5 +19,5 @@ from transferkit.tasks.multilabel import MultiLabel
 from transferkit.tasks.ner import NamedEntities
 from transferkit.tasks.regression import Regression
 
-__all__ = ["BACKBONE_OUTPUTS", "DEFAULT_TASK", "TASKS", "Classification", "MultiLabel", "NamedEntities", "ProbeFit",
+__all__ = ["DEFAULT_TASK", "TASKS", "Classification", "MultiLabel", "NamedEntities", "ProbeFit",
            "Regression", "Task", "TaskEntry", "make_task", "task_from_manifest", "task_manifest"]

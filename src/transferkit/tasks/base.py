@@ -42,12 +42,6 @@ if TYPE_CHECKING:
     from transferkit.data import Samples
     from transferkit.heads import TransferModel
 
-# What a task's head reads from the backbone, as the Backbone contract names its outputs:
-#   "pooled": one vector per sample, (B, D);
-#   "tokens": one vector per token or frame, (B, T, D), with its (B, T) mask;
-#   "feature_maps": multi-scale maps [(B, C_i, H_i, W_i)] with their strides.
-BackboneOutput = Output
-BACKBONE_OUTPUTS: tuple[str, ...] = OUTPUTS
 # the target of a position that has none (a padding token, a word's later sub-tokens): torch's ignore_index
 IGNORE_INDEX = -100
 
@@ -72,7 +66,8 @@ class Task(ABC):
 
     Attributes:
         name: the registered name (``classification``).
-        output: the backbone output the head reads (see ``BackboneOutput``).
+        output: the backbone output the head reads (one of the Backbone contract's ``OUTPUTS``: pooled,
+            tokens, feature_maps).
         score_name: the validation score (higher is better) that early stopping and the best epoch
             follow; the loop's history names it ``val_<score_name>``.
         probabilistic: its scores are probabilities (``predict_proba``), not values.
@@ -85,7 +80,7 @@ class Task(ABC):
     """
 
     name: ClassVar[str]
-    output: ClassVar[BackboneOutput] = "pooled"
+    output: ClassVar[Output] = "pooled"
     score_name: ClassVar[str]
     probabilistic: ClassVar[bool] = True
     file_extensions: ClassVar[frozenset[str]] = frozenset()
@@ -252,8 +247,8 @@ class TaskEntry:
 
 
 def _make_entry(name: str, target: type[Task], *, description: str) -> TaskEntry:
-    if target.output not in BACKBONE_OUTPUTS:
-        raise ValueError(f"task {name!r} reads {target.output!r}; choose one of {BACKBONE_OUTPUTS}")
+    if target.output not in OUTPUTS:
+        raise ValueError(f"task {name!r} reads {target.output!r}; choose one of {OUTPUTS}")
     target.name = name
     return TaskEntry(name, target, description, target.output)
 
