@@ -8,11 +8,11 @@ import scipy.signal
 import torch
 from sklearn.metrics import roc_auc_score
 
+from support import shared_data
 from transferkit.backbones import BACKBONES, create_backbone
 from transferkit.backbones.base import weights_installed
 from transferkit.backbones.ge2e import GE2E_INSTALL, PARTIAL_FRAMES, SAMPLE_RATE, partial_starts
 from transferkit.errors import DataError
-from support import shared_data
 
 needs_weights = pytest.mark.skipif(not weights_installed(BACKBONES.get("ge2e_speaker")), reason=GE2E_INSTALL)
 pytestmark = pytest.mark.integration
