@@ -13,6 +13,11 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# the commands' report page and MLflow tracking are off unless a test turns them on (--report, --track); a
+# test that tracks points MLFLOW_TRACKING_URI at its tmp_path, so nothing is written into the checkout
+os.environ["TRANSFERKIT_REPORT"] = "0"
+os.environ["TRANSFERKIT_TRACK"] = "0"
+os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 class _NoNetwork(socket.socket):

@@ -178,3 +178,14 @@ def tagged_sentences(n: int, seed: int = 0, length: int = 6) -> tuple[list[list[
         sentences.append(words)
         tags.append(labels)
     return sentences, tags
+
+
+def blob_image_folder(folder: Path, n_per_class: int = 10, seed: int = 0) -> Path:
+    """``blob_images`` as PNG files in one subfolder per class."""
+    from PIL import Image
+
+    images, labels = blob_images(n_per_class, seed=seed)
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / label / f"{i}.png")
+    return folder

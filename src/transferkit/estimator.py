@@ -70,7 +70,8 @@ class TransferEstimator(BaseEstimator):
     Attributes:
         task_: the fitted ``Task`` (its target encoding); classes_: the names of the head's outputs
         (class or label names; ``["value"]`` for regression); model_, modality_, history_,
-        strategy_info_, backbone_trained_, validation_metrics_, fit_seconds_.
+        strategy_info_, backbone_trained_, validation_metrics_, fit_seconds_; after ``fit``,
+        train_samples_ and validation_samples_ (None without a split), which the report predicts on.
 
     Example:
         >>> est = TransferEstimator(backbone="minilm", task="multilabel")
@@ -201,6 +202,8 @@ class TransferEstimator(BaseEstimator):
                          backbone_trained=outcome.backbone_trained, fit_seconds=time.perf_counter() - start)
         if val is not None and len(val) > 0:
             self.validation_metrics_ = self.evaluate(val)
+        # what the report shows predictions on (report/evidence.py); references, not copies
+        self.train_samples_, self.validation_samples_ = train, val
         return self
 
     @staticmethod

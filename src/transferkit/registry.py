@@ -120,7 +120,8 @@ class Registry(Generic[E]):
 
 # importing these fills every registry (the CLI's lazy imports would otherwise leave some empty)
 _REGISTERING_PACKAGES = (
-    "transferkit.tasks", "transferkit.backbones", "transferkit.strategies", "transferkit.adapt", "transferkit.select")
+    "transferkit.tasks", "transferkit.backbones", "transferkit.strategies", "transferkit.adapt", "transferkit.select",
+    "transferkit.report.views")
 
 
 def registries() -> dict[str, Registry[Any]]:

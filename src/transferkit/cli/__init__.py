@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from transferkit.cli import adapt, info, lr_find, rank, run, unsupervised
+from transferkit.cli import adapt, info, lr_find, rank, recording, run, unsupervised
 from transferkit.cli.options import expand_option_groups
 from transferkit.errors import TransferkitError
 
@@ -52,6 +52,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "cluster": unsupervised.cluster,
     "rank": rank.rank,
     "scores": info.scores,
+    "report": recording.report,
 }
 for _name, _command in COMMANDS.items():
     app.command(_name)(user_errors(expand_option_groups(_command)))

@@ -27,6 +27,7 @@ from transferkit.cli.options import (
     refuse_existing,
     short_warnings,
 )
+from transferkit.cli.recording import Recording
 from transferkit.params import option_range
 from transferkit.strategies.regularizers import REGULARIZERS
 
@@ -75,6 +76,7 @@ def fit(
     size: InputSize,
     reading: Reading,
     checkpointing: Checkpointing,
+    recording: Recording,
 ) -> None:
     """Fit a pretrained backbone to labelled DATA and write a run directory.
 
@@ -88,8 +90,11 @@ def fit(
     the loop keep checkpoints in OUT.checkpoints/ until the run directory is written; after a crash,
     the same command with --resume continues from the last one and ends as an uninterrupted run would.
     The run directory records every setting in config.toml: --config RUN/config.toml repeats the run.
+    It also holds report.html (learning curves, confusion matrix, calibration, worst examples, feature
+    map; --no-report: none), and the run is logged to MLflow (--no-track: not).
     """
     from transferkit.checkpoint import checkpoint_folder, remove_checkpoints
+    from transferkit.cli.recording import fit_report, run_metrics
     from transferkit.cli.settings import RUN_CONFIG, merge_config_file, method_params, write_run_config
     from transferkit.estimator import TransferEstimator
     from transferkit.tasks import TASKS
@@ -140,6 +145,9 @@ def fit(
     typer.echo(f"fitted in {clf.fit_seconds_:.1f}s; wrote {written}")
     if clf.validation_metrics_ is not None:
         typer.echo(clf.task_.format_metrics(clf.validation_metrics_))
+    recording.write_report(lambda: fit_report(clf, written))
+    recording.log("fit", params={**chosen, "data": str(data), "backbone": name, "task": task},
+                  metrics=run_metrics(clf, written), history=clf.history_, folder=written)
 
 
 def _finished_before_cleanup(out: Path) -> bool:
