@@ -144,7 +144,7 @@ class TransferEstimator(BaseEstimator):
         return fixed or self.task or DEFAULT_TASK
 
     def fit(self, X: Any, y: Any = None, *, eval_set: tuple[Any, Any] | None = None, resume: bool = False,
-            keep_checkpoints: bool = False) -> TransferEstimator:
+            keep_checkpoints: bool = False, hooks: tuple[Any, ...] = ()) -> TransferEstimator:
         """Fit on raw inputs ``X`` (images, texts, waveforms or file paths) and targets ``y``.
 
         ``y`` holds one target per sample: a class name, a list of label names (or ``"a|b"``) for
@@ -153,7 +153,8 @@ class TransferEstimator(BaseEstimator):
         validation split. With ``checkpoint_dir`` set, ``resume`` continues from the checkpoint there
         (if any) and ends as an uninterrupted fit with the same data and parameters would; the
         checkpoints are deleted when the fit succeeds, unless ``keep_checkpoints`` (the CLI keeps them
-        until the run directory is written).
+        until the run directory is written). ``hooks`` (``train.TrainHooks``) watch the training loop of the
+        strategies that use it (``transferkit.auto.tune`` prunes trials through one).
 
         Raises:
             DataError: unusable inputs or targets (one class, a non-numeric regression target,
@@ -192,7 +193,7 @@ class TransferEstimator(BaseEstimator):
                                                                     origins=val.label_sources),
                        task=task)
         start = time.perf_counter()
-        outcome = entry.fn(model, data, replace(config, resume=resume), params)
+        outcome = entry.fn(model, data, replace(config, resume=resume, hooks=tuple(hooks)), params)
         # the manifest records each method's whole config, defaults included
         outcome.info["settings"] = {"strategy": config_dict(params),
                                     **{name: config_dict(value) for name, value in config.regularizers.items()}}

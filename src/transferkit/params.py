@@ -93,6 +93,9 @@ RANGES: dict[str, Range] = {
     "k_max": Range(2, integer=True),
     "pca_dims": Range(0, integer=True),
     "self_train": Range(0, integer=True),
+    # hyperparameter search
+    "trials": _POSITIVE_INT,
+    "timeout": Range(0, low_open=True),
 }
 
 

@@ -143,6 +143,10 @@ class TrainHooks:
         """Called after each epoch's training; the returned values join the epoch's history row."""
         return None
 
+    def after_validation(self, epoch: int, row: dict[str, Any]) -> None:
+        """Sees each epoch's finished history row, validation score included (a hyperparameter search
+        reports it here and may raise to prune the run)."""
+
     def on_train_end(self, model: nn.Module) -> None:
         """Called once when training stops, however it stops (remove module hooks here)."""
 
@@ -186,6 +190,10 @@ class CombinedHooks(TrainHooks):
     def on_epoch_end(self, epoch: int, model: nn.Module) -> dict[str, float] | None:
         rows = [row for row in (hook.on_epoch_end(epoch, model) for hook in self.hooks) if row]
         return {k: v for row in rows for k, v in row.items()} or None
+
+    def after_validation(self, epoch: int, row: dict[str, Any]) -> None:
+        for hook in self.hooks:
+            hook.after_validation(epoch, row)
 
     def on_train_end(self, model: nn.Module) -> None:
         for hook in self.hooks:
@@ -309,6 +317,7 @@ def _train(accelerator: Accelerator, model: nn.Module, optimizer: torch.optim.Op
                         _save(checkpoints, state, accelerator, model, optimizer, scheduler, hooks)
             scores = hooks.on_epoch_end(epoch, accelerator.unwrap_model(model)) or {}
             row = _end_epoch(state, epoch, model, optimizer, val_loader, accelerator, config, scores, task)
+            hooks.after_validation(epoch, row)
             state.stopped_early = state.stopped_early or stop
             if checkpoints and checkpoints.due(state.optimizer_steps):
                 _save(checkpoints, state, accelerator, model, optimizer, scheduler, hooks)

@@ -179,7 +179,8 @@ class VisionTransformerBackbone(ImageBackbone):
         mean = tuple(getattr(processor, "image_mean", None) or (0.5, 0.5, 0.5))
         std = tuple(getattr(processor, "image_std", None) or (0.5, 0.5, 0.5))
         self.preprocessing = ImagePreprocessing(image_size=side, mean=mean, std=std,
-                                                hflip=bool(spec.options.get("hflip", True)))
+                                                hflip=bool(spec.options.get("hflip", True)),
+                                                center_crop=bool(spec.options.get("center_crop", True)))
 
     def forward_features(self, pixel_values: torch.Tensor, **_: torch.Tensor) -> torch.Tensor:
         out = self.model(pixel_values=pixel_values)

@@ -16,17 +16,24 @@ class ImagePreprocessing:
 
     Options read from the spec (all optional): ``image_size`` (square side in pixels),
     ``hflip`` (random horizontal flips while training; turn off for digits or text in images),
-    ``crop_scale`` (smallest area fraction of the random resized crop).
+    ``crop_scale`` (smallest area fraction of the random resized crop), ``center_crop`` (at evaluation,
+    resize the short side and crop the centre, as ImageNet evaluation does; False: resize the whole image
+    to a square, so nothing near the border is lost).
     """
 
     def __init__(self, *, image_size: int, mean: tuple[float, ...], std: tuple[float, ...],
-                 hflip: bool = True, crop_scale: float = 0.6, crop_pct: float = 0.875) -> None:
+                 hflip: bool = True, crop_scale: float = 0.6, crop_pct: float = 0.875,
+                 center_crop: bool = True) -> None:
         self.image_size = image_size
         self.mean, self.std = tuple(mean), tuple(std)
+        self.center_crop = center_crop
         normalise = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]
-        resize = int(round(image_size / crop_pct))
-        self.eval_transform = v2.Compose([v2.Resize(resize, antialias=True), v2.CenterCrop(image_size),
-                                          *normalise])
+        if center_crop:
+            resize: list[Any] = [v2.Resize(int(round(image_size / crop_pct)), antialias=True),
+                                 v2.CenterCrop(image_size)]
+        else:
+            resize = [v2.Resize((image_size, image_size), antialias=True)]
+        self.eval_transform = v2.Compose([*resize, *normalise])
         train_ops: list[Any] = [v2.RandomResizedCrop(image_size, scale=(crop_scale, 1.0), antialias=True)]
         if hflip:
             train_ops.append(v2.RandomHorizontalFlip())
@@ -37,7 +44,7 @@ class ImagePreprocessing:
         return (self.train_transform if train else self.eval_transform)(image)
 
     def describe(self) -> dict[str, Any]:
-        return {"image_size": self.image_size, "mean": self.mean, "std": self.std}
+        return {"image_size": self.image_size, "mean": self.mean, "std": self.std, "center_crop": self.center_crop}
 
 
 class ImageBackbone(Backbone):

@@ -52,6 +52,7 @@ class TimmBackbone(ImageBackbone):
             hflip=bool(spec.options.get("hflip", True)),
             crop_scale=float(spec.options.get("crop_scale", 0.6)),
             crop_pct=float(config.get("crop_pct", 0.875)),
+            center_crop=bool(spec.options.get("center_crop", True)),
         )
 
     def forward_features(self, pixel_values: torch.Tensor, **_: torch.Tensor) -> torch.Tensor:

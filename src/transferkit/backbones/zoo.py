@@ -82,6 +82,7 @@ class EfficientNetLiteBackbone(ImageBackbone):
             mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
             hflip=bool(spec.options.get("hflip", True)),
             crop_scale=float(spec.options.get("crop_scale", 0.6)),
+            center_crop=bool(spec.options.get("center_crop", True)),
         )
 
     def forward_features(self, pixel_values: torch.Tensor, **_: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from transferkit.cli import adapt, info, lr_find, rank, recording, run, unsupervised
+from transferkit.cli import adapt, info, lr_find, rank, recording, run, tune, unsupervised
 from transferkit.cli.options import expand_option_groups
 from transferkit.errors import TransferkitError
 
@@ -53,6 +53,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "rank": rank.rank,
     "scores": info.scores,
     "report": recording.report,
+    "tune": tune.tune,
 }
 for _name, _command in COMMANDS.items():
     app.command(_name)(user_errors(expand_option_groups(_command)))

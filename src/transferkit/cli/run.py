@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from transferkit.auto.budget import parse_budget
 from transferkit.backbones.zoo import DEFAULT_BACKBONE
 from transferkit.cli.options import (
     BackboneOpt,
@@ -28,6 +29,7 @@ from transferkit.cli.options import (
     short_warnings,
 )
 from transferkit.cli.recording import Recording
+from transferkit.errors import ConfigError
 from transferkit.params import option_range
 from transferkit.strategies.regularizers import REGULARIZERS
 
@@ -49,8 +51,12 @@ def fit(
                                                 "(a run's config.toml repeats it); the command line overrides it")]
     = None,
     backbone: BackboneOpt = "",
-    strategy: Annotated[str, typer.Option(help="linear_probe, finetune, partial, gradual, lp_ft, ... "
-                                                 "(see `transferkit strategies`)")] = "linear_probe",
+    strategy: Annotated[str | None, typer.Option(help="linear_probe, finetune, partial, gradual, lp_ft, ... "
+                                                        "(see `transferkit strategies`); default: chosen on validation "
+                                                        "data (see --budget)")] = None,
+    budget: Annotated[str | None, typer.Option(help="without --strategy: time the choice may take, e.g. 90s, 10m, "
+                                                    "1h; LP-FT competes with the linear probe only when it fits "
+                                                    "(default: no budget, the backbone is not trained)")] = None,
     val: Annotated[Path | None, typer.Option(help="labelled validation data (default: a split of DATA)")] = None,
     val_fraction: Annotated[float, typer.Option(help="share of DATA held out for validation",
                                                 **option_range("val_fraction"))] = 0.1,
@@ -92,6 +98,12 @@ def fit(
     The run directory records every setting in config.toml: --config RUN/config.toml repeats the run.
     It also holds report.html (learning curves, confusion matrix, calibration, worst examples, feature
     map; --no-report: none), and the run is logged to MLflow (--no-track: not).
+
+    Without --strategy, fit chooses on validation data (a split of DATA, or --val): the backbone by
+    transferability score among the installed zoo backbones of the modality (unless --backbone names
+    one), the linear probe, and LP-FT with a learning rate from the range test when --budget leaves
+    time for it; LP-FT is kept only when it beats the probe. RUN/choices.json says what was chosen
+    and why.
     """
     from transferkit.checkpoint import checkpoint_folder, remove_checkpoints
     from transferkit.cli.recording import fit_report, run_metrics
@@ -111,6 +123,11 @@ def fit(
     reading = Reading(**{f.name: chosen[f.name] for f in fields(Reading)})
     checkpointing = replace(checkpointing, checkpoint_every=chosen["checkpoint_every"])
     settings = method_params(file_params, param, ["strategy", *REGULARIZERS.names()], default="strategy")
+    budget_seconds = parse_budget(budget)
+    if strategy is not None and budget_seconds is not None:
+        raise ConfigError(f"--budget {budget} is for the automatic default; --strategy {strategy} was given")
+    if strategy is None and settings.get("strategy"):
+        raise ConfigError(f"--param {', '.join(settings['strategy'])}: settings of a strategy need --strategy")
     if checkpointing.resume and _finished_before_cleanup(out):
         remove_checkpoints(checkpoint_folder(out))
         typer.echo(f"{out} is complete (the fit ended before its checkpoints were removed); removed them")
@@ -130,17 +147,33 @@ def fit(
         val_samples = _read(val, task, reading, samples.modality)
         eval_set = (_merge_repeated(val, val_samples) if task == "multilabel" else val_samples, None)
     name = backbone or DEFAULT_BACKBONE[samples.modality]
-    typer.echo(f"fitting {name} ({strategy}, {task}) on {len(samples)} {samples.modality} samples", err=True)
+    typer.echo(f"fitting {name if backbone or strategy else 'a chosen backbone'} ({strategy or 'chosen'}, {task}) "
+               f"on {len(samples)} {samples.modality} samples", err=True)
     clf = TransferEstimator(backbone=name, strategy=strategy, task=task, pretrained=not from_scratch,
                              backbone_options=size.backbone_options(), epochs=epochs, lr=lr, batch_size=batch_size,
                              layer_decay=layer_decay, val_fraction=val_fraction, seed=seed,
                              strategy_params=settings.pop("strategy", None), regularizers=tuple(regularizer or ()),
                              regularizer_params=settings or None, checkpoint_dir=str(checkpoints),
                              checkpoint_every=checkpointing.checkpoint_every, mixed_precision=mixed_precision)
-    clf.fit(samples, eval_set=eval_set, resume=checkpointing.resume, keep_checkpoints=True)
+    choice = None
+    if strategy is None:
+        from transferkit.auto.choose import auto_fit
+
+        clf, choice = auto_fit(clf, samples, budget=budget_seconds, choose_backbone=not backbone,
+                               eval_set=None if eval_set is None else eval_set[0], resume=checkpointing.resume,
+                               keep_checkpoints=True)
+        name, chosen["strategy"] = clf.backbone, clf.strategy
+        chosen["lr"], chosen["epochs"] = clf.lr, clf.epochs
+    else:
+        clf.fit(samples, eval_set=eval_set, resume=checkpointing.resume, keep_checkpoints=True)
     written = clf.save(out, overwrite=checkpointing.overwrite)
     write_run_config(written / RUN_CONFIG, {**chosen, "backbone": name, "task": task},
                      clf.strategy_info_["settings"])
+    if choice is not None:
+        from transferkit.auto.choose import write_choices
+
+        write_choices(written, choice)
+        typer.echo("chose: " + "; ".join(choice.reasons), err=True)
     remove_checkpoints(checkpoints)
     typer.echo(f"fitted in {clf.fit_seconds_:.1f}s; wrote {written}")
     if clf.validation_metrics_ is not None:

@@ -48,6 +48,8 @@ class FitConfig:
         checkpoint_dir: folder where strategies that train with the loop keep checkpoints (None: none).
         checkpoint_every: also checkpoint every this many optimizer steps (None: only by time).
         resume: continue from the checkpoint in ``checkpoint_dir`` when there is one.
+        hooks: further ``train.TrainHooks`` of the caller for the runs that train with the loop (a
+            hyperparameter search's pruning hook); they watch the run and do not change what it computes.
     """
 
     epochs: int | None = None
@@ -68,6 +70,7 @@ class FitConfig:
     checkpoint_dir: str | None = None
     checkpoint_every: int | None = None
     resume: bool = False
+    hooks: tuple[Any, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

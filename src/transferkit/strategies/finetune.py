@@ -174,7 +174,8 @@ def fine_tune(model: TransferModel, data: FitData, config: FitConfig, params: An
                                       weight_decay=config.weight_decay)
 
     def hooks(total: int, batch_size: int) -> list[TrainHooks]:
-        return [*extra_hooks, *build_regularizers(model, config), *([FrozenBatchNormHooks()] if freeze_bn else [])]
+        return [*extra_hooks, *build_regularizers(model, config), *([FrozenBatchNormHooks()] if freeze_bn else []),
+                *config.hooks]
 
     groups = layerwise if param_groups is None else (lambda: param_groups(lr, layer_decay, head_lr_scale))
     val = None if data.val is None else (data.val, data.val_ids)

@@ -42,7 +42,8 @@ HEAD_LR_SCALE = 10.0
 
 # Settings that change how a run is kept or shown, not what it computes: a resumed run may change
 # them (the oracle samples of deep adaptation enter the signature by their number instead).
-NOT_IN_SIGNATURE = frozenset({"progress", "use_cache", "oracle", "checkpoint_dir", "checkpoint_every", "resume"})
+NOT_IN_SIGNATURE = frozenset({"progress", "use_cache", "oracle", "checkpoint_dir", "checkpoint_every", "resume",
+                              "hooks"})
 
 
 def default_lr(given: float | None, backbone: Backbone) -> float:

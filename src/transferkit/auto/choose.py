@@ -1,0 +1,277 @@
+"""The automatic default of ``fit``: backbone, strategy and learning rate chosen on validation data.
+
+``transferkit fit DATA`` without ``--strategy`` comes here. In order:
+
+1. **backbone**: the one given, else the installed zoo backbone of the data's modality with the best
+   transferability score (``select.rank_backbones``, LogME) on the training data. Ranking extracts each
+   candidate's features once through the feature cache, so the probe below reads them back for free.
+2. **the linear probe**, fitted on the training split and scored on the validation split: the floor.
+3. **LP-FT**, when a time budget is given (``--budget 10m``) and its estimated cost fits what is left
+   (the cost of a forward pass is measured on one batch): the learning rate comes from the range test
+   (``lr_finder``) on the training split, the epochs from the budget (at most ``MAX_EPOCHS``).
+   It is kept only when its validation score beats the probe's; otherwise the probe stays.
+
+Without a budget nothing trains the backbone: the choice costs about what ranking the candidates costs.
+The winner is refitted as ``fit`` would fit it (the probe on all of DATA; LP-FT keeps its run, whose
+best epoch the validation split picked). ``AutoChoice`` records every step and why; ``fit`` writes it
+as ``choices.json`` into the run directory.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import clone
+
+from transferkit.auto.budget import Budget
+from transferkit.data import Samples
+
+CHOICES_FILE = "choices.json"
+MAX_EPOCHS = 5
+MIN_EPOCHS = 2
+# a training step costs about this many forward passes (forward, backward, optimizer), measured on CNNs and BERTs
+TRAIN_COST = 3.0
+RANGE_TEST_STEPS = 40
+# the range test's suggestion may run at most this fraction of the budget left when it is read
+SAFETY = 0.8
+
+
+@dataclass
+class AutoChoice:
+    """What the automatic default chose and why, as written to ``choices.json``.
+
+    Attributes:
+        backbone: the chosen backbone and how (``given`` or the ranking's score per candidate).
+        strategy: the chosen strategy.
+        candidates: each strategy tried, with its validation score and seconds.
+        lr: the learning rate of the trained candidate and the range test's reading (None: none trained).
+        reasons: the decisions in words, in order.
+        validation: the validation data the candidates were compared on.
+        budget_seconds: the budget (None: none given); spent_seconds: what the choice took.
+    """
+
+    backbone: dict[str, Any] = field(default_factory=dict)
+    strategy: str = "linear_probe"
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    lr: dict[str, Any] | None = None
+    reasons: list[str] = field(default_factory=list)
+    validation: dict[str, Any] = field(default_factory=dict)
+    budget_seconds: float | None = None
+    spent_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def auto_fit(template: Any, samples: Samples, *, budget: float | None = None, choose_backbone: bool = True,
+             eval_set: Samples | None = None, resume: bool = False,
+             keep_checkpoints: bool = False) -> tuple[Any, AutoChoice]:
+    """Choose and fit: the fitted estimator and the record of the choice.
+
+    Args:
+        template: a ``TransferEstimator`` holding the user's settings (task, batch size, seed, val_fraction,
+            checkpoints ...); its ``strategy`` is ignored, its ``backbone`` kept unless ``choose_backbone``.
+        samples: the labelled training data.
+        budget: seconds the whole choice may take (None: no backbone training at all).
+        choose_backbone: rank the installed zoo backbones of the data's modality.
+        eval_set: labelled validation data instead of a split of ``samples``.
+    """
+    from transferkit.tasks import make_task
+
+    clock = Budget(budget)
+    choice = AutoChoice(budget_seconds=budget)
+    task = make_task(template._task_name())
+    task.fit_targets(list(samples.labels or []), origins=samples.label_sources)
+    backbone = _choose_backbone(template, samples, task, choose_backbone, choice)
+    base = clone(template).set_params(backbone=backbone, strategy="linear_probe")
+    # the probe on all the labelled data, as `fit --strategy linear_probe` fits it (C by cross-validation); the
+    # features are the ranking's, from the cache
+    probe = clone(base).fit(samples, eval_set=None if eval_set is None else (eval_set, None))
+    train, val, split = _validation(base, samples, task, eval_set, choice)
+    if val is None:
+        choice.reasons.append("too few samples to hold out validation data: the linear probe, without comparison")
+        return _finish(probe, choice, clock)
+    probe_score, probe_seconds = _probe_score(probe, samples, split, val, probe.task_)
+    choice.candidates.append({"strategy": "linear_probe", "val_score": probe_score, "seconds": probe_seconds})
+    choice.reasons.append(f"linear probe: validation {task.score_name} {probe_score:.4f} (fitted on the rest)")
+    tuned = _try_lp_ft(base, train, val, task, clock, choice, resume=resume, keep_checkpoints=keep_checkpoints)
+    if tuned is not None and tuned[1] > probe_score:
+        choice.reasons.append(f"kept LP-FT: validation {task.score_name} {tuned[1]:.4f} > probe {probe_score:.4f}")
+        return _finish(tuned[0], choice, clock)
+    if tuned is not None:
+        choice.reasons.append(f"kept the linear probe: LP-FT's validation {task.score_name} {tuned[1]:.4f} is not "
+                              f"above the probe's {probe_score:.4f}")
+    return _finish(probe, choice, clock)
+
+
+def _finish(estimator: Any, choice: AutoChoice, clock: Budget) -> tuple[Any, AutoChoice]:
+    """The winner, with the choice's time and a pointer to its record in the strategy info (and the manifest)."""
+    choice.strategy = estimator.strategy
+    choice.spent_seconds = clock.spent()
+    estimator.strategy_info_ = {**estimator.strategy_info_, "auto": {"strategy": choice.strategy,
+                                                                      "choices_file": CHOICES_FILE}}
+    return estimator, choice
+
+
+def _choose_backbone(template: Any, samples: Samples, task: Any, choose: bool, choice: AutoChoice) -> str:
+    """The given backbone, or the best installed zoo backbone of the modality by LogME on the training data."""
+    from transferkit.backbones.zoo import DEFAULT_BACKBONE
+    from transferkit.select import DEFAULT_SCORE, rank_backbones
+    from transferkit.select.rank import offline_candidates
+
+    if not choose:
+        choice.backbone = {"chosen": template.backbone, "by": "given"}
+        choice.reasons.append(f"backbone {template.backbone}: given")
+        return template.backbone
+    default = DEFAULT_BACKBONE[samples.modality]
+    candidates = offline_candidates(samples.modality)
+    if task.name != "classification" or len(candidates) < 2:
+        why = ("only one installed zoo backbone of the modality" if len(candidates) < 2
+               else f"transferability scores rank classes, not {task.name} targets")
+        choice.backbone = {"chosen": default, "by": "default", "why": why}
+        choice.reasons.append(f"backbone {default}: the modality's default ({why})")
+        return default
+    ranking = rank_backbones(samples, candidates, (DEFAULT_SCORE,), backbone_options=template.backbone_options,
+                             batch_size=template.batch_size, progress=template.progress)
+    scores = {row.candidate: row.scores[DEFAULT_SCORE] for row in ranking.rows}
+    choice.backbone = {"chosen": ranking.best, "by": DEFAULT_SCORE, "scores": scores,
+                       "seconds": ranking.seconds}
+    shown = ", ".join(f"{name} {value:.3f}" for name, value in scores.items() if value is not None)
+    choice.reasons.append(f"backbone {ranking.best}: best {DEFAULT_SCORE} on the training data ({shown})")
+    return ranking.best
+
+
+def _validation(estimator: Any, samples: Samples, task: Any, eval_set: Samples | None,
+                choice: AutoChoice) -> tuple[Samples, Samples | None, np.ndarray | None]:
+    """The training samples, the validation samples the candidates are compared on, and (for a split of
+    ``samples``) the validation indices."""
+    if eval_set is not None:
+        choice.validation = {"source": "--val", "size": len(eval_set), "score": task.score_name}
+        return samples, eval_set, None
+    fraction = estimator.val_fraction or 0.1
+    train_idx, val_idx = task.split(list(samples.labels or []), fraction, estimator.seed)
+    if len(val_idx) < 2 or len(train_idx) < 2:
+        return samples, None, None
+    choice.validation = {"source": f"a {fraction:g} split of DATA (seed {estimator.seed})", "size": len(val_idx),
+                         "score": task.score_name}
+    return samples.subset(train_idx), samples.subset(val_idx), val_idx
+
+
+def _probe_score(probe: Any, samples: Samples, val_idx: np.ndarray | None, val: Samples,
+                 task: Any) -> tuple[float, float]:
+    """The validation score of the probe fitted on the training part only; ``(score, seconds)``.
+
+    Read from the cached features of ``probe``'s backbone (no second extraction); a task whose probe does not
+    fit one feature row per sample (word tags) fits a probe on the training part instead.
+    """
+    from transferkit.features import extract_features
+
+    start = time.perf_counter()
+    backbone, labels = probe.model_.backbone, list(samples.labels or [])
+    targets = task.encode(labels)
+    features, targets = task.probe_data(backbone, samples, targets, batch_size=probe.batch_size, use_cache=True,
+                                        progress=False)
+    if features.shape[0] != len(samples):
+        keep = np.setdiff1d(np.arange(len(samples)), val_idx) if val_idx is not None else np.arange(len(samples))
+        refit = clone(probe).set_params(progress=False, checkpoint_dir=None).fit(samples.subset(keep))
+        return float(refit.score(val)), time.perf_counter() - start
+    if val_idx is None:  # separate validation data
+        fit_x, fit_y = features, targets
+        val_x = extract_features(backbone, val, batch_size=probe.batch_size, progress=False)
+        val_y = task.encode(list(val.labels or []), source="validation data")
+    else:
+        mask = np.zeros(len(samples), dtype=bool)
+        mask[val_idx] = True
+        fit_x, fit_y, val_x, val_y = features[~mask], targets[~mask], features[mask], targets[mask]
+    c = (probe.strategy_params or {}).get("c")
+    fitted = task.fit_probe(fit_x, fit_y, c=c, seed=probe.seed)
+    outputs = val_x @ fitted.weight.T + fitted.bias
+    score = task.score(torch.from_numpy(np.asarray(outputs, dtype=np.float32)), torch.from_numpy(np.asarray(val_y)))
+    return float(score), time.perf_counter() - start
+
+
+def _try_lp_ft(base: Any, train: Samples, val: Samples, task: Any, clock: Budget, choice: AutoChoice, *,
+               resume: bool, keep_checkpoints: bool) -> tuple[Any, float] | None:
+    """LP-FT when the budget allows it: ``(fitted estimator, validation score)``, else None (with the reason)."""
+    if clock.seconds is None:
+        choice.reasons.append("no --budget: the backbone is not trained (give one, e.g. --budget 10m, to let "
+                              "LP-FT compete with the probe)")
+        return None
+    if task.name != "classification":
+        choice.reasons.append(f"the range test fits classification heads; {task.name} keeps the probe")
+        return None
+    forward = _forward_seconds(base, train)
+    epoch = len(train) * forward * TRAIN_COST + len(val) * forward
+    lr_given = base.lr is not None
+    range_test = 0.0 if lr_given else RANGE_TEST_STEPS * base.batch_size * forward * TRAIN_COST
+    epochs = min(MAX_EPOCHS, int(math.floor((clock.left() * SAFETY - range_test) / max(epoch, 1e-9))))
+    if base.epochs is not None:
+        epochs = min(epochs, base.epochs)
+    estimate = {"forward_seconds_per_sample": forward, "epoch_seconds": epoch, "range_test_seconds": range_test,
+                "left_seconds": clock.left()}
+    if epochs < MIN_EPOCHS:
+        choice.reasons.append(f"LP-FT does not fit the budget: {MIN_EPOCHS} epochs take about "
+                              f"{MIN_EPOCHS * epoch + range_test:.0f}s, {clock.left():.0f}s are left")
+        choice.candidates.append({"strategy": "lp_ft", "skipped": "budget", **estimate})
+        return None
+    lr, reading = (base.lr, {"given": base.lr}) if lr_given else _range_test(base, train)
+    start = time.perf_counter()
+    tuned = clone(base).set_params(strategy="lp_ft", lr=lr, epochs=epochs)
+    tuned.fit(train, eval_set=(val, None), resume=resume, keep_checkpoints=keep_checkpoints)
+    score = float(tuned.score(val))
+    choice.lr = {"chosen": lr, "range_test": reading}
+    choice.candidates.append({"strategy": "lp_ft", "val_score": score, "seconds": time.perf_counter() - start,
+                              "epochs": epochs, "lr": lr, **estimate})
+    choice.reasons.append(f"LP-FT: {epochs} epochs fit the budget (about {epoch:.0f}s each), lr {lr:.2g} "
+                          f"({'given' if lr_given else 'range test'}); validation {task.score_name} {score:.4f}")
+    return tuned, score
+
+
+def _forward_seconds(estimator: Any, samples: Samples) -> float:
+    """Seconds per sample of one forward pass of the backbone, timed on one batch (no cache)."""
+    from transferkit.backbones import BackboneSpec, create_backbone
+    from transferkit.features import extract_features
+
+    backbone = create_backbone(BackboneSpec(estimator.backbone, pretrained=estimator.pretrained,
+                                            options=dict(estimator.backbone_options or {})))
+    batch = samples.subset(list(range(min(len(samples), estimator.batch_size))))
+    extract_features(backbone, batch.subset([0]), use_cache=False, progress=False)  # warm-up
+    start = time.perf_counter()
+    with torch.inference_mode():
+        extract_features(backbone, batch, batch_size=estimator.batch_size, use_cache=False, progress=False)
+    return (time.perf_counter() - start) / len(batch)
+
+
+def _range_test(estimator: Any, train: Samples) -> tuple[float, dict[str, Any]]:
+    """The range test's suggestion for fine-tuning on the training split, and how it was read."""
+    from transferkit.lr_finder import LRFinderConfig, find_lr
+
+    result = find_lr(train, backbone=estimator.backbone, pretrained=estimator.pretrained,
+                     backbone_options=estimator.backbone_options, batch_size=estimator.batch_size,
+                     layer_decay=estimator.layer_decay, seed=estimator.seed,
+                     config=LRFinderConfig(num_steps=RANGE_TEST_STEPS, mixed_precision=estimator.mixed_precision))
+    return float(result.suggestion), {"suggestion": result.suggestion, "rule": result.rule,
+                                      "steps": len(result.lrs), "notes": list(result.notes)}
+
+
+def write_choices(run: Any, choice: AutoChoice) -> Any:
+    """``RUN/choices.json``: what the automatic default chose and why (the report shows it)."""
+    from pathlib import Path
+
+    from transferkit.safety import write_json
+
+    return write_json(Path(run) / CHOICES_FILE, numpy_free(choice.to_dict()))
+
+
+def numpy_free(value: Any) -> Any:
+    """``value`` with numpy scalars as Python numbers (for JSON)."""
+    if isinstance(value, dict):
+        return {key: numpy_free(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [numpy_free(item) for item in value]
+    return value.item() if isinstance(value, np.generic) else value

@@ -1,0 +1,81 @@
+"""The automatic default of ``fit``: chosen on validation data, never below the probe, the reasons written down."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from support import assert_user_error, invoke, sentiment_texts, write_csv
+from transferkit.auto.budget import Budget, parse_budget
+from transferkit.auto.choose import CHOICES_FILE, auto_fit
+from transferkit.data import Samples
+from transferkit.errors import ConfigError
+from transferkit.estimator import TransferClassifier
+
+
+def _samples(n: int = 12) -> Samples:
+    texts, labels = sentiment_texts(n)
+    return Samples(items=texts, labels=labels, modality="text", origins=[f"row {i}" for i in range(len(texts))])
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90.0), ("10m", 600.0), ("1.5h", 5400.0), ("45", 45.0),
+                                               (None, None)])
+def test_budgets_parse(text: str | None, seconds: float | None) -> None:
+    assert parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["ten minutes", "-5m", "0", "5d"])
+def test_bad_budgets_are_refused(text: str) -> None:
+    with pytest.raises(ConfigError, match="budget"):
+        parse_budget(text)
+
+
+def test_a_budget_counts_down() -> None:
+    assert Budget(None).allows(1e9)
+    assert not Budget(10.0, started=Budget(None).started - 11).allows(0.0)
+
+
+def test_without_a_budget_the_probe_is_kept_and_scored_on_held_out_data(tiny_bert_dir: Path) -> None:
+    template = TransferClassifier(f"hf:{tiny_bert_dir}", val_fraction=0.25, progress=False)
+    fitted, choice = auto_fit(template, _samples(), choose_backbone=False)
+    assert fitted.strategy == choice.strategy == "linear_probe"
+    assert [c["strategy"] for c in choice.candidates] == ["linear_probe"]
+    assert choice.validation["size"] == 6
+    assert 0.0 <= choice.candidates[0]["val_score"] <= 1.0
+    assert any("no --budget" in reason for reason in choice.reasons)
+    # the kept probe is the one `fit --strategy linear_probe` fits on all the data
+    plain = TransferClassifier(f"hf:{tiny_bert_dir}", progress=False).fit(_samples())
+    assert (fitted.predict_proba(_samples().items) == pytest.approx(plain.predict_proba(_samples().items)))
+
+
+def test_lp_ft_competes_within_a_budget_and_loses_ties_to_the_probe(tiny_bert_dir: Path) -> None:
+    template = TransferClassifier(f"hf:{tiny_bert_dir}", val_fraction=0.25, batch_size=8, epochs=2, progress=False)
+    fitted, choice = auto_fit(template, _samples(), budget=600.0, choose_backbone=False)
+    probe, tuned = choice.candidates
+    assert tuned["strategy"] == "lp_ft" and tuned["epochs"] == 2
+    assert choice.lr is not None and choice.lr["range_test"]["suggestion"] == tuned["lr"]
+    expected = "lp_ft" if tuned["val_score"] > probe["val_score"] else "linear_probe"
+    assert fitted.strategy == choice.strategy == expected
+
+
+def test_a_budget_too_small_for_lp_ft_keeps_the_probe(tiny_bert_dir: Path) -> None:
+    template = TransferClassifier(f"hf:{tiny_bert_dir}", val_fraction=0.25, progress=False)
+    _, choice = auto_fit(template, _samples(), budget=1e-3, choose_backbone=False)
+    assert choice.strategy == "linear_probe"
+    assert choice.candidates[-1] == {**choice.candidates[-1], "strategy": "lp_ft", "skipped": "budget"}
+
+
+def test_cli_fit_without_a_strategy_writes_why_it_chose(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    data = write_csv(tmp_path / "data.csv", *sentiment_texts(10))
+    run = tmp_path / "run"
+    result = invoke("fit", data, "--backbone", f"hf:{tiny_bert_dir}", "--out", run)
+    assert result.exit_code == 0, result.output
+    choices = json.loads((run / CHOICES_FILE).read_text())
+    assert choices["strategy"] == "linear_probe" and choices["backbone"]["by"] == "given"
+    assert json.loads((run / "transferkit.json").read_text())["strategy"] == "linear_probe"
+    both = invoke("fit", data, "--strategy", "linear_probe", "--budget", "1m", "--out", tmp_path / "other")
+    assert_user_error(both, "--budget")
+    orphan = invoke("fit", data, "--param", "c=0.1", "--out", tmp_path / "other")
+    assert_user_error(orphan, "--strategy")
