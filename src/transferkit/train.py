@@ -16,11 +16,13 @@ from typing import Any, TypeVar
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
+from accelerate.utils import DistributedDataParallelKwargs
 from accelerate.utils.memory import clear_device_cache, should_reduce_batch_size
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from transferkit import distributed
 from transferkit.checkpoint import Checkpoints, LoopState, restore_torch_rng
 from transferkit.errors import ConfigError, TransferkitError
 from transferkit.tasks import Classification, Task
@@ -105,8 +107,14 @@ def accelerator_for(mixed_precision: str, grad_accum: int = 1) -> Iterator[Accel
     shared = AcceleratorState._shared_state
     if shared and shared.get("_mixed_precision", "no") != precision:
         AcceleratorState._reset_state()
+    # Under ``accelerate launch`` each batch is split across the processes (the same optimizer steps as one
+    # process), and DDP looks for parameters that a step leaves out: frozen layer groups that gradual
+    # unfreezing opens later, a backbone behind a detached head. Both are no-ops on one process.
+    unused = DistributedDataParallelKwargs(find_unused_parameters=True)
+    distributed.state()  # joins the launch's process group, over gloo on a CPU-only machine
     try:
-        yield Accelerator(mixed_precision=precision, gradient_accumulation_steps=grad_accum)
+        yield Accelerator(mixed_precision=precision, gradient_accumulation_steps=grad_accum, split_batches=True,
+                          kwargs_handlers=[unused])
     finally:
         if precision != "no":
             AcceleratorState._reset_state()
@@ -231,6 +239,11 @@ def evaluate_loss_accuracy(model: nn.Module, loader: DataLoader, accelerator: Ac
     outputs, targets = [], []
     for batch, labels in loader:
         logits = model(**batch)
+        if accelerator.num_processes > 1:  # every process scores the whole split (duplicates dropped)
+            logits = accelerator.pad_across_processes(logits, dim=1) if logits.ndim > 2 else logits
+            labels = accelerator.pad_across_processes(labels, dim=1, pad_index=IGNORE_INDEX) if labels.ndim > 1 \
+                else labels
+            logits, labels = accelerator.gather_for_metrics((logits, labels))
         total_loss += float(task.loss(logits, labels, reduction="sum"))
         count += len(labels)
         outputs.append(logits.float())
@@ -278,6 +291,9 @@ def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: An
 def _train(accelerator: Accelerator, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
            train_loader: DataLoader, val_loader: DataLoader | None, config: LoopConfig, hooks: TrainHooks,
            checkpoints: Checkpoints | None, task: Task) -> TrainResult:
+    if train_loader.batch_size and train_loader.batch_size % accelerator.num_processes:
+        raise ConfigError(f"batch size {train_loader.batch_size} does not split evenly over "
+                          f"{accelerator.num_processes} processes; use a multiple of {accelerator.num_processes}")
     prepared = accelerator.prepare(model, optimizer, train_loader, scheduler)
     model, optimizer, train_loader, scheduler = prepared
     if val_loader is not None:
@@ -356,7 +372,9 @@ def _end_epoch(state: LoopState, epoch: int, model: nn.Module, optimizer: torch.
                val_loader: DataLoader | None, accelerator: Accelerator, config: LoopConfig,
                scores: dict[str, float], task: Task) -> dict[str, Any]:
     """Validate, keep the best weights, decide on early stopping; the epoch's history row."""
-    row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": state.running_loss / max(state.seen, 1),
+    running = accelerator.reduce(torch.tensor([state.running_loss, float(state.seen)], device=accelerator.device),
+                                 "sum")  # over all processes
+    row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": float(running[0] / max(float(running[1]), 1.0)),
                            "lr": optimizer.param_groups[-1]["lr"], **scores}
     key: tuple[float, float] | None = None
     if val_loader is not None:

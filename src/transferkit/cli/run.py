@@ -108,6 +108,7 @@ def fit(
     from transferkit.checkpoint import checkpoint_folder, remove_checkpoints
     from transferkit.cli.recording import fit_report, run_metrics
     from transferkit.cli.settings import RUN_CONFIG, merge_config_file, method_params, write_run_config
+    from transferkit.distributed import is_main_process
     from transferkit.estimator import TransferEstimator
     from transferkit.tasks import TASKS
     from transferkit.tasks.base import infer_task, task_for_file
@@ -166,6 +167,8 @@ def fit(
         chosen["lr"], chosen["epochs"] = clf.lr, clf.epochs
     else:
         clf.fit(samples, eval_set=eval_set, resume=checkpointing.resume, keep_checkpoints=True)
+    if not is_main_process():  # under `accelerate launch` the main process alone writes the run
+        return
     written = clf.save(out, overwrite=checkpointing.overwrite)
     write_run_config(written / RUN_CONFIG, {**chosen, "backbone": name, "task": task},
                      clf.strategy_info_["settings"])
@@ -246,16 +249,32 @@ def predict(
                                                      "one text per line)")],
     as_json: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False,
     top_k: Annotated[int, typer.Option(help="probabilities shown per input", **option_range("top_k"))] = 3,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="stream the predictions into this CSV file "
+                                             "(input,prediction,record), resuming where it stops")] = None,
+    workers: Annotated[int, typer.Option(help="with --out: processes that decode inputs", min=0, max=64)] = 2,
+    batch_size: BatchSizeOpt = 32,
 ) -> None:
     """Predict for INPUTS with a fitted run: a label and its probabilities, the labels of a multi-label
     run, a regression run's number, or a ner run's entities with their character spans (one
-    tab-separated line, or a JSON line, per input)."""
+    tab-separated line, or a JSON line, per input).
+
+    With --out the inputs (folders of any size, tables) are streamed: listed lazily, decoded by --workers
+    processes, and appended to the CSV batch by batch, with a progress bar. Run the same command again after
+    an interruption: rows already written are skipped. Unreadable files are listed in OUT.skipped.csv."""
     from transferkit.data import read_inputs
     from transferkit.estimator import load
 
     short_warnings()
     clf = load(run)
     clf.progress = False
+    if out is not None:
+        from transferkit.stream import list_inputs, predict_to_csv
+
+        done = predict_to_csv(clf.model_, clf.task_, list_inputs(inputs, clf.modality_), out, batch_size=batch_size,
+                              workers=workers, top_k=top_k)
+        typer.echo(f"wrote {done.written} rows to {out} ({done.resumed} from before, {done.skipped} unreadable "
+                   "skipped)", err=True)
+        return
     samples = read_inputs(inputs, clf.modality_)
     for origin, scores in zip(samples.origins, clf.predict_scores(samples), strict=True):
         record = clf.task_.record(scores, top_k=top_k)
