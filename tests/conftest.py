@@ -68,3 +68,40 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     BertModel(config).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def exported_runs(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> dict[str, Path]:
+    """Runs of tiny models, fitted and exported to ONNX once per session (``RUN/onnx``; the text run also
+    int8): ``image`` (timm test_efficientnet, 32 px), ``text`` (the 2-layer BERT), ``audio`` (Whisper
+    tiny.en, random weights), ``ner`` (the BERT, token head) and ``lora`` (the BERT with a LoRA adapter)."""
+    from support import blob_images, sentiment_texts, tagged_sentences, tone_waves
+    from transferkit.estimator import TransferEstimator
+    from transferkit.export import export_onnx
+
+    root = tmp_path_factory.mktemp("exported")
+    bert = f"hf:{tiny_bert_dir}"
+    images, image_labels = blob_images(6)
+    texts, text_labels = sentiment_texts(6)
+    waves, wave_labels = tone_waves(4)
+    sentences, tags = tagged_sentences(16)
+    fits = {
+        "image": (dict(backbone="timm:test_efficientnet", pretrained=False, backbone_options={"image_size": 32}),
+                  images, image_labels),
+        "text": (dict(backbone=bert), texts, text_labels),
+        "audio": (dict(backbone="whisper_tiny_en", pretrained=False), waves, wave_labels),
+        "ner": (dict(backbone=bert, task="ner", strategy_params={"c": 0.5}), sentences, tags),
+        "lora": (dict(backbone=bert, strategy="lora", epochs=1, batch_size=6, strategy_params={"r": 4}), texts,
+                 text_labels),
+    }
+    runs = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRANSFERKIT_CACHE", str(root / "cache"))
+        for name, (options, X, y) in fits.items():
+            import torch
+
+            torch.manual_seed(0)
+            run = TransferEstimator(progress=False, **options).fit(X, y).save(root / name)
+            export_onnx(run, quantize=name == "text")
+            runs[name] = run
+    return runs

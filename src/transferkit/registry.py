@@ -121,7 +121,7 @@ class Registry(Generic[E]):
 # importing these fills every registry (the CLI's lazy imports would otherwise leave some empty)
 _REGISTERING_PACKAGES = (
     "transferkit.tasks", "transferkit.backbones", "transferkit.strategies", "transferkit.adapt", "transferkit.select",
-    "transferkit.report.views")
+    "transferkit.report.views", "transferkit.export")
 
 
 def registries() -> dict[str, Registry[Any]]:

@@ -253,6 +253,8 @@ def predict(
                                              "(input,prediction,record), resuming where it stops")] = None,
     workers: Annotated[int, typer.Option(help="with --out: processes that decode inputs", min=0, max=64)] = 2,
     batch_size: BatchSizeOpt = 32,
+    engine: Annotated[str, typer.Option(help="what runs the model: torch, or onnx / onnx-int8 (its export, "
+                                             "`transferkit export`)")] = "torch",
 ) -> None:
     """Predict for INPUTS with a fitted run: a label and its probabilities, the labels of a multi-label
     run, a regression run's number, or a ner run's entities with their character spans (one
@@ -262,21 +264,26 @@ def predict(
     processes, and appended to the CSV batch by batch, with a progress bar. Run the same command again after
     an interruption: rows already written are skipped. Unreadable files are listed in OUT.skipped.csv."""
     from transferkit.data import read_inputs
-    from transferkit.estimator import load
+    from transferkit.export import load_engine
 
     short_warnings()
-    clf = load(run)
-    clf.progress = False
     if out is not None:
+        from transferkit.errors import ConfigError
+        from transferkit.estimator import load
         from transferkit.stream import list_inputs, predict_to_csv
 
+        if engine != "torch":
+            raise ConfigError(f"predict --out streams on the torch engine; --engine {engine} predicts without --out")
+        clf = load(run)
+        clf.progress = False
         done = predict_to_csv(clf.model_, clf.task_, list_inputs(inputs, clf.modality_), out, batch_size=batch_size,
                               workers=workers, top_k=top_k)
         typer.echo(f"wrote {done.written} rows to {out} ({done.resumed} from before, {done.skipped} unreadable "
                    "skipped)", err=True)
         return
-    samples = read_inputs(inputs, clf.modality_)
-    for origin, scores in zip(samples.origins, clf.predict_scores(samples), strict=True):
-        record = clf.task_.record(scores, top_k=top_k)
+    loaded = load_engine(run, engine)
+    samples = read_inputs(inputs, loaded.modality)
+    for origin, scores in zip(samples.origins, loaded.predict_scores(samples, batch_size=batch_size), strict=True):
+        record = loaded.task.record(scores, top_k=top_k)
         typer.echo(json.dumps({"input": origin, **record}) if as_json
-                   else "\t".join([origin, *clf.task_.table_row(record)]))
+                   else "\t".join([origin, *loaded.task.table_row(record)]))
