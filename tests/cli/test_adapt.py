@@ -88,8 +88,8 @@ def test_adapt_names_bad_input(domains: tuple[Path, Path, Path], tiny_bert_dir: 
     assert_user_error(result, "without labels")
     result = invoke("adapt", "--source", source, "--target", target, "--method", "nope", "--out", tmp_path / "d")
     assert_user_error(result, "unknown adaptation method 'nope'")
-    result = invoke("adapt", "--source", source, "--target", target, "--param", "gamma=2", "--backbone", backbone,
-                    "--out", tmp_path / "e")
+    result = invoke("adapt", "--source", source, "--target", target, "--method", "cbst", "--param", "gamma=2",
+                    "--backbone", backbone, "--out", tmp_path / "e")
     assert_user_error(result, "adaptation method 'cbst' has no setting 'gamma'", "C, rounds, align")
     assert not any(p.name.startswith(("a", "b", "c", "d", "e")) for p in tmp_path.iterdir() if p.is_dir())
 

@@ -22,7 +22,7 @@ from transferkit.adapt.feature_methods import AlignedClassifier, AveragedClassif
 from transferkit.adapt.search import SearchOutcome, search_features
 from transferkit.checkpoint import remove_checkpoints
 from transferkit.data import Samples, read_dataset
-from transferkit.errors import DataError
+from transferkit.errors import ConfigError, DataError
 from transferkit.evaluate import classification_metrics
 from transferkit.heads import set_linear_head
 from transferkit.model import build_model, features_and_outputs, run_manifest
@@ -82,7 +82,7 @@ def read_adapt_data(source: str | os.PathLike[str] | Samples, target: str | os.P
 
 
 def adapt(source: str | os.PathLike[str] | Samples, target: str | os.PathLike[str] | Samples, *,
-          method: str = "cbst", backbone: str = "", out: str | os.PathLike[str] | None = None,
+          method: str | None = None, backbone: str = "", budget: float | None = None, out: str | os.PathLike[str] | None = None,
           target_eval: str | os.PathLike[str] | Samples | None = None, selection: str = "dev",
           params: dict[str, Any] | None = None, seed: int = 0, batch_size: int = 32,
           backbone_options: dict[str, Any] | None = None, deep_options: dict[str, Any] | None = None,
@@ -97,7 +97,10 @@ def adapt(source: str | os.PathLike[str] | Samples, target: str | os.PathLike[st
     Args:
         source: labelled data (folder, table, ``.review`` folder or ``Samples``).
         target: target-domain data; any labels it has are dropped.
-        method: a registered method (``transferkit list adaptation-method``).
+        method: a registered method (``transferkit list adaptation-method``); None chooses between the
+            feature-level and the deep family without target labels (``transferkit.auto.adapt``).
+        budget: with ``method=None``, the seconds the adaptation may take; the deep family is chosen only
+            when source-only looks hopeless and its estimated cost fits (None: never).
         backbone: backbone name; default the zoo backbone of the data's modality.
         out: folder to write (``adapt.json``, ``predictions.csv``, ``embedding.png``,
             ``report.html``, and the adapted model as the run directory ``model/`` for
@@ -123,8 +126,10 @@ def adapt(source: str | os.PathLike[str] | Samples, target: str | os.PathLike[st
         >>> adapt("books/", "electronics/", method="cbst", target_eval="electronics/", out="runs/b2e")
     """
     say = log or (lambda _line: None)
-    method_entry = DA_METHODS.get(method)
-    method_entry.settings(params)  # an unknown hyperparameter or a bad value fails before any work
+    if method is not None:
+        DA_METHODS.get(method).settings(params)  # an unknown hyperparameter or a bad value fails before any work
+    elif params:
+        raise ConfigError(f"settings {', '.join(params)} need --method: the automatic choice sets its own")
     if out is not None:  # before any work: an existing output must be a transferkit one, and writable
         check_output(out, overwrite=overwrite, what="adaptation output",
                      inputs=tuple(p for p in (source, target, target_eval) if not isinstance(p, Samples)))
@@ -136,6 +141,12 @@ def adapt(source: str | os.PathLike[str] | Samples, target: str | os.PathLike[st
     model = create_backbone(name, **(backbone_options or {}))
     classes = data.source.classes
     start = time.perf_counter()
+    choice = None
+    if method is None:
+        choice = _choose(model, data, budget, seed, batch_size, deep_options or {}, progress)
+        method = choice.method
+        say("chose " + method + ": " + " ".join(choice.reasons))
+    method_entry = DA_METHODS.get(method)
     if method_entry.level == "deep":
         summary, target_probs, plot_panels, adapted = _adapt_deep(model, data, classes, method, params or {}, seed,
                                                                   batch_size, deep_options or {}, progress)
@@ -145,6 +156,8 @@ def adapt(source: str | os.PathLike[str] | Samples, target: str | os.PathLike[st
     summary = {"method": method, "level": method_entry.level, "backbone": name, **data.names,
                "n_source": len(data.source), "n_target": len(data.target), "classes": classes,
                "seconds": round(time.perf_counter() - start, 2), **summary}
+    if choice is not None:
+        summary["choice"] = choice.to_dict()
     if out is not None:
         manifest = run_manifest(
             Classification(classes), modality=data.source.modality, strategy=f"adapt:{method}",
@@ -158,6 +171,23 @@ def adapt(source: str | os.PathLike[str] | Samples, target: str | os.PathLike[st
     if method_entry.level == "deep" and (deep_options or {}).get("checkpoint_dir"):
         remove_checkpoints((deep_options or {})["checkpoint_dir"])
     return summary
+
+
+def _choose(backbone: Any, data: AdaptData, budget: float | None, seed: int, batch_size: int,
+            deep_options: dict[str, Any], progress: bool) -> Any:
+    """The automatic default's method (``transferkit.auto.adapt``), from the cached frozen features."""
+    from transferkit.adapt.deep import DeepAdaptConfig
+    from transferkit.auto.adapt import choose_method, deep_cost_estimate
+
+    start = time.perf_counter()
+    fs, ft = _features(backbone, data.source, batch_size, progress), _features(backbone, data.target, batch_size,
+                                                                                 progress)
+    ys = np.array([data.source.classes.index(label) for label in data.source.labels or []])
+    epochs = int(deep_options.get("epochs") or DeepAdaptConfig.epochs)
+    left = None if budget is None else budget - (time.perf_counter() - start)
+    return choose_method(fs, ys, ft, budget=left, seed=seed,
+                         deep_cost=lambda: deep_cost_estimate(backbone, data.source, data.target, epochs=epochs,
+                                                              batch_size=batch_size))
 
 
 def _features(backbone: Any, samples: Samples, batch_size: int, progress: bool) -> np.ndarray:
@@ -262,6 +292,8 @@ def _write_outputs(out: Path, summary: dict[str, Any], target: Samples, classes:
     with staged_directory(out, overwrite=True, what="adaptation output") as staging:
         save_run(staging / "model", adapted, manifest, backbone_trained=backbone_trained)
         write_json(staging / "adapt.json", summary)
+        if "choice" in summary:  # what the automatic default chose and why, for the report
+            write_json(staging / "choices.json", summary["choice"])
         write_csv(staging / "predictions.csv", ["origin", "label", "confidence"],
                   ([origin, classes[int(row.argmax())], f"{row.max():.4f}"]
                    for origin, row in zip(target.origins, target_probs, strict=True)))

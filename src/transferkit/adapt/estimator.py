@@ -25,7 +25,9 @@ class DomainAdaptationClassifier(ClassifierMixin, BaseEstimator):
     and each candidate's ``target_accuracy``, so the gap to the oracle choice is visible.
 
     Args:
-        method: a registered feature-level method (``transferkit list adaptation-method``).
+        method: a registered feature-level method (``transferkit list adaptation-method``), or ``"auto"``: the
+            automatic default reads label-free signs of the source-only fit and picks the feature-level method
+            (``transferkit.auto.adapt``; arrays have no backbone to train), recorded in ``choice_``.
         selection: label-free criterion: ``dev``, ``iwv``, ``snd`` or ``source_val``.
         holdout: share of each source class hidden while selecting.
         transforms: named input transforms (``transferkit.adapt.transforms``, e.g. ``("identity",
@@ -69,9 +71,18 @@ class DomainAdaptationClassifier(ClassifierMixin, BaseEstimator):
         X = _as_features(X)
         y = np.asarray(y)
         source_x, source_y, target_x, target_y = split_domains(X, y, sample_domain)
-        method = DA_METHODS.get(self.method)
+        name = self.method
+        if name == "auto":
+            from transferkit.auto.adapt import choose_method
+
+            if self.method_params:
+                raise ConfigError("method_params need a named method; 'auto' chooses its own")
+            self.choice_ = choose_method(source_x, np.searchsorted(np.unique(source_y), source_y), target_x,
+                                         budget=None, deep_cost=None, seed=self.seed)
+            name = self.choice_.method
+        method = DA_METHODS.get(name)
         if method.level != "features":
-            raise ConfigError(f"{self.method} is a deep method; DomainAdaptationClassifier takes feature-level ones "
+            raise ConfigError(f"{name} is a deep method; DomainAdaptationClassifier takes feature-level ones "
                               "(use transferkit.adapt.adapt for deep methods)")
         self.classes_ = np.unique(source_y)
         if len(self.classes_) < 2:

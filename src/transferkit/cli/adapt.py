@@ -19,6 +19,7 @@ from transferkit.cli.options import (
     SeedOpt,
     short_warnings,
 )
+from transferkit.errors import ConfigError
 from transferkit.params import option_range
 
 
@@ -27,7 +28,11 @@ def adapt(
     target: Annotated[Path, typer.Option(help="target-domain data; read WITHOUT labels")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder (adapt.json, predictions.csv, "
                                                           "embedding.png, report.html, model/ run directory)")],
-    method: Annotated[str, typer.Option(help="adaptation method (see `transferkit list adaptation-method`)")] = "cbst",
+    method: Annotated[str | None, typer.Option(help="adaptation method (see `transferkit list adaptation-method`); "
+                                                    "default: chosen without target labels (see --budget)")] = None,
+    budget: Annotated[str | None, typer.Option(help="without --method: time the adaptation may take (90s, 10m, "
+                                                    "1h); the backbone is trained only when source-only looks "
+                                                    "hopeless and the estimate fits")] = None,
     target_eval: Annotated[Path | None, typer.Option(help="labelled target data, used ONLY for the report "
                                                           "(accuracy before/after, oracle choice)")] = None,
     backbone: BackboneOpt = "",
@@ -56,6 +61,11 @@ def adapt(
     OUT.checkpoints/ next to OUT until OUT is written; after a crash or a kill, the same command with
     --resume continues from the last one (finished stages are not trained again) and ends as an
     uninterrupted run would.
+
+    Without --method, adapt fits source-only on the frozen features and reads label-free signs (target
+    prediction entropy against held-out source, class collapse, SND): when they say the frozen features
+    do not carry and --budget holds the estimated cost, it trains the backbone (mcc); otherwise it aligns
+    the features (cbst). OUT/choices.json says why.
     """
     from transferkit.adapt.api import adapt as run_adapt
     from transferkit.cli.settings import method_params
@@ -66,11 +76,18 @@ def adapt(
     deep.update(checkpoint_dir=str(checkpoints), checkpoint_every=checkpointing.checkpoint_every,
                 resume=checkpointing.resume, mixed_precision=mixed_precision)
     fixed = method_params({}, param, ["method"], default="method").get("method", {})  # KEY or method.KEY
+    from transferkit.auto.budget import parse_budget
+
+    seconds = parse_budget(budget)
+    if method is not None and seconds is not None:
+        raise ConfigError(f"--budget {budget} is for the automatic choice; --method {method} was given")
     summary = run_adapt(source, target, method=method, backbone=backbone, out=out, target_eval=target_eval,
+                        budget=seconds,
                         selection=selection, params=fixed, seed=seed, batch_size=batch_size,
                         backbone_options=size.backbone_options(), deep_options=deep, modality=modality,
                         overwrite=checkpointing.overwrite, log=lambda line: typer.echo(line, err=True),
                         **reading.read_options())
+    method = summary["method"]
     if "selection" in summary:
         typer.echo(f"{method}: chose {json.dumps(summary['selection']['params'])} by {selection} (no target labels)")
     for label, row in summary.get("accuracy", {}).items():
