@@ -55,6 +55,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "report": recording.report,
     "tune": tune.tune,
     "export": serve.export,
+    "serve": serve.serve,
 }
 for _name, _command in COMMANDS.items():
     app.command(_name)(user_errors(expand_option_groups(_command)))

@@ -1,4 +1,4 @@
-"""``export``: a run as ONNX."""
+"""``export`` (a run as ONNX) and ``serve`` (a run behind an HTTP API)."""
 
 from __future__ import annotations
 
@@ -58,3 +58,35 @@ def export(
     for engine, metrics in report.get("check", {}).items():
         typer.echo(f"{engine}: {json.dumps({k: v for k, v in metrics.items() if isinstance(v, int | float)})}")
 
+
+
+def serve(
+    run: RunArg,
+    host: Annotated[str, typer.Option(help="address to bind (localhost only by default)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port", min=0, max=65535)] = 8000,
+    api_key: Annotated[str | None, typer.Option(help="require this key in the X-API-Key header",
+                                                envvar="TRANSFERKIT_API_KEY")] = None,
+    engine: EngineOpt = "torch",
+    max_batch: Annotated[int, typer.Option(help="most inputs per request and per micro-batch", min=1,
+                                           max=4096)] = 64,
+    max_body_mb: Annotated[float, typer.Option(help="largest request body in MB", min=0.001, max=4096)] = 16.0,
+    max_wait_ms: Annotated[float, typer.Option(help="how long a request waits for others to batch with",
+                                               min=0, max=1000)] = 5.0,
+) -> None:
+    """Serve RUN over HTTP (FastAPI + uvicorn): POST /predict, POST /predict/batch, GET /health,
+    GET /metadata, and the OpenAPI description at /docs and /openapi.json.
+
+    The model is loaded once; concurrent requests are batched together. Images and audio are sent
+    as multipart file uploads, texts as JSON ({"text": ...} or {"texts": [...]})."""
+    import uvicorn
+
+    from transferkit.export import load_engine
+    from transferkit.serve import ServeSettings, create_app
+
+    short_warnings()
+    loaded = load_engine(run, engine)
+    settings = ServeSettings(api_key=api_key, max_batch=max_batch, max_body_bytes=int(max_body_mb * 1e6),
+                             max_wait_s=max_wait_ms / 1000)
+    app = create_app(loaded, settings)
+    typer.echo(f"serving {run} ({loaded.task.name}, {engine}) on http://{host}:{port}", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
