@@ -108,3 +108,35 @@ def test_audio_longer_than_whisper_encodes_is_named_in_a_warning() -> None:
         dataset[0]
     with pytest.warns(LongAudioWarning, match=r"X\[1\]: 2.5 s of audio; tiny_whisper encodes only the first 1 s"):
         dataset[1]
+
+
+def test_an_interrupted_extraction_resumes_from_its_last_shard(cnn_and_samples, monkeypatch: pytest.MonkeyPatch) -> None:
+    import transferkit.features as features
+
+    backbone, _ = cnn_and_samples
+    images, labels = support.blob_images(5, size=16, seed=3)
+    samples = samples_from_arrays(images, labels)  # 10 samples: shards of 4, 4 and 2
+    whole = extract_features(backbone, samples, use_cache=False, progress=False)
+    monkeypatch.setattr(features, "SHARD_SIZE", 4)
+    calls = []
+    real = features._extract
+
+    def interrupted(backbone, shard, batch_size, bar):
+        calls.append(len(shard))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # stopped while extracting the second shard
+        return real(backbone, shard, batch_size, bar)
+
+    monkeypatch.setattr(features, "_extract", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(backbone, samples, progress=False)
+    parts = list((Path(os.environ["TRANSFERKIT_CACHE"]) / "features").glob("*.parts/*.safetensors"))
+    assert len(parts) == 1  # the first shard is on disk
+
+    calls.clear()
+    monkeypatch.setattr(features, "_extract", lambda *args: (calls.append(len(args[1])), real(*args))[1])
+    resumed = extract_features(backbone, samples, progress=False)
+    assert calls == [4, 2]  # only the shards that were missing
+    np.testing.assert_allclose(resumed, whole, rtol=1e-5, atol=1e-6)
+    assert len(_entries(Path(os.environ["TRANSFERKIT_CACHE"]))) == 1
+    assert not list((Path(os.environ["TRANSFERKIT_CACHE"]) / "features").glob("*.parts"))  # shards folded into one entry

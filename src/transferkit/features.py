@@ -22,6 +22,7 @@ from safetensors.numpy import load_file, save_file
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+from transferkit import distributed
 from transferkit.backbones.base import Backbone
 from transferkit.data import Samples, item_digest, load_audio, load_image
 from transferkit.errors import ArtifactError
@@ -151,31 +152,86 @@ def features_key(backbone: Backbone, samples: Samples) -> str:
     return f"{backbone.spec.cache_key()}-{digest.hexdigest()[:24]}"
 
 
+# Features are extracted and cached this many samples at a time: an interrupted extraction resumes from the
+# last shard written, and under ``accelerate launch`` the processes take turns over the shards.
+SHARD_SIZE = 2048
+
+
 @torch.inference_mode()
 def extract_features(backbone: Backbone, samples: Samples, *, batch_size: int = 32,
                      use_cache: bool = True, progress: bool = True) -> np.ndarray:
     """Pooled features ``(N, D)`` of every sample, from the cache when it has them.
 
-    The backbone runs in eval mode without augmentation. The cache file is written atomically.
+    The backbone runs in eval mode without augmentation, ``SHARD_SIZE`` samples at a time. With the cache
+    each finished shard is written to ``KEY.parts/`` (so an interrupted extraction resumes at the first
+    missing shard), and the complete features replace the shards as one entry, written atomically. Under
+    ``accelerate launch`` (or ``torchrun``) process ``k`` of ``K`` extracts shards ``k, k + K, ...``; every
+    process gets all the features, and only the main process writes the cache. On a CPU ``batch_size`` is
+    the largest batch tried: the fastest size up to it is measured once (``throughput.fastest_batch_size``).
     """
+    from transferkit.throughput import fastest_batch_size
+
     path = cache_dir() / "features" / f"{features_key(backbone, samples)}.safetensors"
+    width = backbone.num_features
     if use_cache:
-        cached = _read_cached(path, (len(samples), backbone.num_features))
+        cached = _read_cached(path, (len(samples), width))
         if cached is not None:
             return cached
     was_training = backbone.training
     backbone.eval()
+    dataset = BackboneDataset(samples, backbone, None, train=False)
+    batch_size = fastest_batch_size(backbone, lambda n: [dataset[i][0] for i in range(min(n, len(samples)))],
+                                    batch_size)
+    parts = path.with_suffix(".parts")
+    shards = [range(start, min(start + SHARD_SIZE, len(samples))) for start in range(0, len(samples), SHARD_SIZE)]
+    found = distributed.broadcast_object(_finished_shards(parts, shards, width) if use_cache else {})
+    rank, processes = distributed.state().process_index, distributed.num_processes()
+    done: dict[int, np.ndarray] = {}
+    bar = tqdm(total=len(samples), desc=f"features {backbone.spec.name}", unit="sample", leave=False,
+               disable=not progress or not distributed.is_main_process(),
+               initial=sum(len(shards[i]) for i in found))
+    todo = [i for i in range(len(shards)) if i not in found]
+    for turn in range(0, len(todo), processes):  # one shard per process per turn
+        mine = todo[turn + rank] if turn + rank < len(todo) else None
+        result = None if mine is None else _extract(backbone, samples.subset(list(shards[mine])), batch_size, bar)
+        for index, features in distributed.gather_objects((mine, result)):
+            if index is None:
+                continue
+            done[index] = features
+            if use_cache and distributed.is_main_process() and len(shards) > 1:
+                _write_cached(parts / f"{index:06d}.safetensors", features)
+        bar.update(sum(len(shards[i]) for i in todo[turn:turn + processes]) - (0 if result is None else len(result)))
+    bar.close()
+    backbone.train(was_training)
+    done.update({i: _read_cached(parts / f"{i:06d}.safetensors", (len(shards[i]), width)) for i in found})
+    chunks = [done[i] for i in range(len(shards))]
+    features = np.concatenate(chunks) if chunks else np.zeros((0, width), np.float32)
+    if use_cache and distributed.is_main_process():
+        _write_cached(path, features)
+        with suppress(ArtifactError, OSError):
+            remove_artifact(parts)
+    return features
+
+
+def _extract(backbone: Backbone, samples: Samples, batch_size: int, bar: Any) -> np.ndarray:
     loader = make_loader(samples, backbone, None, train=False, batch_size=batch_size)
     chunks = []
-    bar = tqdm(loader, desc=f"features {backbone.spec.name}", unit="batch", disable=not progress,
-               leave=False)
-    for batch, _ in bar:
+    for batch, _ in loader:
         chunks.append(backbone.forward_features(**batch).float().cpu().numpy())
-    backbone.train(was_training)
-    features = np.concatenate(chunks) if chunks else np.zeros((0, backbone.num_features), np.float32)
-    if use_cache:
-        _write_cached(path, features)
-    return features
+        bar.update(len(chunks[-1]))
+    return np.concatenate(chunks) if chunks else np.zeros((0, backbone.num_features), np.float32)
+
+
+def _finished_shards(parts: Path, shards: list[range], width: int) -> dict[int, bool]:
+    """The shards already in ``parts`` from an interrupted extraction (unreadable ones are left out)."""
+    if not parts.is_dir():
+        return {}
+    finished = {}
+    for index, shard in enumerate(shards):
+        entry = parts / f"{index:06d}.safetensors"
+        if entry.exists() and _read_cached(entry, (len(shard), width)) is not None:
+            finished[index] = True
+    return finished
 
 
 def _read_cached(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
