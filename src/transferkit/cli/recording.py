@@ -27,14 +27,29 @@ class ReportWarning(UserWarning):
 
 
 @dataclass
-class Recording(OptionGroup):
+class Tracking(OptionGroup):
+    """The MLflow run a command logs besides its output."""
+
+    track: Annotated[bool, typer.Option("--track/--no-track", envvar="TRANSFERKIT_TRACK",
+                                        help="log params, metrics and artifacts to MLflow (MLFLOW_TRACKING_URI, "
+                                             "default ./mlruns)")] = True
+
+    def log(self, command: str, *, params: Mapping[str, Any], metrics: Mapping[str, Any] | None = None,
+            history: Sequence[Mapping[str, Any]] = (), folder: Path | None = None) -> None:
+        """Log the run to MLflow when --track is on (``transferkit.tracking.log_run``)."""
+        if not self.track:
+            return
+        from transferkit.tracking import log_run
+
+        log_run(command, params=params, metrics=metrics, history=history, folder=folder)
+
+
+@dataclass
+class Recording(Tracking):
     """The report page and the MLflow run a command writes besides its output."""
 
     report: Annotated[bool, typer.Option("--report/--no-report", envvar="TRANSFERKIT_REPORT",
                                          help="write report.html (and its figures as PNG) into the output")] = True
-    track: Annotated[bool, typer.Option("--track/--no-track", envvar="TRANSFERKIT_TRACK",
-                                        help="log params, metrics and artifacts to MLflow (MLFLOW_TRACKING_URI, "
-                                             "default ./mlruns)")] = True
 
     def write_report(self, draw: Callable[[], Any]) -> None:
         """Call ``draw`` (which writes the page) when --report is on; a failure is a warning, not an error."""
@@ -48,15 +63,6 @@ class Recording(OptionGroup):
             return
         if path is not None:
             typer.echo(f"report: {path}", err=True)
-
-    def log(self, command: str, *, params: Mapping[str, Any], metrics: Mapping[str, Any] | None = None,
-            history: Sequence[Mapping[str, Any]] = (), folder: Path | None = None) -> None:
-        """Log the run to MLflow when --track is on (``transferkit.tracking.log_run``)."""
-        if not self.track:
-            return
-        from transferkit.tracking import log_run
-
-        log_run(command, params=params, metrics=metrics, history=history, folder=folder)
 
 
 def fit_report(clf: TransferEstimator, run: Path) -> Path:
