@@ -51,7 +51,8 @@ def test_adapt_writes_report_predictions_and_label_free_choice(domains: tuple[Pa
     rows = (out / "predictions.csv").read_text().splitlines()
     assert rows[0] == "origin,label,confidence" and len(rows) == 25
     assert (out / "embedding.png").stat().st_size > 1000
-    assert "oracle" in (out / "report.html").read_text()
+    page = (out / "report.html").read_text()
+    assert "oracle" in page and "data-plot='embedding.png'><img" in page and "src='embedding.png'" not in page
     # the adapted model is a run directory: loading it gives back the labels of predictions.csv
     from transferkit import load
 

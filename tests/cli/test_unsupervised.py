@@ -75,12 +75,14 @@ def test_cluster_writes_the_folder_and_scores_against_labels(texts_csv: Path, ti
                                                              tmp_path: Path) -> None:
     out = tmp_path / "clusters"
     result = invoke("cluster", texts_csv, "--backbone", f"hf:{tiny_bert_dir}", "--k-max", "4", "--map", "pca",
-                    "--out", out)
+                    "--out", out, "--report")
     assert result.exit_code == 0, result.output
     assert "chosen by silhouette" in result.stdout and "NMI" in result.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["k_chosen"] and 2 <= summary["k"] <= 4 and set(summary["scores"]) >= {"nmi", "ari"}
     assert (out / "map.png").is_file() and (out / "assignments.csv").is_file()
+    page = (out / "report.html").read_text()  # self-contained: the map is embedded
+    assert "Silhouette per k" in page and "data-plot='map.png'><img alt=" in page and "against the labels: nmi" in page
     assert_user_error(invoke("cluster", texts_csv, "--backbone", f"hf:{tiny_bert_dir}", "--out", out), "exists")
 
 

@@ -156,11 +156,16 @@ def test_cli_rank_prints_the_table_best_first(data_csv: Path, tiny_bert_dir: Pat
     assert lines[-1] == "best by logme: test_words"
 
 
-def test_cli_rank_json_and_chosen_scores(data_csv: Path) -> None:
+def test_cli_rank_json_and_chosen_scores(data_csv: Path, tmp_path: Path) -> None:
     result = invoke("rank", data_csv, "--candidates", "test_words,test_hash", "--scores", "knn_cv,nce",
-                    "--sort-by", "knn_cv", "--json")
+                    "--sort-by", "knn_cv", "--json", "--out", tmp_path / "ranked", "--report")
     assert result.exit_code == 0, result.output
     ranking = json.loads(result.stdout)
+    assert json.loads((tmp_path / "ranked" / "ranking.json").read_text()) == ranking
+    page = (tmp_path / "ranked" / "report.html").read_text()
+    assert "data-plot='score_knn_cv.png'><img" in page and "data-plot='score_nce.png'><img" in page
+    assert sorted(p.name for p in (tmp_path / "ranked" / "report").glob("*.png")) == ["score_knn_cv.png",
+                                                                                        "score_nce.png"]
     assert ranking["sort_by"] == "knn_cv" and ranking["scores"] == ["knn_cv", "nce"]
     assert [row["candidate"] for row in ranking["rows"]] == ["test_words", "test_hash"]
     assert ranking["rows"][1]["scores"]["nce"] is None

@@ -19,6 +19,7 @@ from transferkit.cli.options import (
     SeedOpt,
     short_warnings,
 )
+from transferkit.cli.recording import Tracking
 from transferkit.errors import ConfigError
 from transferkit.params import option_range
 
@@ -50,6 +51,7 @@ def adapt(
     size: InputSize,
     reading: Reading,
     checkpointing: Checkpointing,
+    tracking: Tracking,
 ) -> None:
     """Adapt a classifier from labelled SOURCE data to unlabelled TARGET data.
 
@@ -93,5 +95,10 @@ def adapt(
     for label, row in summary.get("accuracy", {}).items():
         source_part = f"held-out source {row['source_val']:.4f}   " if "source_val" in row else ""
         typer.echo(f"{label:<52} {source_part}target {row['target']:.4f}")
+    tracking.log("adapt", params={"source": str(source), "target": str(target), "method": method,
+                                  "backbone": summary.get("backbone"), "selection": selection, "seed": seed,
+                                  **{f"param.{k}": v for k, v in fixed.items()}, **deep},
+                 metrics={"seconds": summary["seconds"], "accuracy": summary.get("accuracy")},
+                 history=summary.get("history") or (), folder=out)
     typer.echo(f"adapted in {summary['seconds']:.1f}s; wrote {out}")
     typer.echo(f"the adapted model: transferkit predict {out / 'model'} INPUTS...")

@@ -27,6 +27,7 @@ from transferkit.cli.options import (
     refuse_existing,
     short_warnings,
 )
+from transferkit.cli.recording import Recording
 from transferkit.errors import ConfigError, DataError
 from transferkit.params import option_range
 
@@ -180,6 +181,7 @@ def cluster(
     *,
     size: InputSize,
     reading: Reading,
+    recording: Recording,
 ) -> None:
     """Group the samples of DATA by k-means on pretrained features, without labels.
 
@@ -188,6 +190,7 @@ def cluster(
     """
     import numpy as np
 
+    from transferkit.report.clustering import write_cluster_report
     from transferkit.unsupervised.clustering import (
         FeatureClusterer,
         check_k,
@@ -216,6 +219,11 @@ def cluster(
             coords = map_2d(clusterer.preprocessing_(clusterer.features(samples)), method=map_method.value, seed=seed)
         write_clustering(out, origins=samples.origins, clusters=clusterer.labels_.tolist(), summary=summary,
                          coords=coords, true_labels=samples.labels, overwrite=overwrite)
+        recording.write_report(lambda: write_cluster_report(out, summary))
+    recording.log("cluster", params={"data": str(data), "backbone": name, "k": k, "k_min": k_min, "k_max": k_max,
+                                     "pca_dims": pca_dims, "seed": seed},
+                  metrics={"k": clusterer.k_, "silhouette": summary["silhouette"], **summary.get("scores", {})},
+                  folder=out)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from transferkit.report.page import embedded_png
 from transferkit.report.plots import panels_figure, save_png
 from transferkit.safety import write_text
 
@@ -92,8 +93,9 @@ def write_adaptation_report(folder: str | Path, summary: dict[str, Any], plot_na
         names = list(next(iter(per_class.values())))
         rows = [[c, *(f"{per_class[m][c]['recall']:.3f}" for m in per_class)] for c in names]
         parts.append(_table(rows, ["class", *per_class]))
-    if plot_name:
-        parts.append(f"<h2>Source and target features before and after (PCA)</h2><img src='{plot_name}'>")
+    if plot_name:  # embedded, so that the page alone renders anywhere
+        parts.append("<h2>Source and target features before and after (PCA)</h2>"
+                     + embedded_png(folder / plot_name, "source (circles, by class) and target (crosses) features"))
     style = "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}td,th{padding:2px 8px}</style>"
     path = folder / "report.html"
     write_text(path, f"<!doctype html><html><head><meta charset='utf-8'>{style}</head><body>{''.join(parts)}"

@@ -144,8 +144,8 @@ def predicted_vs_true(true: Sequence[float], predicted: Sequence[float]) -> Figu
     return fig
 
 
-def score_bars(values: Mapping[str, float], metric: str) -> Figure:
-    """One bar per run: the runs' main score side by side."""
+def score_bars(values: Mapping[str, float], metric: str, *, zero_based: bool = True) -> Figure:
+    """One bar per run (or candidate): their score side by side; ``zero_based`` False for scores of any sign."""
     names = list(values)
     fig = _figure((max(4.5, 1.1 * len(names) + 2), 3.6))
     ax = fig.subplots()
@@ -153,7 +153,9 @@ def score_bars(values: Mapping[str, float], metric: str) -> Figure:
     ax.bar_label(bars, fmt="%.3f", fontsize=8)
     ax.set_xticks(range(len(names)), [n[:24] for n in names], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel(metric)
-    ax.set_ylim(0, max(1.0, max(values.values(), default=1.0) * 1.1))
+    if zero_based:
+        ax.set_ylim(0, max(1.0, max(values.values(), default=1.0) * 1.1))
+    ax.axhline(0, color="0.3", linewidth=0.8)
     return fig
 
 

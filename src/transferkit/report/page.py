@@ -49,13 +49,18 @@ class Figures:
         """Write ``fig`` as ``folder/PREFIXname.png``; the HTML of the embedded figure."""
         path = save_png(fig, self.folder / f"{self.prefix}{name}.png")
         self.written.append(path)
-        data = base64.b64encode(path.read_bytes()).decode()
-        alt = html.escape(caption or name)
-        return (f"<figure data-plot='{html.escape(path.name)}'><img alt='{alt}' src='data:image/png;base64,{data}'>"
-                f"<figcaption>{alt}</figcaption></figure>")
+        return embedded_png(path, caption or name)
 
     def draw(self, name: str, plot: Callable[..., Figure], *args: Any, caption: str = "", **kwargs: Any) -> str:
         return self.add(name, plot(*args, **kwargs), caption)
+
+
+def embedded_png(path: Path, caption: str) -> str:
+    """The ``<figure>`` that embeds the PNG file ``path`` as a data URI, named by ``data-plot``."""
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    alt = html.escape(caption)
+    return (f"<figure data-plot='{html.escape(Path(path).name)}'><img alt='{alt}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{alt}</figcaption></figure>")
 
 
 def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
