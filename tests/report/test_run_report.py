@@ -60,8 +60,12 @@ def test_report_compares_runs_and_redraws_one(image_runs: dict[str, Path], tmp_p
     assert plots[:2] == ["scores.png", "learning_curves.png"] and "run2_feature_map.png" in plots
     assert sorted(p.name for p in (tmp_path / "both_files").glob("*.png")) == sorted(plots)
     (image_runs["probe"] / "report.html").unlink()
+    choices = {"strategy": "linear_probe", "reasons": ["LP-FT did not beat the probe"],
+               "candidates": [{"strategy": "linear_probe", "score": 0.9}, {"strategy": "lp_ft", "score": 0.85}]}
+    (image_runs["probe"] / "choices.json").write_text(json.dumps(choices))  # as fit's automatic default writes it
     assert invoke("report", image_runs["probe"]).exit_code == 0
-    assert (image_runs["probe"] / "report.html").is_file()
+    page = (image_runs["probe"] / "report.html").read_text()
+    assert "Why this recipe" in page and "LP-FT did not beat the probe" in page and "<td>lp_ft</td>" in page
 
 
 def test_report_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from transferkit.report.page import Figures, Section, table, write_page
 from transferkit.report.views import view_for
 
 REPORT = "report.html"
+CHOICES = "choices.json"  # what fit's automatic default chose and why (auto/choose.py)
 SOURCE_WORDS = {
     "validation": "the run's validation split",
     "cross-validation": "out-of-fold predictions of the probe (refitted at its chosen regularisation on 5 folds "
@@ -41,6 +42,7 @@ class RunRecord:
     history: list[dict[str, Any]]
     metrics: dict[str, Any] | None
     evidence: Evidence | None
+    choices: dict[str, Any] | None = None
 
     @property
     def name(self) -> str:
@@ -90,7 +92,9 @@ def read_run(run: str | Path) -> RunRecord:
 
     history = optional("history.json") or []
     metrics = (optional("metrics.json") or {}).get("validation")
-    return RunRecord(run, manifest, history if isinstance(history, list) else [], metrics, read_evidence(run))
+    choices = optional(CHOICES)
+    return RunRecord(run, manifest, history if isinstance(history, list) else [], metrics, read_evidence(run),
+                     choices if isinstance(choices, dict) else None)
 
 
 def _summary(record: RunRecord) -> str:
@@ -100,10 +104,19 @@ def _summary(record: RunRecord) -> str:
             ["weights", "pretrained" if record.pretrained else "random (from scratch)"],
             ["strategy", m.get("strategy")], ["modality", m.get("modality")],
             ["classes", len(m.get("classes", []))], ["fit seconds", m.get("fit_seconds")]]
-    choice = m.get("strategy_info", {}).get("auto")
-    if isinstance(choice, dict) and choice.get("why"):  # the automatic default says why it chose
-        rows.append(["why this recipe", choice["why"]])
     return table(rows, ["", ""])
+
+
+def _choices(choices: dict[str, Any]) -> str:
+    """What the automatic default of ``fit`` chose and why (``RUN/choices.json``, written by ``auto/choose.py``)."""
+    reasons = "".join(f"<li>{html.escape(str(r))}</li>" for r in choices.get("reasons", []))
+    body = f"<p>chosen strategy: <b>{html.escape(str(choices.get('strategy')))}</b></p><ol>{reasons}</ol>"
+    candidates = choices.get("candidates") or []
+    keys = list(dict.fromkeys(k for c in candidates if isinstance(c, dict) for k in c))
+    if keys:
+        body += table([[c.get(k) if isinstance(c.get(k), int | float | str | None) else json.dumps(c.get(k))
+                        for k in keys] for c in candidates], keys)
+    return body
 
 
 def _feature_map(evidence: Evidence, figures: Figures, method: str) -> Section | None:
@@ -123,6 +136,8 @@ def _feature_map(evidence: Evidence, figures: Figures, method: str) -> Section |
 def run_sections(record: RunRecord, figures: Figures, *, map_method: str = "pca") -> list[Section]:
     """Every section of one run's page (also used, per run, on the comparison page)."""
     sections = [Section("The run", _summary(record))]
+    if record.choices:
+        sections.append(Section("Why this recipe (the automatic default)", _choices(record.choices)))
     if record.history:
         sections.append(Section("Learning curves", figures.draw(
             "learning_curves", charts.learning_curves, {record.name: record.history},
