@@ -158,10 +158,31 @@ def cli_run(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> tu
     data = _write_conll(folder / "train.conll", *_tagged(60, seed=0))
     test = _write_conll(folder / "test.conll", *_tagged(20, seed=1))
     run = folder / "run"
-    result = invoke("fit", data, "--backbone", f"hf:{tiny_bert_dir}", "--out", run)
+    result = invoke("fit", data, "--backbone", f"hf:{tiny_bert_dir}", "--strategy", "linear_probe", "--out", run)
     assert result.exit_code == 0, result.output
     assert "(linear_probe, ner)" in result.stderr  # inferred from .conll
     return test, run
+
+
+def test_cli_fit_without_a_strategy_fine_tunes_with_the_tasks_defaults(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    import tomllib
+
+    from transferkit.tasks.base import default_fit_settings
+
+    data = _write_conll(tmp_path / "train.conll", *_tagged(24, seed=0))
+    result = invoke("fit", data, "--backbone", f"hf:{tiny_bert_dir}", "--epochs", "1", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert "(finetune, ner)" in result.stderr
+    recorded = tomllib.loads((tmp_path / "run" / "config.toml").read_text())
+    assert recorded["strategy"] == "finetune" and recorded["batch_size"] == 8 and recorded["epochs"] == 1
+    manifest = json.loads((tmp_path / "run" / "transferkit.json").read_text())
+    assert manifest["strategy"] == "finetune" and manifest["strategy_info"]["batch_size"] == 8
+    # a named strategy keeps the usual batch size; other tasks keep the automatic choice
+    result = invoke("fit", data, "--backbone", f"hf:{tiny_bert_dir}", "--strategy", "finetune", "--epochs", "1",
+                    "--out", tmp_path / "named")
+    assert result.exit_code == 0, result.output
+    assert tomllib.loads((tmp_path / "named" / "config.toml").read_text())["batch_size"] == 32
+    assert default_fit_settings("classification") == {}
 
 
 def test_cli_evaluate_and_predict_on_raw_text(cli_run: tuple[Path, Path]) -> None:

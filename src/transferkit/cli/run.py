@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -13,7 +13,6 @@ from transferkit.auto.budget import parse_budget
 from transferkit.backbones.zoo import DEFAULT_BACKBONE
 from transferkit.cli.options import (
     BackboneOpt,
-    BatchSizeOpt,
     Checkpointing,
     DataArg,
     FromScratchOpt,
@@ -52,8 +51,9 @@ def fit(
     = None,
     backbone: BackboneOpt = "",
     strategy: Annotated[str | None, typer.Option(help="linear_probe, finetune, partial, gradual, lp_ft, ... "
-                                                        "(see `transferkit strategies`); default: chosen on validation "
-                                                        "data (see --budget)")] = None,
+                                                        "(see `transferkit strategies`); default: the task's own (ner: "
+                                                        "finetune, batches of 8), else chosen on validation data "
+                                                        "(see --budget)")] = None,
     budget: Annotated[str | None, typer.Option(help="without --strategy: time the choice may take, e.g. 90s, 10m, "
                                                     "1h; LP-FT competes with the linear probe only when it fits "
                                                     "(default: no budget, the backbone is not trained)")] = None,
@@ -62,7 +62,8 @@ def fit(
                                                 **option_range("val_fraction"))] = 0.1,
     epochs: Annotated[int | None, typer.Option(help="fine-tuning epochs", **option_range("epochs"))] = None,
     lr: Annotated[float | None, typer.Option(help="peak learning rate", **option_range("lr"))] = None,
-    batch_size: BatchSizeOpt = 32,
+    batch_size: Annotated[int | None, typer.Option(help="batch size (default: 32, or the task's default with no "
+                                                        "--strategy)", **option_range("batch_size"))] = None,
     layer_decay: LayerDecayOpt = None,
     param: Annotated[list[str] | None, typer.Option(
         help="a strategy or regulariser setting, KEY=VALUE (repeatable): r=16 (the strategy's), "
@@ -143,6 +144,8 @@ def fit(
     task = task or infer_task(samples.labels or [], str(data), repeated_files=len(merged) < len(samples))
     if task == "multilabel":
         samples = merged
+    chosen["task"] = task
+    strategy, batch_size, epochs, lr, layer_decay = _task_defaults(chosen, automatic=budget_seconds is not None)
     eval_set = None
     if val is not None:
         val_samples = _read(val, task, reading, samples.modality)
@@ -241,6 +244,24 @@ def evaluate(
     target.parent.mkdir(exist_ok=True)
     write_json(target, {"data": str(data), **metrics})
     typer.echo(json.dumps(metrics, indent=2) if as_json else clf.task_.format_metrics(metrics))
+
+
+def _task_defaults(chosen: dict[str, Any], *, automatic: bool) -> tuple[str | None, int, int | None, float | None,
+                                                                         float | None]:
+    """Fill the fit options left unset: with no strategy and no budget (``automatic``), from the task's
+    own default (``tasks.base.default_fit_settings``; None stays None, the automatic choice); a batch size
+    of 32 otherwise. Updates ``chosen`` (what ``config.toml`` records) and returns ``strategy,
+    batch_size, epochs, lr, layer_decay``."""
+    from transferkit.tasks.base import default_fit_settings
+
+    recipe = default_fit_settings(chosen["task"]) if chosen["strategy"] is None and not automatic else {}
+    keys = ("strategy", "batch_size", "epochs", "lr", "layer_decay")
+    for key in keys:
+        if chosen[key] is None:
+            chosen[key] = recipe.get(key)
+    if chosen["batch_size"] is None:
+        chosen["batch_size"] = 32
+    return tuple(chosen[key] for key in keys)  # type: ignore[return-value]
 
 
 def predict(

@@ -23,6 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy.signal import resample_poly
 
 from transferkit.data.samples import SkipLog, media_modality
+from transferkit.data.tagged import Sentence
 from transferkit.errors import DataError
 
 DEFAULT_SAMPLE_RATE = 16000
@@ -413,5 +414,8 @@ def _update_digest(h: Any, item: Any) -> None:
     elif isinstance(item, tuple) and len(item) == 2:
         h.update(f"pair\0{item[1]!r}\0".encode())
         _update_digest(h, item[0])
+    elif isinstance(item, Sentence):  # a tagged sentence: its text and its words' spans
+        h.update(f"sentence\0{item.spans}\0".encode())
+        _update_digest(h, item.text)
     else:
         raise DataError(f"cannot hash an item of type {type(item).__name__}")

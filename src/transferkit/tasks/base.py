@@ -21,9 +21,10 @@ Example:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -73,6 +74,9 @@ class Task(ABC):
         probabilistic: its scores are probabilities (``predict_proba``), not values.
         file_extensions: data files whose extension names this task (``.conll`` is ``ner``), read by
             ``read_data``.
+        default_fit: the estimator settings ``transferkit fit`` uses when neither a strategy nor a budget
+            is named (``strategy``, ``batch_size``, ``lr``, ``epochs``, ``layer_decay``); empty: the
+            automatic choice (``default_fit_settings``).
 
     A task whose head reads per-sample pooled features uses the defaults of ``samples``,
     ``make_loader``, ``probe_data`` and ``predict_outputs``; a task on another backbone output (token
@@ -84,6 +88,7 @@ class Task(ABC):
     score_name: ClassVar[str]
     probabilistic: ClassVar[bool] = True
     file_extensions: ClassVar[frozenset[str]] = frozenset()
+    default_fit: ClassVar[Mapping[str, Any]] = MappingProxyType({})
 
     # -- inputs -----------------------------------------------------------------------------------
     def read_data(self, path: Path) -> Samples | None:
@@ -281,6 +286,16 @@ def task_from_manifest(manifest: dict[str, Any]) -> Task:
     if not isinstance(recorded, dict) or "name" not in recorded:
         raise ConfigError(f"the manifest's task is {recorded!r}; expected an object with a name")
     return make_task(recorded["name"], recorded.get("encoding", {}))
+
+
+def default_fit_settings(name: str) -> dict[str, Any]:
+    """The task's ``default_fit``: what ``fit`` does for task ``name`` when the user names neither a
+    strategy nor a budget (the ``ner`` task fine-tunes); empty: the automatic choice (``auto.choose``).
+
+    Raises:
+        ConfigError: an unknown task name.
+    """
+    return dict(TASKS.get(name).target.default_fit)
 
 
 def task_for_file(path: str | Path) -> str | None:
