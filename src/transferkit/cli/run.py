@@ -13,6 +13,7 @@ from transferkit.auto.budget import parse_budget
 from transferkit.backbones.zoo import DEFAULT_BACKBONE
 from transferkit.cli.options import (
     BackboneOpt,
+    BatchSizeOpt,
     Checkpointing,
     DataArg,
     FromScratchOpt,
