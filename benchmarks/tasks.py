@@ -142,6 +142,26 @@ def fsdd_official_split(samples: Samples, *, train_takes: int | None = None) -> 
             samples.subset([i for i, t in enumerate(takes) if t < 5]))
 
 
+def languages(data: Path) -> Samples:
+    """The KTuberling words: 1,367 FLAC clips in 13 languages, labelled by their folder (``en``, ``fr``, ...).
+
+    Each file of a language is a different word, so a split by file keeps the test words out of training."""
+    root = data / "speech" / "languages"
+    files = sorted(root.glob("*/*.flac"))
+    return Samples(items=list(files), labels=[f.parent.name for f in files], modality="audio",
+                   origins=[str(f) for f in files])
+
+
+def languages_split(samples: Samples, *, test_fraction: float = 0.3, seed: int = 0) -> tuple[Samples, Samples]:
+    """``(train, test)``: ``test_fraction`` of each language's words (files) kept aside, drawn at random."""
+    labels = np.array(samples.labels)
+    rng = np.random.default_rng(seed)
+    test = sorted(int(i) for lang in sorted(set(labels)) for i in rng.permutation(np.flatnonzero(labels == lang))
+                  [: round(test_fraction * int((labels == lang).sum()))])
+    train = sorted(set(range(len(samples))) - set(test))
+    return samples.subset(train), samples.subset(test)
+
+
 # --- digits -----------------------------------------------------------------------------------------
 
 def sklearn_digits(side: int = 32) -> tuple[Samples, np.ndarray]:

@@ -113,6 +113,22 @@ def blob_images(n_per_class: int, size: int = 32, seed: int = 0) -> tuple[np.nda
     return np.stack(images), labels
 
 
+def identity_images(identities: range, per_identity: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    """An identity-like set: each identity is a fixed coarse random pattern (its "face"); each of its images
+    is that pattern shifted by up to a pixel, with its own brightness and noise."""
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for identity in identities:
+        face = np.random.default_rng(1000 + identity).integers(0, 256, size=(4, 4, 3))
+        face = np.kron(face, np.ones((8, 8, 1)))  # (32, 32, 3)
+        for _ in range(per_identity):
+            shifted = np.roll(face, tuple(rng.integers(-1, 2, size=2)), axis=(0, 1))
+            image = shifted * rng.uniform(0.9, 1.1) + rng.normal(0, 8, size=face.shape)
+            images.append(np.clip(image, 0, 255).astype(np.uint8))
+            labels.append(f"id{identity}")
+    return np.stack(images), labels
+
+
 def tone_waves(n_per_class: int, seed: int = 0, sr: int = 16000) -> tuple[list[np.ndarray], list[str]]:
     """Tiny two-class audio: 0.3-s low vs high sine tones with noise."""
     rng = np.random.default_rng(seed)
@@ -189,3 +205,13 @@ def blob_image_folder(folder: Path, n_per_class: int = 10, seed: int = 0) -> Pat
         (folder / label).mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(folder / label / f"{i}.png")
     return folder
+
+
+def write_images(root: Path, images: np.ndarray, labels: list[str]) -> Path:
+    """Save images as ``root/LABEL/NN.png`` (a class-folder dataset)."""
+    from PIL import Image
+
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(root / label / f"{i:02d}.png")
+    return root

@@ -194,6 +194,8 @@ class TransferEstimator(BaseEstimator):
                        task=task)
         start = time.perf_counter()
         outcome = entry.fn(model, data, replace(config, resume=resume, hooks=tuple(hooks)), params)
+        outcome.info |= task.after_fit(model, train, val, batch_size=config.batch_size,
+                                       use_cache=config.use_cache and not outcome.backbone_trained)
         # the manifest records each method's whole config, defaults included
         outcome.info["settings"] = {"strategy": config_dict(params),
                                     **{name: config_dict(value) for name, value in config.regularizers.items()}}

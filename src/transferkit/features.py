@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from transferkit import distributed
 from transferkit.backbones.base import Backbone
 from transferkit.data import Samples, item_digest, load_audio, load_image
-from transferkit.errors import ArtifactError
+from transferkit.errors import ArtifactError, DataError
 from transferkit.safety import FEATURE_CACHE, artifact_folder, atomic_write, remove_artifact
 
 
@@ -59,10 +59,13 @@ class BackboneDataset(Dataset):
         item = decode_item(self.samples.items[index], self.backbone)
         _warn_if_cut(item, self.backbone, self.samples.origins[index])
         label = -1 if self.label_ids is None else self.label_ids[index]
-        if seed is None:
-            return self.backbone.transform(item, train=self.train), label
-        with seeded_torch(seed):
-            return self.backbone.transform(item, train=self.train), label
+        try:
+            if seed is None:
+                return self.backbone.transform(item, train=self.train), label
+            with seeded_torch(seed):
+                return self.backbone.transform(item, train=self.train), label
+        except DataError as err:  # an input the backbone cannot take (a clip shorter than its window): name it
+            raise DataError(f"{self.samples.origins[index]}: {err}") from err
 
 
 class LongAudioWarning(UserWarning):

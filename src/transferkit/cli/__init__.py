@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from transferkit.cli import adapt, curve, info, lr_find, rank, recording, run, serve, tune, unsupervised
+from transferkit.cli import adapt, curve, info, lr_find, rank, recording, run, serve, tune, unsupervised, verify
 from transferkit.cli.options import expand_option_groups
 from transferkit.errors import TransferkitError
 
@@ -57,6 +57,7 @@ COMMANDS: dict[str, Callable[..., Any]] = {
     "export": serve.export,
     "serve": serve.serve,
     "curve": curve.curve,
+    "verify": verify.verify,
 }
 for _name, _command in COMMANDS.items():
     app.command(_name)(user_errors(expand_option_groups(_command)))

@@ -75,10 +75,10 @@ def fit(
     mixed_precision: PrecisionOpt = "no",
     modality: ModalityOpt = None,
     seed: SeedOpt = 0,
-    task: Annotated[str | None, typer.Option(help="classification, multilabel, regression or ner (`transferkit "
-                                                  "tasks`); default: ner for a .conll/.bio file, multilabel for a|b "
-                                                  "labels or a file in several class folders, else classification; "
-                                                  "numeric labels must say which")]
+    task: Annotated[str | None, typer.Option(help="classification, multilabel, regression, ner or verification "
+                                                  "(`transferkit tasks`); default: ner for a .conll/.bio file, "
+                                                  "multilabel for a|b labels or a file in several class folders, "
+                                                  "else classification; numeric labels must say which")]
     = None,
     *,
     size: InputSize,

@@ -211,6 +211,12 @@ class Task(ABC):
             c: the inverse regularisation strength (None: chosen by cross-validation on ``features``).
         """
 
+    def after_fit(self, model: TransferModel, train: Samples, val: Samples | None, *, batch_size: int,
+                  use_cache: bool) -> dict[str, Any]:
+        """What the task fits on the trained model itself, after the strategy (verification: enrolment and
+        thresholds); returns facts for the run's ``strategy_info``. Nothing by default."""
+        return {}
+
     # -- predictions ------------------------------------------------------------------------------
     @abstractmethod
     def decode(self, outputs: np.ndarray) -> np.ndarray:
