@@ -19,7 +19,7 @@ def image_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("faces")
     data = write_images(root / "train", *identity_images(range(4), 6, seed=0))
     run = root / "run"
-    result = invoke("fit", data, "--task", "verification", *TINY, "--out", run)
+    result = invoke("fit", data, "--task", "verification", *TINY, "--report", "--out", run)
     assert result.exit_code == 0, result.output
     test = write_images(root / "test", *identity_images(range(5), 2, seed=3))
     return run, test
@@ -48,6 +48,7 @@ def test_predict_names_the_enrolled_identity_or_unknown(image_run: tuple[Path, P
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert records[0]["identity"] == "id1"
+    assert "accuracy_at_threshold" in (run / "report.html").read_text()  # the task's report view
     for record in records:  # the best enrolled identity when it reaches the threshold, else unknown
         best, similarity = max(record["similarity"].items(), key=lambda item: item[1])
         assert record["identity"] == (best if similarity >= record["threshold"] else "unknown")

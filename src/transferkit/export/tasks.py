@@ -137,7 +137,7 @@ def _make_entry(name: str, target: type, *, description: str) -> ExportEntry:
 
 EXPORTABLE_TASKS: Registry[ExportEntry] = Registry("export", _make_entry,
                                                    hint="see `transferkit list export`")
-for _name in ("classification", "multilabel", "regression"):
+for _name in ("classification", "multilabel", "regression", "verification"):  # verification: embedding + cosines
     EXPORTABLE_TASKS.register(_name, description="backbone + head on pooled features: (batch, outputs)")(PooledExport)
 EXPORTABLE_TASKS.register("ner", description="backbone + head on every token: (batch, tokens, tags)")(WordTagExport)
 

@@ -233,3 +233,30 @@ class NerView(ReportView):
                 examples, lambda e: f"<div>true: {html.escape(e['true'])}</div><div>predicted: "
                                     f"{html.escape(e['predicted'])}</div><div>{e['wrong_tags']} wrong tags</div>")))
         return out
+
+
+@REPORT_VIEWS.register("verification", description="EER and accuracy at the chosen threshold, the most confident "
+                       "wrong identifications")
+class VerificationView(ReportView):
+    def rows(self, task: Task, samples: Samples, scores: np.ndarray) -> dict[str, Any]:
+        predicted = task.predictions(scores).tolist()
+        true = [str(v) for v in samples.labels or []]
+        return {"metrics": task.metrics(true, scores) if true else None, "true": true, "predicted": predicted,
+                "similarity": np.asarray(scores, float).max(axis=1).round(4).tolist()}
+
+    def worst(self, task: Task, samples: Samples, scores: np.ndarray, rows: dict[str, Any]) -> list[int]:
+        enrolled = set(task.names)
+        wrong = [i for i, (t, p) in enumerate(zip(rows["true"], rows["predicted"], strict=True))
+                 if p != (t if t in enrolled else "unknown")]
+        return sorted(wrong, key=lambda i: -rows["similarity"][i])
+
+    def example(self, task: Task, samples: Samples, scores: np.ndarray, rows: dict[str, Any],
+                index: int) -> dict[str, Any]:
+        return {"true": rows["true"][index], "predicted": rows["predicted"][index],
+                "confidence": rows["similarity"][index]}
+
+    def sections(self, rows: dict[str, Any], examples: list[dict[str, Any]], figures: Figures) -> list[Section]:
+        out = super().sections(rows, examples, figures)
+        if examples:
+            out.append(Section("Most similar wrong identities", examples_html(examples, _worst_card)))
+        return out
