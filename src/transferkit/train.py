@@ -158,6 +158,11 @@ class TrainHooks:
     def on_train_end(self, model: nn.Module) -> None:
         """Called once when training stops, however it stops (remove module hooks here)."""
 
+    def parameters(self) -> list[nn.Parameter]:
+        """Parameters the hook trains outside the model (a domain discriminator): under ``accelerate launch``
+        the loop averages their gradients across the processes, as DDP does for the model's."""
+        return []
+
     def state_dict(self) -> dict[str, Any]:
         """What the hook carries from step to step that a resumed run needs (a discriminator's weights,
         pseudo-labels, a stream position): tensors and plain Python values, saved with each checkpoint."""
@@ -206,6 +211,9 @@ class CombinedHooks(TrainHooks):
     def on_train_end(self, model: nn.Module) -> None:
         for hook in self.hooks:
             hook.on_train_end(model)
+
+    def parameters(self) -> list[nn.Parameter]:
+        return [p for hook in self.hooks for p in hook.parameters()]
 
     def state_dict(self) -> dict[str, Any]:
         # keyed by position and class, so that a state never lands in another kind of hook
@@ -322,7 +330,7 @@ def _train(accelerator: Accelerator, model: nn.Module, optimizer: torch.optim.Op
                         break
                     if not math.isfinite(value):
                         raise _bad_loss(value, epoch, state, accelerator.unwrap_model(model), checkpoints)
-                    _optimize(loss, model, optimizer, scheduler, accelerator, config)
+                    _optimize(loss, model, optimizer, scheduler, accelerator, config, hooks.parameters())
                 state.step += 1
                 state.running_loss += value * len(labels)
                 state.seen += len(labels)
@@ -359,8 +367,12 @@ def _loss(model: nn.Module, batch: dict[str, torch.Tensor], labels: torch.Tensor
 
 
 def _optimize(loss: torch.Tensor, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-              accelerator: Accelerator, config: LoopConfig) -> None:
+              accelerator: Accelerator, config: LoopConfig, outside: list[nn.Parameter]) -> None:
     accelerator.backward(loss)
+    if accelerator.num_processes > 1:  # DDP averages the model's gradients; these are the hooks' own
+        for p in outside:
+            if p.grad is not None:
+                p.grad = accelerator.reduce(p.grad, "mean")
     if config.max_grad_norm and accelerator.sync_gradients:
         accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
     optimizer.step()  # Accelerate's wrappers step only at the end of an accumulation window

@@ -260,6 +260,9 @@ class JointForward(TrainHooks):
         self.handle.remove()
         self.captured = self.pending = None
 
+    def parameters(self) -> list[nn.Parameter]:
+        return [p for module in self.term.modules for p in module.parameters()]
+
     def state_dict(self) -> dict[str, Any]:
         # the step sets the reversal schedule; the term's modules are not in the model's state dict
         return {"step": self.step, "target_batches": self.target_batches.state_dict(),
