@@ -33,7 +33,11 @@ from scipy.io import wavfile
 ROOT = Path(__file__).resolve().parents[1]
 BACKBONES = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "minilm", "mpnet", "whisper_tiny_en",
              "whisper_base"]
-WORDS = ["the", "film", "was", "a", "quiet", "and", "careful", "portrait", "of", "a", "town", "that", "time", "forgot", "but", "the", "acting", "felt", "stiff", "and", "the", "ending", "dragged", "on", "far", "too", "long", "for", "anyone", "in", "the", "audience"]
+WORDS = (
+    "the", "film", "was", "a", "quiet", "and", "careful", "portrait", "of", "a", "town", "that", "time",
+    "forgot", "but", "the", "acting", "felt", "stiff", "and", "the", "ending", "dragged", "on", "far", "too",
+    "long", "for", "anyone", "in", "the", "audience"
+)
 
 
 def make_inputs(folder: Path, modality: str, n: int) -> list[Any]:

@@ -110,7 +110,8 @@ def test_audio_longer_than_whisper_encodes_is_named_in_a_warning() -> None:
         dataset[1]
 
 
-def test_an_interrupted_extraction_resumes_from_its_last_shard(cnn_and_samples, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_interrupted_extraction_resumes_from_its_last_shard(cnn_and_samples,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     import transferkit.features as features
 
     backbone, _ = cnn_and_samples
@@ -139,4 +140,4 @@ def test_an_interrupted_extraction_resumes_from_its_last_shard(cnn_and_samples, 
     assert calls == [4, 2]  # only the shards that were missing
     np.testing.assert_allclose(resumed, whole, rtol=1e-5, atol=1e-6)
     assert len(_entries(Path(os.environ["TRANSFERKIT_CACHE"]))) == 1
-    assert not list((Path(os.environ["TRANSFERKIT_CACHE"]) / "features").glob("*.parts"))  # shards folded into one entry
+    assert not list((Path(os.environ["TRANSFERKIT_CACHE"]) / "features").glob("*.parts"))  # folded into one
