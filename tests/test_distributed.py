@@ -37,7 +37,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_process_fit_matches_one_process(tmp_path: Path) -> None:
+def test_two_process_fit_matches_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRANSFERKIT_TRACK", "0")  # no MLflow runs in the working folder; no report to draw
+    monkeypatch.setenv("TRANSFERKIT_REPORT", "0")
     train = _image_folder(tmp_path / "train", 48, seed=0)
     val = _image_folder(tmp_path / "val", 16, seed=1)
     single = invoke("fit", train, "--val", val, "--out", tmp_path / "one", *FIT)
