@@ -124,7 +124,7 @@ def load_model_from_run(run: str | Path) -> tuple[TransferModel, dict[str, Any]]
                             f"{spec.name!r} takes {backbone.modality} inputs")
     try:
         task = task_from_manifest(manifest)
-        head = task.build_head(backbone.num_features, dropout=manifest.get("head_dropout", 0.0))
+        head = task.head_for(backbone, dropout=manifest.get("head_dropout", 0.0))
     except (TransferkitError, TypeError, ValueError, KeyError, AttributeError) as exc:
         raise ArtifactError(f"{run / MANIFEST}: field 'task' does not describe a head: {exc}") from exc
     if list(task.names) != list(manifest["classes"]):

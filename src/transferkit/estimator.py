@@ -66,6 +66,7 @@ class TransferEstimator(BaseEstimator):
             (None: no checkpoints); ``fit(resume=True)`` continues an interrupted fit from there.
         checkpoint_every: also checkpoint every this many optimizer steps (None or 0: only by time,
             every ``checkpoint.CHECKPOINT_INTERVAL`` seconds).
+        task_params: the task's own settings (detection: ``{"detector": "fcos", "tile_size": 400}``).
 
     Attributes:
         task_: the fitted ``Task`` (its target encoding); classes_: the names of the head's outputs
@@ -89,7 +90,8 @@ class TransferEstimator(BaseEstimator):
                  val_fraction: float = 0.1, modality: str | None = None, seed: int = 0,
                  progress: bool = True, regularizers: tuple[str, ...] = (),
                  regularizer_params: dict[str, dict[str, Any]] | None = None,
-                 checkpoint_dir: str | Path | None = None, checkpoint_every: int | None = 1000) -> None:
+                 checkpoint_dir: str | Path | None = None, checkpoint_every: int | None = 1000,
+                 task_params: dict[str, Any] | None = None) -> None:
         self.backbone = backbone
         self.strategy = strategy
         self.task = task
@@ -111,6 +113,7 @@ class TransferEstimator(BaseEstimator):
         self.regularizer_params = regularizer_params
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_every = checkpoint_every
+        self.task_params = task_params
 
     # -- fitting -------------------------------------------------------------------------------
     def _fit_config(self) -> FitConfig:
@@ -174,7 +177,7 @@ class TransferEstimator(BaseEstimator):
         if self.checkpoint_dir is not None and not resume and read_progress(Path(self.checkpoint_dir)):
             raise ConfigError(f"{self.checkpoint_dir} holds a checkpoint of an interrupted fit; continue it with "
                               "fit(resume=True) (CLI: --resume), or remove the folder to start over")
-        task = make_task(self._task_name())
+        task = make_task(self._task_name()).configure(dict(self.task_params or {}))
         samples = self._labelled(X, y, task, self.modality)
         task.fit_targets(require_labels(samples.labels, "fit"), origins=samples.label_sources)
         torch.manual_seed(self.seed)
@@ -198,7 +201,8 @@ class TransferEstimator(BaseEstimator):
                                        use_cache=config.use_cache and not outcome.backbone_trained)
         # the manifest records each method's whole config, defaults included
         outcome.info["settings"] = {"strategy": config_dict(params),
-                                    **{name: config_dict(value) for name, value in config.regularizers.items()}}
+                                    **{name: config_dict(value) for name, value in config.regularizers.items()},
+                                    **({"task": dict(self.task_params)} if self.task_params else {})}
         if self.checkpoint_dir is not None and not keep_checkpoints:
             remove_checkpoints(self.checkpoint_dir)
         self._set_fitted(model, task, samples.modality, history=outcome.history, strategy_info=outcome.info,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -34,7 +36,9 @@ class TransferModel(nn.Module):
 
     Args:
         output: the backbone output the head reads: ``"pooled"`` features ``(B, D) -> (B, C)``, or
-            ``"tokens"``, where the head applies to every token ``(B, T, D) -> (B, T, C)``.
+            ``"tokens"``, where the head applies to every token ``(B, T, D) -> (B, T, C)``, or
+            ``"feature_maps"``, where the head (a detector, ``tasks.detectors``) reads the backbone's maps
+            itself and takes the batch as it is (images and, in training, their targets).
     """
 
     def __init__(self, backbone: Backbone, head: nn.Module, output: str = "pooled") -> None:
@@ -43,7 +47,9 @@ class TransferModel(nn.Module):
         self.head = head
         self.output = output
 
-    def forward(self, **batch: torch.Tensor) -> torch.Tensor:
+    def forward(self, **batch: Any) -> Any:
+        if self.output == "feature_maps":
+            return self.head(**batch)  # training: the detector's loss terms; evaluation: boxes per image
         if self.output == "tokens":
             return self.head(self.backbone.forward_tokens(**batch).features)  # (B, T, D) -> (B, T, C)
         features = self.backbone.forward_features(**batch)  # (B, D)

@@ -15,7 +15,7 @@ import torch
 from transferkit._version import __version__
 from transferkit.backbones.base import Backbone, BackboneSpec
 from transferkit.data import Samples
-from transferkit.errors import ConfigError, DataError
+from transferkit.errors import DataError
 from transferkit.heads import TransferModel
 from transferkit.tasks import Task, task_manifest
 
@@ -28,7 +28,6 @@ def build_model(backbone: Backbone | BackboneSpec, task: Task, *, modality: str 
 
     Raises:
         DataError: the backbone takes another modality than ``modality``.
-        ConfigError: the task reads feature maps (not built yet).
         BackboneError: an unknown backbone, or one that does not give the output the task reads.
     """
     from transferkit.backbones import create_backbone
@@ -38,10 +37,7 @@ def build_model(backbone: Backbone | BackboneSpec, task: Task, *, modality: str 
         raise DataError(f"backbone {net.spec.name!r} takes {net.modality} but the data is {modality}; choose a "
                         f"{modality} backbone (`transferkit backbones`)")
     net.require_output(task.output)  # a token-level task on a CNN, say: names the outputs the backbone has
-    if task.output not in ("pooled", "tokens"):
-        raise ConfigError(f"the {task.name} task reads the backbone's {task.output}; only pooled features and "
-                          "tokens are built into models yet")
-    return TransferModel(net, task.build_head(net.num_features, dropout), output=task.output)
+    return TransferModel(net, task.head_for(net, dropout), output=task.output)
 
 
 def run_manifest(task: Task, *, modality: str, strategy: str, estimator_params: dict[str, Any],

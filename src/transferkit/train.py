@@ -254,20 +254,10 @@ def evaluate_loss_accuracy(model: nn.Module, loader: DataLoader, accelerator: Ac
             logits, labels = accelerator.gather_for_metrics((logits, labels))
         total_loss += float(task.loss(logits, labels, reduction="sum"))
         count += len(labels)
-        outputs.append(logits.float())
+        outputs.append(logits)
         targets.append(labels)
-    score = task.score(_concat(outputs, 0.0), _concat(targets, IGNORE_INDEX)) if outputs else 0.0
+    score = task.score(*task.join_batches(outputs, targets)) if outputs else 0.0
     return total_loss / max(count, 1), score
-
-
-def _concat(tensors: list[torch.Tensor], pad: float) -> torch.Tensor:
-    """Batches joined along the first axis; per-token batches of several lengths are padded to the longest
-    first (targets with ``IGNORE_INDEX``)."""
-    if tensors[0].ndim >= 2 and len({t.shape[1] for t in tensors}) > 1:
-        longest = max(t.shape[1] for t in tensors)
-        tensors = [torch.nn.functional.pad(t, (0, 0) * (t.ndim - 2) + (0, longest - t.shape[1]), value=pad)
-                   for t in tensors]
-    return torch.cat(tensors)
 
 
 def train_loop(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, train_loader: DataLoader,

@@ -94,6 +94,19 @@ def _token_batch(task: Task, labels: list[str]) -> tuple[np.ndarray, np.ndarray]
     return perfect, targets
 
 
+def _boxes(label: str, *, cls: str = "tree") -> str:
+    return json.dumps([[x, 2, x + 6, 9, cls] for x in range(0, 8 * len(label), 8)])
+
+
+def _detections(task: Task, labels: list[str]) -> np.ndarray:
+    """Each image's true boxes found with score 1 (class indices from 1, as the detector gives them)."""
+    out = np.empty(len(labels), dtype=object)
+    for i, encoded in enumerate(task.encode(labels)):
+        out[i] = {"boxes": np.asarray(encoded["boxes"], np.float32).reshape(-1, 4),
+                  "scores": np.ones(len(encoded["labels"]), np.float32), "labels": np.asarray(encoded["labels"])}
+    return out
+
+
 EXAMPLES = {
     "classification": Example(["cat", "dog", "bird", "dog", "cat", "bird"], "fish", _logits_for),
     "ner": Example(["B-PER O", "O B-LOC I-LOC", "B-PER I-PER O", "O", "B-LOC", "O O B-PER"], "O fish",
@@ -102,6 +115,9 @@ EXAMPLES = {
     "regression": Example(["1", "2.5", "4", "5", "3", "2"], "lots", _standardised_for),
     # before enrolment a verification head's scores are its cosines with the identity proxies
     "verification": Example(["ann", "bob", "cy", "bob", "ann", "cy"], None, _cosines_for),
+    # heads on feature maps (detectors) need a backbone: tests/tasks/test_detection.py trains them
+    "detection": Example([_boxes("ab"), _boxes("abc", cls="dead"), _boxes("a"), "[]"], _boxes("a", cls="fish"),
+                         _detections),
 }
 
 
@@ -109,6 +125,12 @@ EXAMPLES = {
 def name(request: pytest.FixtureRequest) -> str:
     if request.param not in EXAMPLES:
         pytest.fail(f"task {request.param!r} is registered but has no Example in {__file__}")
+    return request.param
+
+
+@pytest.fixture(params=[n for n in TASKS.names() if TASKS.get(n).output != "feature_maps"])
+def head_name(request: pytest.FixtureRequest) -> str:
+    """A task whose head sits on pooled or token features (built from a feature size, fitted as a probe)."""
     return request.param
 
 
@@ -169,16 +191,18 @@ def test_a_bad_training_label_names_its_origin() -> None:
         make_task("ner").fit_targets(["O O", "O"], origins=["tags.conll line 1", "tags.conll line 5"])
 
 
-def test_head_outputs_one_value_per_name(name: str) -> None:
+def test_head_outputs_one_value_per_name(head_name: str) -> None:
+    name = head_name
     task = fitted(name)
     head = task.build_head(8)
     assert head(torch.randn(5, 8)).shape == (5, task.num_outputs())
     assert head(torch.randn(5, 7, 8)).shape == (5, 7, task.num_outputs())  # per token, for a token head
 
 
-def test_loss_is_finite_and_training_the_head_lowers_it(name: str) -> None:
+def test_loss_is_finite_and_training_the_head_lowers_it(head_name: str) -> None:
     from transferkit.tasks.base import IGNORE_INDEX
 
+    name = head_name
     example, task = EXAMPLES[name], fitted(name)
     torch.manual_seed(0)
     perfect, targets = example.batch(task, example.labels)
@@ -203,7 +227,8 @@ def test_loss_is_finite_and_training_the_head_lowers_it(name: str) -> None:
     assert task.score(perfect, targets) == pytest.approx(1.0)
 
 
-def test_linear_probe_recovers_a_linear_relation(name: str) -> None:
+def test_linear_probe_recovers_a_linear_relation(head_name: str) -> None:
+    name = head_name
     if name == "verification":
         pytest.skip("verification's probe is the embedding projection (D, D), not per-identity outputs: "
                     "tests/tasks/test_verification.py checks it")
@@ -234,7 +259,8 @@ def test_labels_that_cannot_train_the_task_are_a_data_error(name: str) -> None:
 
 
 def test_an_unknown_task_lists_the_known_ones() -> None:
-    with pytest.raises(ConfigError, match="unknown task 'pose'.*classification, multilabel, ner, regression"):
+    known = "classification, detection, multilabel, ner, regression"
+    with pytest.raises(ConfigError, match=f"unknown task 'pose'.*{known}"):
         make_task("pose")
 
 

@@ -68,7 +68,8 @@ def fit(
     layer_decay: LayerDecayOpt = None,
     param: Annotated[list[str] | None, typer.Option(
         help="a strategy or regulariser setting, KEY=VALUE (repeatable): r=16 (the strategy's), "
-             "strategy.unfreeze_every=2, l2sp.alpha=0.1; `transferkit strategies` lists the keys")] = None,
+             "strategy.unfreeze_every=2, l2sp.alpha=0.1, task.tile_size=512 (detection); `transferkit strategies` "
+             "lists the keys")] = None,
     regularizer: Annotated[list[str] | None, typer.Option(
         help=f"regulariser, repeatable: {', '.join(REGULARIZERS.names())}")] = None,
     from_scratch: FromScratchOpt = False,
@@ -125,7 +126,7 @@ def fit(
     size = InputSize(**{f.name: chosen[f.name] for f in fields(InputSize)})
     reading = Reading(**{f.name: chosen[f.name] for f in fields(Reading)})
     checkpointing = replace(checkpointing, checkpoint_every=chosen["checkpoint_every"])
-    settings = method_params(file_params, param, ["strategy", *REGULARIZERS.names()], default="strategy")
+    settings = method_params(file_params, param, ["strategy", "task", *REGULARIZERS.names()], default="strategy")
     budget_seconds = parse_budget(budget)
     if strategy is not None and budget_seconds is not None:
         raise ConfigError(f"--budget {budget} is for the automatic default; --strategy {strategy} was given")
@@ -157,7 +158,8 @@ def fit(
     clf = TransferEstimator(backbone=name, strategy=strategy, task=task, pretrained=not from_scratch,
                              backbone_options=size.backbone_options(), epochs=epochs, lr=lr, batch_size=batch_size,
                              layer_decay=layer_decay, val_fraction=val_fraction, seed=seed,
-                             strategy_params=settings.pop("strategy", None), regularizers=tuple(regularizer or ()),
+                             strategy_params=settings.pop("strategy", None), task_params=settings.pop("task", None),
+                             regularizers=tuple(regularizer or ()),
                              regularizer_params=settings or None, checkpoint_dir=str(checkpoints),
                              checkpoint_every=checkpointing.checkpoint_every, mixed_precision=mixed_precision)
     choice = None
@@ -277,10 +279,12 @@ def predict(
     batch_size: BatchSizeOpt = 32,
     engine: Annotated[str, typer.Option(help="what runs the model: torch, or onnx / onnx-int8 (its export, "
                                              "`transferkit export`)")] = "torch",
+    draw: Annotated[Path | None, typer.Option(help="folder to write each input image into with its predicted "
+                                                   "boxes drawn (detection runs)")] = None,
 ) -> None:
     """Predict for INPUTS with a fitted run: a label and its probabilities, the labels of a multi-label
-    run, a regression run's number, or a ner run's entities with their character spans (one
-    tab-separated line, or a JSON line, per input).
+    run, a regression run's number, a ner run's entities with their character spans, or a detection run's
+    boxes (one tab-separated line, or a JSON line, per input; --draw writes the images with their boxes).
 
     With --out the inputs (folders of any size, tables) are streamed: listed lazily, decoded by --workers
     processes, and appended to the CSV batch by batch, with a progress bar. Run the same command again after
@@ -305,7 +309,18 @@ def predict(
         return
     loaded = load_engine(run, engine)
     samples = read_inputs(inputs, loaded.modality)
-    for origin, scores in zip(samples.origins, loaded.predict_scores(samples, batch_size=batch_size), strict=True):
+    if draw is not None:
+        from transferkit.safety import artifact_folder
+
+        loaded.task.draw(samples.items[0], None)  # a task that draws nothing fails before predicting
+        artifact_folder(draw, "drawings")
+    scored = loaded.predict_scores(samples, batch_size=batch_size)
+    for item, origin, scores in zip(samples.items, samples.origins, scored, strict=True):
+        if draw is not None:
+            from transferkit.safety import atomic_write
+
+            drawn = loaded.task.draw(item, scores)
+            atomic_write(draw / f"{Path(origin).stem}.png", lambda tmp, image=drawn: image.save(tmp, format="PNG"))
         record = loaded.task.record(scores, top_k=top_k)
         typer.echo(json.dumps({"input": origin, **record}) if as_json
                    else "\t".join([origin, *loaded.task.table_row(record)]))

@@ -3,7 +3,7 @@
 Importing the package registers every task; ``TASKS`` lists them (``transferkit tasks``).
 """
 
-from transferkit.tasks import classification, multilabel, ner, regression, verification  # noqa: F401  (registers)
+from transferkit.tasks import classification, detection, multilabel, ner, regression, verification  # noqa: F401
 from transferkit.tasks.base import (
     DEFAULT_TASK,
     TASKS,
@@ -15,10 +15,11 @@ from transferkit.tasks.base import (
     task_manifest,
 )
 from transferkit.tasks.classification import Classification
+from transferkit.tasks.detection import Detection
 from transferkit.tasks.multilabel import MultiLabel
 from transferkit.tasks.ner import NamedEntities
 from transferkit.tasks.regression import Regression
 from transferkit.tasks.verification import Verification
 
-__all__ = ["DEFAULT_TASK", "TASKS", "Classification", "MultiLabel", "NamedEntities", "ProbeFit",
+__all__ = ["DEFAULT_TASK", "TASKS", "Classification", "Detection", "MultiLabel", "NamedEntities", "ProbeFit",
            "Regression", "Task", "TaskEntry", "Verification", "make_task", "task_from_manifest", "task_manifest"]

@@ -130,6 +130,17 @@ class Task(ABC):
         with torch.inference_mode():
             return model.head(torch.from_numpy(features)).float().numpy()
 
+    def configure(self, settings: dict[str, Any]) -> Task:
+        """Set the task's own settings (``TransferEstimator(task_params=...)``, ``--param task.KEY=VALUE``),
+        stored with its encoding; returns ``self``. Tasks without settings refuse any.
+
+        Raises:
+            ConfigError: a setting this task does not have, or a bad value.
+        """
+        if settings:
+            raise ConfigError(f"the {self.name} task has no settings; got {', '.join(sorted(settings))}")
+        return self
+
     # -- targets ----------------------------------------------------------------------------------
     def prepare_labels(self, y: Any) -> Any:
         """The user's ``y`` in the form ``samples_from_arrays`` takes (one string or number per sample).
@@ -195,9 +206,19 @@ class Task(ABC):
         """The head on ``num_features``-dimensional pooled features: ``(B, D) -> (B, K)``."""
         return LinearHead(num_features, self.num_outputs(), dropout=dropout)
 
+    def head_for(self, backbone: Backbone, dropout: float = 0.0) -> nn.Module:
+        """The head of a model on ``backbone`` (``model.build_model`` and loading a run call this): ``build_head``
+        on its ``num_features`` by default; a head on feature maps (a detector) reads more of the backbone."""
+        return self.build_head(backbone.num_features, dropout)
+
     @abstractmethod
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
         """The training loss of the head's ``outputs`` for encoded ``targets`` (``"mean"`` or ``"sum"``)."""
+
+    def join_batches(self, outputs: list[Any], targets: list[Any]) -> tuple[Any, Any]:
+        """The validation batches' outputs and targets as ``score`` takes them: tensors joined along the first
+        axis, per-token batches of several lengths padded to the longest (targets with ``IGNORE_INDEX``)."""
+        return concat_batches([o.float() for o in outputs], 0.0), concat_batches(targets, IGNORE_INDEX)
 
     @abstractmethod
     def score(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
@@ -243,6 +264,15 @@ class Task(ABC):
     @abstractmethod
     def table_row(self, record: dict[str, Any]) -> list[str]:
         """``record`` as the CLI's tab-separated columns after the input's name."""
+
+    def draw(self, item: Any, scores: Any) -> Any:
+        """The input ``item`` with its prediction drawn on it (a PIL image), for ``predict --draw``; ``scores``
+        None only asks whether the task draws.
+
+        Raises:
+            ConfigError: the task's predictions are not drawn on the input.
+        """
+        raise ConfigError(f"--draw draws boxes on images; a {self.name} run predicts no boxes")
 
 
 @dataclass(frozen=True)
@@ -367,6 +397,15 @@ def fold_scaling(coef: np.ndarray, intercept: np.ndarray, mean: np.ndarray, scal
     weight = coef / np.where(dead, 1.0, scale)
     bias = intercept - weight @ mean
     return ProbeFit(weight.astype(np.float32), bias.astype(np.float32), info)
+
+
+def concat_batches(tensors: list[torch.Tensor], pad: float) -> torch.Tensor:
+    """Batches joined along the first axis; batches of several lengths (``(B, T, ...)``) padded to the longest first."""
+    if tensors[0].ndim >= 2 and len({t.shape[1] for t in tensors}) > 1:
+        longest = max(t.shape[1] for t in tensors)
+        tensors = [torch.nn.functional.pad(t, (0, 0) * (t.ndim - 2) + (0, longest - t.shape[1]), value=pad)
+                   for t in tensors]
+    return torch.cat(tensors)
 
 
 def label_place(source: str, origins: Sequence[str] | None, index: int) -> str:
