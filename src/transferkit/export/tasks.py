@@ -142,6 +142,23 @@ for _name in ("classification", "multilabel", "regression", "verification"):  # 
 EXPORTABLE_TASKS.register("ner", description="backbone + head on every token: (batch, tokens, tags)")(WordTagExport)
 
 
+class DetectionExport:
+    """Boxes per image (detection): the task tiles each image and merges the tiles' boxes itself, so the torch
+    engine predicts and serves it; a torchvision detector (proposals, NMS) is not exported to ONNX yet."""
+
+    def example_batches(self, backbone: Backbone) -> list[Batch]:
+        raise ConfigError("a detection run is not exported to ONNX yet; predict and serve it on the torch engine")
+
+    def predict_outputs(self, forward: Forward, backbone: Backbone, task: Task, samples: Samples, *,
+                        batch_size: int = 32) -> np.ndarray:
+        """Per image its merged boxes, as ``Detection.predict_outputs``."""
+        return task.predict_outputs(_ForwardModel(forward, backbone), samples, batch_size=batch_size)  # type: ignore[arg-type]
+
+
+EXPORTABLE_TASKS.register("detection", description="boxes per image on the torch engine (no ONNX graph yet)")(
+    DetectionExport)
+
+
 def exportable(task_name: str) -> PooledExport | WordTagExport:
     """The export entry of a task.
 
