@@ -135,10 +135,11 @@ def test_cli_fit_predict_json_and_draw(tmp_path: Path) -> None:
     (tmp_path / "boxes.csv").write_text("\n".join(lines) + "\n")
     run = tmp_path / "run"
     fitted = invoke("fit", tmp_path / "boxes.csv", "--out", run, "--task", "detection", "--backbone", BACKBONE,
-                    "--from-scratch", "--strategy", "finetune", "--epochs", "1", "--batch-size", "4",
+                    "--from-scratch", "--epochs", "1",  # no --strategy: the task's default_fit (finetune)
                     "--image-size", "64", "--param", "task.tile_size=64", "--param", "task.detector=fcos",
                     "--param", "task.score_threshold=0")
     assert fitted.exit_code == 0, fitted.output
+    assert json.loads((run / "transferkit.json").read_text())["strategy"] == "finetune"
     printed = invoke("predict", run, tmp_path / "0.png", "--json", "--draw", tmp_path / "drawn")
     assert printed.exit_code == 0, printed.output
     record = json.loads(printed.stdout.strip().splitlines()[-1])

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -59,6 +60,8 @@ class Detection(Task):
     output = "feature_maps"
     score_name = "map_50"
     probabilistic = False
+    # fit without --strategy: the recipe of benchmarks/detect_trees.py (all layers, BatchNorm statistics kept)
+    default_fit = MappingProxyType({"strategy": "finetune", "batch_size": 4, "epochs": 8})
 
     def __init__(self, classes: Sequence[str] | None = None) -> None:
         self.classes: list[str] = list(classes or [])
