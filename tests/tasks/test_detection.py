@@ -156,3 +156,23 @@ def test_cli_a_degenerate_box_is_one_error_and_no_run_directory(tmp_path: Path) 
                     BACKBONE, "--from-scratch", "--strategy", "finetune")
     assert_user_error(result, "boxes.csv row 2", "box (30, 5, 10, 20) 'tree'", "degenerate")
     assert not (tmp_path / "run").exists() and not list(tmp_path.glob(".run*"))
+
+
+def test_partial_trains_only_the_last_groups_of_the_backbone() -> None:
+    images, boxes = squares(4)
+    est = TransferEstimator(BACKBONE, "partial", task="detection", pretrained=False, epochs=1, batch_size=4,
+                            progress=False, val_fraction=0.0, task_params=SETTINGS, freeze_bn=True,
+                            strategy_params={"train_last_k": 2}, backbone_options={"image_size": 64})
+    from transferkit.backbones import create_backbone
+
+    torch.manual_seed(0)
+    reference = create_backbone(BACKBONE, pretrained=False, image_size=64)
+    est.fit(images, boxes)
+    groups = est.model_.backbone.layer_groups()
+    before = dict(reference.named_parameters())
+    names = {id(p): n for n, p in est.model_.backbone.named_parameters()}
+    first = [names[id(p)] for p in groups[0][1].parameters()]
+    last = [names[id(p)] for _, group in groups[-2:] for p in group.parameters()]
+    trained = dict(est.model_.backbone.named_parameters())
+    assert all(torch.equal(before[n], trained[n]) for n in first)  # the input side stayed frozen
+    assert any(not torch.equal(before[n], trained[n]) for n in last)  # the last groups trained
