@@ -13,7 +13,7 @@ the same closed-form logistic regression (``Classification.fit_probe``: standard
   recognises voices;
 * ``whisper_tiny_en`` / ``whisper_base``: mean-pooled Whisper encoder features (frozen probe);
 * ``*_finetune``: the same encoder fine-tuned end to end (``TransferEstimator(strategy="finetune")``,
-  6 epochs, early stopping on a validation tenth of the training words), evaluated on the same test words.
+  ``--epochs`` (6), early stopping on a validation tenth of the training words), on the same test words.
 
 Rows are merged into ``--out`` by name, so rows can be run separately.
 
@@ -66,25 +66,25 @@ FINETUNE_ROWS = {"whisper_tiny_en_finetune": "whisper_tiny_en", "whisper_base_fi
                  "ge2e_speaker_finetune": "ge2e_speaker"}
 
 
-def finetune_row(name: str, train: Samples, test: Samples, seed: int) -> dict:
+def finetune_row(name: str, train: Samples, test: Samples, seed: int, epochs: int = 6) -> dict:
     from transferkit import TransferEstimator
 
     backbone = FINETUNE_ROWS[name]
     start = time.perf_counter()
-    est = TransferEstimator(backbone=backbone, strategy="finetune", epochs=6, batch_size=16, seed=seed,
+    est = TransferEstimator(backbone=backbone, strategy="finetune", epochs=epochs, batch_size=16, seed=seed,
                             progress=False).fit(train)
     fit_s = time.perf_counter() - start
     metrics = est.evaluate(test)
-    return {"row": name, "features": f"{backbone} fine-tuned (finetune, 6 epochs, batch 16)",
+    return {"row": name, "features": f"{backbone} fine-tuned (finetune, {epochs} epochs, batch 16)",
             "accuracy": round(100 * metrics["accuracy"], 1), "macro_f1": round(100 * metrics["macro_f1"], 1),
             "epochs_run": len(est.history_),
             "per_language": {lang: round(100 * r["recall"], 1) for lang, r in metrics["per_class"].items()},
             "fit_s": round(fit_s, 1), "total_s": round(time.perf_counter() - start, 1)}
 
 
-def probe_row(name: str, train: Samples, test: Samples, seed: int) -> dict:
+def probe_row(name: str, train: Samples, test: Samples, seed: int, epochs: int = 6) -> dict:
     if name in FINETUNE_ROWS:
-        return finetune_row(name, train, test, seed)
+        return finetune_row(name, train, test, seed, epochs)
     label, featurise = ROWS[name]
     start = time.perf_counter()
     train_x, test_x = featurise(train), featurise(test)
@@ -105,6 +105,7 @@ def main() -> None:
                         help=f"comma-separated, of {', '.join([*ROWS, *FINETUNE_ROWS])}")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=6, help="epochs of the fine-tuning rows")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "languages.json")
     args = parser.parse_args()
 
@@ -114,7 +115,7 @@ def main() -> None:
     print(f"{len(train)} training and {len(test)} test words in {len(set(train.labels))} languages")
     rows = []
     for name in args.rows.split(","):
-        row = probe_row(name, train, test, args.seed)
+        row = probe_row(name, train, test, args.seed, args.epochs)
         rows.append(row)
         print(f"{name:<16} {row['accuracy']:5.1f} %  macro-F1 {row['macro_f1']:5.1f}  ({row['total_s']} s)  "
               + " ".join(f"{k}={v:.0f}" for k, v in row["per_language"].items()), flush=True)
