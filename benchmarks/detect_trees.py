@@ -36,10 +36,11 @@ SPLIT_X = 0.6  # the training area is x < 0.6 W
 VAL_Y = 0.75  # its validation part is y >= 0.75 H
 TILE = 320
 OURS = {"detector": "faster_rcnn", "tile_size": TILE, "overlap": 0.25}
+# --row key: (shown name, strategy, pretrained)
 ROWS = {
-    "frozen backbone (head_only)": {"strategy": "head_only", "pretrained": True},
-    "fine-tuned (finetune, frozen BN)": {"strategy": "finetune", "pretrained": True},
-    "from scratch (finetune)": {"strategy": "finetune", "pretrained": False},
+    "head_only": ("frozen backbone (head_only)", "head_only", True),
+    "finetune": ("fine-tuned (finetune, frozen BN)", "finetune", True),
+    "scratch": ("from scratch (finetune)", "finetune", False),
 }
 EPOCHS = 8
 PEER_EPOCHS = 20
@@ -78,15 +79,15 @@ def run_ours(data: Path, name: str, seed: int) -> dict:
     from transferkit.estimator import TransferEstimator
 
     parts = areas(data)
-    row = ROWS[name]
-    est = TransferEstimator("efficientnet_lite0", row["strategy"], task="detection", pretrained=row["pretrained"],
+    shown, strategy, pretrained = ROWS[name]
+    est = TransferEstimator("efficientnet_lite0", strategy, task="detection", pretrained=pretrained,
                             epochs=EPOCHS, patience=PATIENCE, batch_size=4, seed=seed, progress=False,
                             task_params=OURS)
     start = time.perf_counter()
     est.fit([parts["train"][0]], [parts["train"][1]], eval_set=([parts["val"][0]], [parts["val"][1]]))
     seconds = time.perf_counter() - start
     metrics = est.evaluate([parts["test"][0]], [parts["test"][1]])
-    return {"row": name, "seconds": round(seconds, 1), "peak_mb": round(peak_mb()), "map_50": metrics["map_50"],
+    return {"row": shown, "seconds": round(seconds, 1), "peak_mb": round(peak_mb()), "map_50": metrics["map_50"],
             "map": metrics["map"], "map_75": metrics["map_75"], "best_epoch": est.strategy_info_.get("best_epoch"),
             "epochs_run": len(est.history_), "history": est.history_, "seed": seed}
 
@@ -168,7 +169,8 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=2, help="rows run at the same time")
     parser.add_argument("--rows", default=None, help="comma-separated rows to run (default: all); the others are "
                         "kept from --out when it exists")
-    parser.add_argument("--row", default=None, help="run one row in this process and print its JSON")
+    parser.add_argument("--row", default=None, choices=[*ROWS, "peer"],
+                        help="run one row in this process and print its JSON")
     args = parser.parse_args()
     if args.row is not None:
         result = run_peer(args.data, args.seed) if args.row == "peer" else run_ours(args.data, args.row, args.seed)
@@ -181,7 +183,7 @@ def main() -> None:
                          f"y >= {VAL_Y} H", "test": f"x >= {SPLIT_X} W",
                          "boxes": {k: len(v[1]) for k, v in parts.items()}},
                "ours": OURS, "epochs": EPOCHS, "patience": PATIENCE, "rows": []}
-    order = ["fine-tuned (finetune, frozen BN)", "peer", "frozen backbone (head_only)", "from scratch (finetune)"]
+    order = ["finetune", "peer", "head_only", "scratch"]
     if args.rows:
         chosen = args.rows.split(",")
         kept = json.loads(args.out.read_text())["rows"] if args.out.exists() else []

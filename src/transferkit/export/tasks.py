@@ -146,6 +146,8 @@ class DetectionExport:
     """Boxes per image (detection): the task tiles each image and merges the tiles' boxes itself, so the torch
     engine predicts and serves it; a torchvision detector (proposals, NMS) is not exported to ONNX yet."""
 
+    output_axes: dict[int, str] = {}  # no graph: boxes per image, any number
+
     def example_batches(self, backbone: Backbone) -> list[Batch]:
         raise ConfigError("a detection run is not exported to ONNX yet; predict and serve it on the torch engine")
 
