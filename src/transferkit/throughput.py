@@ -1,10 +1,12 @@
 """The batch size that extracts features fastest on this machine, measured rather than assumed.
 
 On a CPU a larger batch is not faster: EfficientNet-Lite0 at 224 px ran at 35 images/s one at a time and
-13 images/s in batches of 32 (one thread). A batch's activations (32 × 32 channels × 112 × 112 floats is
-51 MB for one tensor) no longer fit the caches, and the depthwise convolutions, which do little arithmetic
-per byte, wait on memory. So on a CPU the extraction batch size is measured once per backbone and thread
-count, on the data's own first samples: the fastest of 1, 2, 4, ... up to the batch size asked for.
+13 images/s in batches of 32 (one thread). The likely cause is memory traffic: one activation of a batch
+of 32 (32 × 32 channels × 112 × 112 floats) is 51 MB, far more than the caches, and the depthwise
+convolutions do little arithmetic per byte they move (``benchmarks/extract_speed.py`` sweeps the batch
+size, with ``channels_last`` beside it). Which size wins depends on the backbone, the input and the
+machine, so on a CPU the extraction batch size is measured once per backbone and thread count, on the
+data's own first samples: the fastest of 1, 2, 4, ... up to the batch size asked for.
 Accelerators keep the size asked for. The choice is kept in ``$TRANSFERKIT_CACHE/features/batch_sizes.json`` and,
 for the life of the process, in memory, so one process always extracts with one batch size.
 """
