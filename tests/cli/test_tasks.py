@@ -80,15 +80,15 @@ def test_regression_from_the_command_line(ratings: tuple[Path, Path], tiny_bert_
 
 def test_an_unknown_task_is_refused_before_reading(tmp_path: Path) -> None:
     result = invoke("fit", tmp_path / "missing.csv", "--task", "pose", "--out", tmp_path / "run")
-    assert_user_error(result, "unknown task 'pose'", "classification, multilabel, ner, regression")
+    assert_user_error(result, "unknown task 'pose'", "classification, detection, multilabel, ner, regression")
 
 
 def test_the_tasks_listing_names_the_backbone_output_each_reads() -> None:
     result = invoke("list", "task")
     assert result.exit_code == 0
     assert [line.split()[:2] for line in result.stdout.splitlines()] == [
-        ["classification", "pooled"], ["multilabel", "pooled"], ["ner", "tokens"], ["regression", "pooled"],
-        ["verification", "pooled"]]
+        ["classification", "pooled"], ["detection", "feature_maps"], ["multilabel", "pooled"], ["ner", "tokens"],
+        ["regression", "pooled"], ["verification", "pooled"]]
 
 
 def test_a_file_in_two_class_folders_makes_a_multilabel_image_run(tmp_path: Path) -> None:
