@@ -210,7 +210,9 @@ class Verification(Task):
         Without a validation split (the linear probe keeps none) a stratified fifth of the training
         samples is set aside for the thresholds; enrolment then uses all training samples.
         """
-        embed = lambda samples: self.embeddings(model, samples, batch_size=batch_size, use_cache=use_cache)  # noqa: E731
+        def embed(samples: Samples) -> np.ndarray:
+            return self.embeddings(model, samples, batch_size=batch_size, use_cache=use_cache)
+
         train_emb = embed(train)
         labels = [str(v) for v in train.labels or []]
         if val is None or not len(val):
