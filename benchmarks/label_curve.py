@@ -1,12 +1,12 @@
 """How many labels does transfer save? ``transferkit.curve.label_curve`` on hymenoptera and SST-2.
 
 For each set, the zoo backbone of its modality is fitted on growing shares of the training data, with
-its pretrained weights (the linear probe) and from random weights (a full fine-tune, 10 epochs, lr
-1e-3, early stopping on its own validation split), and every point is scored on the same held-out set:
+its pretrained weights (the linear probe) and from random weights (a full fine-tune, ``--scratch-epochs``
+epochs, lr 1e-3, early stopping on its own validation split), and every point is scored on the same held-out set:
 hymenoptera's 153 val images; SST-2's 872 dev sentences, with a pool of 2,000 training sentences (the
 seed-0 draw of ``tasks.sst2_subset``). Nothing is chosen on the held-out sets.
 
-    nice -n 5 python benchmarks/label_curve.py --data ../shared/data --sets hymenoptera,sst2
+    nice -n 5 python benchmarks/label_curve.py --data ../shared/data --sets hymenoptera --scratch-epochs 5
 
 Writes ``benchmarks/results/label_curve_<set>.json`` and ``benchmarks/label_curve_<set>.png`` (the plot
 RESULTS.md shows). Timings are on shared, contended CPU cores.
@@ -23,8 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import tasks  # noqa: E402
-
-from transferkit.curve import default_recipes, label_curve  # noqa: E402
+from transferkit.curve import LabelCurve, default_recipes, label_curve  # noqa: E402
 from transferkit.report import charts  # noqa: E402
 from transferkit.report.plots import save_png  # noqa: E402
 from transferkit.safety import write_json  # noqa: E402
@@ -47,14 +46,21 @@ def main() -> None:
         spec = SETS[name]
         train, test = spec["load"](args.data)
         start = time.perf_counter()
+
+        def save(curve: LabelCurve, name: str = name, start: float = start, done: bool = False) -> None:
+            # written after every point, so that a long run keeps what it measured
+            result = {"set": name, **curve.to_dict(), "seconds": time.perf_counter() - start, "complete": done,
+                      "command": f"nice -n 5 python benchmarks/label_curve.py --sets {name} "
+                                 f"--scratch-epochs {args.scratch_epochs}",
+                      "machine": "2 CPU cores shared with 7 other agents"}
+            write_json(ROOT / "benchmarks" / "results" / f"label_curve_{name}.json", result)
+            save_png(charts.label_curve(curve.series(), curve.metric),
+                     ROOT / "benchmarks" / f"label_curve_{name}.png")
+
         curve = label_curve(train, test, fractions=FRACTIONS, backbone=spec["backbone"],
                             recipes=default_recipes(scratch_epochs=args.scratch_epochs), seed=0,
-                            log=lambda line, name=name: print(f"{name}: {line}", flush=True))
-        result = {"set": name, **curve.to_dict(), "seconds": time.perf_counter() - start,
-                  "command": f"nice -n 5 python benchmarks/label_curve.py --sets {name}",
-                  "machine": "2 CPU cores shared with 7 other agents"}
-        write_json(ROOT / "benchmarks" / "results" / f"label_curve_{name}.json", result)
-        save_png(charts.label_curve(curve.series(), curve.metric), ROOT / "benchmarks" / f"label_curve_{name}.png")
+                            log=lambda line, name=name: print(f"{name}: {line}", flush=True), on_point=save)
+        save(curve, done=True)
         print(json.dumps({p.recipe + f" n={p.n_labels}": round(p.score, 4) for p in curve.points}), flush=True)
 
 

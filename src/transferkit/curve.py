@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,13 +97,15 @@ def check_fractions(fractions: Sequence[float]) -> list[float]:
 def label_curve(train: Samples, test: Samples, *, fractions: Sequence[float], backbone: str,
                 recipes: Sequence[Recipe] | None = None, task: str | None = None, seed: int = 0,
                 batch_size: int = 32, backbone_options: dict[str, Any] | None = None,
-                log: Any = None) -> LabelCurve:
+                log: Callable[[str], None] | None = None,
+                on_point: Callable[[LabelCurve], None] | None = None) -> LabelCurve:
     """Fit every recipe on each fraction of ``train`` and score it on ``test``.
 
     Args:
         fractions: shares of ``train`` in ``(0, 1]``; a fraction keeps at least one sample per class.
         recipes: default: the linear probe on pretrained weights and a 10-epoch fine-tune from random ones.
         task: the task's name (default: classification).
+        log: called with one line per point; on_point: called with the curve so far after each point.
 
     Raises:
         ConfigError: a fraction outside ``(0, 1]``.
@@ -132,6 +134,8 @@ def label_curve(train: Samples, test: Samples, *, fractions: Sequence[float], ba
             if log is not None:
                 log(f"{recipe.name:<28} {len(subset):>6} labels  {curve.metric} {score:.4f}  "
                     f"({point.seconds:.1f}s)")
+            if on_point is not None:
+                on_point(curve)
     return curve
 
 

@@ -101,3 +101,22 @@ def test_a_ner_report_lists_entity_types_and_the_worst_sentences(tiny_bert_dir: 
     assert "in-sample" in page and "Entities" in page and "entity type" in page
     assert {"POS", "NEG"} <= set(evidence.metrics["per_type"])
     assert _embedded_plots(run / "report.html") == ["per_entity_type.png"]
+
+
+@pytest.mark.parametrize("task", ["multilabel", "regression"])
+def test_multilabel_and_regression_reports_from_out_of_fold_probes(task: str, tiny_bert_dir: Path,
+                                                                   tmp_path: Path) -> None:
+    import support
+    from transferkit.cli.recording import fit_report
+    from transferkit.estimator import TransferEstimator
+
+    texts, targets = support.multilabel_texts(30) if task == "multilabel" else support.rated_texts(30)
+    clf = TransferEstimator(backbone=f"hf:{tiny_bert_dir}", task=task).fit(texts, targets)
+    run = clf.save(tmp_path / task)
+    page = fit_report(clf, run).read_text()
+    evidence = read_evidence(run)
+    assert evidence is not None and evidence.source == "cross-validation" and evidence.metrics["n"] == 30
+    expected = {"multilabel": ["per_label.png"], "regression": ["predicted_vs_true.png"]}[task]
+    assert _embedded_plots(run / "report.html") == expected
+    assert evidence.features is None  # no class to colour a map by
+    assert ("Per-label precision and recall" if task == "multilabel" else "Largest errors") in page

@@ -115,6 +115,7 @@ def _out_of_fold(clf: TransferEstimator, samples: Samples, seed: int) -> tuple[s
     splitter = (StratifiedKFold(folds, shuffle=True, random_state=seed) if counts is not None
                 else KFold(folds, shuffle=True, random_state=seed))
     c = clf.strategy_info_.get("probe_c")
+    c = c if isinstance(c, int | float) else None  # one C per label (multilabel): chosen again per fold
     outputs: np.ndarray | None = None
     for train_idx, test_idx in splitter.split(features, targets if counts is not None else None):
         fitted = task.fit_probe(features[train_idx], targets[train_idx], c=c, seed=seed)

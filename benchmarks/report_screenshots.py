@@ -1,0 +1,86 @@
+"""A screenshot of each task's report: small real runs fitted through the command line, their
+``report.html`` opened in headless Chromium (Debian's ``chromium``, through playwright).
+
+    nice -n 5 python benchmarks/report_screenshots.py --data ../shared/data
+
+Writes ``benchmarks/screenshots/report_<name>.png`` (the top of each page, at most ``MAX_HEIGHT`` pixels)
+and, for each, the list of figures the page holds in ``benchmarks/results/report_screenshots.json``. The
+runs are small on purpose (2 shared CPU cores): their numbers are not results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MAX_HEIGHT = 4000
+WIDTH = 1100
+
+
+def runs(data: Path, work: Path) -> dict[str, list[str]]:
+    """name -> the ``transferkit fit`` arguments of a small real run of that task and modality."""
+    sst2 = work / "sst2_300.tsv"
+    lines = (data / "text" / "sst2" / "train.tsv").read_text().splitlines()
+    sst2.write_text("\n".join(lines[:301]) + "\n")  # the header and the first 300 phrases
+    fsdd = work / "fsdd"
+    for wav in sorted((data / "speech" / "fsdd" / "recordings").glob("*_jackson_*.wav"))[::2]:
+        (fsdd / wav.name.split("_")[0]).mkdir(parents=True, exist_ok=True)
+        os.symlink(wav, fsdd / wav.name.split("_")[0] / wav.name)
+    wnut = work / "wnut_400.conll"
+    sentences = (data / "text" / "ner" / "wnut16_train.conll").read_text().split("\n\n")
+    wnut.write_text("\n\n".join(sentences[:400]) + "\n")
+    return {
+        "image_classification_probe": [str(data / "images" / "hymenoptera" / "train")],
+        "text_classification_finetune": [str(sst2), "--strategy", "finetune", "--epochs", "3", "--max-length", "48"],
+        "audio_classification_probe": [str(fsdd), "--backbone", "whisper_tiny_en"],
+        "ner_probe": [str(wnut), "--task", "ner"],
+    }
+
+
+def screenshot(page_path: Path, png: Path) -> list[str]:
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": WIDTH, "height": 900})
+        page.goto(page_path.as_uri(), wait_until="load")
+        height = min(page.evaluate("document.body.scrollHeight"), MAX_HEIGHT)
+        page.screenshot(path=str(png), clip={"x": 0, "y": 0, "width": WIDTH, "height": height}, full_page=True)
+        plots = page.evaluate("Array.from(document.querySelectorAll('figure[data-plot]')).map(f => f.dataset.plot)")
+        browser.close()
+    return plots
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--only", default="")
+    args = parser.parse_args()
+    from transferkit.safety import write_json
+
+    out = ROOT / "benchmarks" / "screenshots"
+    out.mkdir(exist_ok=True)
+    found = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for name, fit_args in runs(args.data, work).items():
+            if args.only and name not in args.only.split(","):
+                continue
+            run = work / name
+            env = {**os.environ, "TRANSFERKIT_TRACK": "0"}
+            subprocess.run([sys.executable, "-m", "transferkit", "fit", *fit_args, "--out", str(run), "--report"],
+                           check=True, env=env)
+            found[name] = screenshot(run / "report.html", out / f"report_{name}.png")
+            print(name, found[name], flush=True)
+    write_json(ROOT / "benchmarks" / "results" / "report_screenshots.json", found)
+
+
+if __name__ == "__main__":
+    main()
