@@ -41,7 +41,11 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--sets", default="hymenoptera,sst2")
     parser.add_argument("--scratch-epochs", type=int, default=10)
+    parser.add_argument("--markdown", action="store_true", help="print the RESULTS.md table from the JSON")
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown())
+        return
     for name in args.sets.split(","):
         spec = SETS[name]
         train, test = spec["load"](args.data)
@@ -62,6 +66,26 @@ def main() -> None:
                             log=lambda line, name=name: print(f"{name}: {line}", flush=True), on_point=save)
         save(curve, done=True)
         print(json.dumps({p.recipe + f" n={p.n_labels}": round(p.score, 4) for p in curve.points}), flush=True)
+
+
+
+def markdown(results: Path = ROOT / "benchmarks" / "results") -> str:
+    """The RESULTS.md table of every measured point, from the JSON files."""
+    lines = ["| set | labels | transfer (probe) | from scratch (fine-tune) | seconds (transfer / scratch) |",
+             "|---|---|---|---|---|"]
+    for name in SETS:
+        path = results / f"label_curve_{name}.json"
+        if not path.is_file():
+            continue
+        found = json.loads(path.read_text())
+        by_n: dict[int, dict[str, dict]] = {}
+        for point in found["points"]:
+            by_n.setdefault(point["n_labels"], {})[point["recipe"].split(" ")[0]] = point
+        for n, pair in sorted(by_n.items()):
+            cells = [f"{pair[k]['score']:.3f}" if k in pair else "not measured (time)" for k in ("transfer", "from")]
+            secs = " / ".join(f"{pair[k]['seconds']:.0f}" if k in pair else "—" for k in ("transfer", "from"))
+            lines.append(f"| {name} | {n} | {cells[0]} | {cells[1]} | {secs} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ runs are small on purpose (2 shared CPU cores): their numbers are not results.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -25,9 +26,9 @@ WIDTH = 1100
 
 def runs(data: Path, work: Path) -> dict[str, list[str]]:
     """name -> the ``transferkit fit`` arguments of a small real run of that task and modality."""
-    sst2 = work / "sst2_300.tsv"
+    sst2 = work / "sst2_200.tsv"
     lines = (data / "text" / "sst2" / "train.tsv").read_text().splitlines()
-    sst2.write_text("\n".join(lines[:301]) + "\n")  # the header and the first 300 phrases
+    sst2.write_text("\n".join(lines[:201]) + "\n")  # the header and the first 200 phrases
     fsdd = work / "fsdd"
     for wav in sorted((data / "speech" / "fsdd" / "recordings").glob("*_jackson_*.wav"))[::2]:
         (fsdd / wav.name.split("_")[0]).mkdir(parents=True, exist_ok=True)
@@ -36,10 +37,11 @@ def runs(data: Path, work: Path) -> dict[str, list[str]]:
     sentences = (data / "text" / "ner" / "wnut16_train.conll").read_text().split("\n\n")
     wnut.write_text("\n\n".join(sentences[:400]) + "\n")
     return {
-        "image_classification_probe": [str(data / "images" / "hymenoptera" / "train")],
-        "text_classification_finetune": [str(sst2), "--strategy", "finetune", "--epochs", "3", "--max-length", "48"],
-        "audio_classification_probe": [str(fsdd), "--backbone", "whisper_tiny_en"],
-        "ner_probe": [str(wnut), "--task", "ner"],
+        "image_classification_probe": [str(data / "images" / "hymenoptera" / "train"), "--strategy", "linear_probe"],
+        "text_classification_finetune": [str(sst2), "--task", "classification", "--strategy", "finetune",
+                                         "--epochs", "2", "--max-length", "48"],
+        "audio_classification_probe": [str(fsdd), "--backbone", "whisper_tiny_en", "--strategy", "linear_probe"],
+        "ner_probe": [str(wnut), "--task", "ner", "--strategy", "linear_probe"],
     }
 
 
@@ -67,7 +69,8 @@ def main() -> None:
 
     out = ROOT / "benchmarks" / "screenshots"
     out.mkdir(exist_ok=True)
-    found = {}
+    found_path = ROOT / "benchmarks" / "results" / "report_screenshots.json"
+    found = json.loads(found_path.read_text()) if found_path.is_file() else {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name, fit_args in runs(args.data, work).items():
@@ -79,7 +82,7 @@ def main() -> None:
                            check=True, env=env)
             found[name] = screenshot(run / "report.html", out / f"report_{name}.png")
             print(name, found[name], flush=True)
-    write_json(ROOT / "benchmarks" / "results" / "report_screenshots.json", found)
+            write_json(found_path, found)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ccc;margin-top:1.
 table{border-collapse:collapse;margin:.5em 0}td,th{padding:2px 8px;border-bottom:1px solid #eee;text-align:left}
 figure{display:inline-block;margin:.5em}figure img{max-width:100%}figcaption{font-size:.85em;color:#555}
 .examples{display:flex;flex-wrap:wrap;gap:10px}.example{border:1px solid #ddd;padding:6px;width:240px;
-font-size:.85em}.example img{max-width:112px;display:block}.note{color:#555;font-size:.9em}
+font-size:.85em;overflow-wrap:anywhere}.example img{max-width:112px;display:block}.note{color:#555;font-size:.9em}
 """
 
 
