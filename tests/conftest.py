@@ -105,3 +105,53 @@ def exported_runs(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path)
             export_onnx(run, quantize=name == "text")
             runs[name] = run
     return runs
+DECODER_WORDS = [*WORDS, "pos", "neg", "title", "review", ":", "?", "yes", "no", "answer"]
+
+
+def _word_tokenizer(special: list[str]):  # noqa: ANN202
+    """A fast word-level tokenizer over ``DECODER_WORDS`` (special tokens first)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {word: i for i, word in enumerate([*special, *DECODER_WORDS])}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.decoder = decoders.WordPiece()  # joins words with spaces
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", pad_token="<pad>",
+                                   eos_token="</s>"), len(vocab)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer Llama causal LM with a word-level vocabulary, saved like a hub model."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = tmp_path_factory.mktemp("tiny_llama")
+    tokenizer, size = _word_tokenizer(["<pad>", "<unk>", "</s>"])
+    tokenizer.save_pretrained(folder)
+    config = LlamaConfig(vocab_size=size, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
+                         pad_token_id=0, eos_token_id=2, bos_token_id=2, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():  # output embeddings wide enough for LoRA alone (they stay frozen) to reach low losses
+        model.get_input_embeddings().weight.normal_(0.0, 0.3)
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_t5_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer T5 encoder-decoder with a word-level vocabulary (no T5 weights can be had offline)."""
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    folder = tmp_path_factory.mktemp("tiny_t5")
+    tokenizer, size = _word_tokenizer(["<pad>", "</s>", "<unk>"])
+    tokenizer.save_pretrained(folder)
+    config = T5Config(vocab_size=size, d_model=32, d_kv=16, d_ff=48, num_layers=2, num_decoder_layers=2,
+                      num_heads=2, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    torch.manual_seed(0)
+    T5ForConditionalGeneration(config).save_pretrained(folder)
+    return folder

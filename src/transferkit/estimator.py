@@ -208,7 +208,7 @@ class TransferEstimator(BaseEstimator):
         self._set_fitted(model, task, samples.modality, history=outcome.history, strategy_info=outcome.info,
                          backbone_trained=outcome.backbone_trained, fit_seconds=time.perf_counter() - start)
         if val is not None and len(val) > 0:
-            self.validation_metrics_ = self.evaluate(val)
+            self.validation_metrics_ = self.evaluate(val, reference=False)
         # what the report shows predictions on (report/evidence.py); references, not copies
         self.train_samples_, self.validation_samples_ = train, val
         return self
@@ -287,16 +287,20 @@ class TransferEstimator(BaseEstimator):
         scores = self.predict_scores(X)  # first, so that an unfitted model raises NotFittedError
         return self.task_.predictions(scores)
 
-    def evaluate(self, X: Any, y: Any = None) -> dict[str, Any]:
+    def evaluate(self, X: Any, y: Any = None, *, reference: bool = True) -> dict[str, Any]:
         """The task's metrics on labelled data (classification: accuracy, macro-F1, per-class
-        precision/recall and confusion matrix; see ``transferkit.evaluate``)."""
+        precision/recall and confusion matrix; generation: exact match, ROUGE-L, chrF; see
+        ``transferkit.evaluate``). With ``reference``, a task's reference model is scored too, under
+        ``"zero_shot"`` (generation: the backbone before tuning)."""
         self._check_fitted()
         samples = X if isinstance(X, Samples) else self.task_.samples(X, y, modality=self.modality_)
         if samples.labels is None:
             raise DataError("evaluation needs labels")
         # labels unseen in training: a clear error naming the file and row
         self.task_.encode(samples.labels, source="evaluation data", origins=samples.label_sources)
-        return self.task_.metrics(samples.labels, self.predict_scores(samples))
+        metrics = self.task_.metrics(samples.labels, self.predict_scores(samples))
+        baseline = self.task_.reference_metrics(self.model_, samples, batch_size=self.batch_size) if reference else None
+        return metrics if baseline is None else {**metrics, "zero_shot": baseline}
 
     def score(self, X: Any, y: Any = None) -> float:
         """The task's main metric (accuracy, micro-F1, R²) on labelled data."""

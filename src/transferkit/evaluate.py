@@ -114,3 +114,18 @@ def format_regression_metrics(metrics: dict[str, Any]) -> str:
     r2 = "-" if metrics["r2"] is None else f"{metrics['r2']:.4f}"
     return (f"MSE {metrics['mse']:.4f}   RMSE {metrics['rmse']:.4f}   MAE {metrics['mae']:.4f}   R² {r2}   "
             f"n={metrics['n']}")
+
+
+def generation_metrics(references: Sequence[str], predictions: Sequence[str]) -> dict[str, Any]:
+    """Exact match (after trimming spaces and case), mean ROUGE-L F1 (``rouge-score``, stemmed) and
+    corpus chrF (``sacrebleu``, 0-100) of generated texts against the references."""
+    import sacrebleu
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    rouge = [scorer.score(ref, pred)["rougeL"].fmeasure for ref, pred in zip(references, predictions, strict=True)]
+    exact = [ref.strip().casefold() == pred.strip().casefold() for ref, pred in zip(references, predictions,
+                                                                                     strict=True)]
+    chrf = sacrebleu.corpus_chrf(list(predictions), [list(references)]).score if references else 0.0
+    return {"exact_match": float(np.mean(exact)) if exact else 0.0, "rouge_l": float(np.mean(rouge)) if rouge else 0.0,
+            "chrf": float(chrf), "count": len(references)}

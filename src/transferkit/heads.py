@@ -46,6 +46,9 @@ class TransferModel(nn.Module):
         self.backbone = backbone
         self.head = head
         self.output = output
+        bind = getattr(head, "bind_backbone", None)
+        if callable(bind):  # a head that is the backbone's own output layer (a language model's next-token head)
+            bind(backbone)
 
     def forward(self, **batch: Any) -> Any:
         if self.output == "feature_maps":

@@ -254,7 +254,7 @@ def evaluate_loss_accuracy(model: nn.Module, loader: DataLoader, accelerator: Ac
             logits, labels = accelerator.gather_for_metrics((logits, labels))
         total_loss += float(task.loss(logits, labels, reduction="sum"))
         count += len(labels)
-        outputs.append(logits)
+        outputs.append(task.validation_outputs(logits, labels))
         targets.append(labels)
     score = task.score(*task.join_batches(outputs, targets)) if outputs else 0.0
     return total_loss / max(count, 1), score

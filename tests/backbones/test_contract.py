@@ -13,6 +13,7 @@ from PIL import Image
 
 from transferkit.backbones import BACKBONES, Backbone, BackboneSpec, create_backbone
 from transferkit.backbones.base import OUTPUTS, FeatureMaps, TokenFeatures, resolve_entry, weights_installed
+from transferkit.backbones.gguf import SMOLLM2_INSTALL
 from transferkit.backbones.zoo import MPNET_INSTALL
 from transferkit.errors import BackboneError
 
@@ -51,7 +52,8 @@ def tiny_wav2vec2_dir(root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def specs(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> dict[str, BackboneSpec]:
+def specs(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path,
+          tiny_llama_dir: Path) -> dict[str, BackboneSpec]:
     """One tiny spec per registry entry (zoo entries built with random weights)."""
     root = tmp_path_factory.mktemp("contract")
     from support import sentiment_texts
@@ -74,6 +76,8 @@ def specs(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> dict
         "hf:audio": BackboneSpec(f"hf:{tiny_wav2vec2_dir(root)}"),
         "local:": BackboneSpec(f"local:{run}"),
         "lenet": BackboneSpec("lenet", pretrained=False, options={"width": 4}),
+        "smollm2_135m": BackboneSpec("smollm2_135m", pretrained=False, options={"max_length": 16}),
+        "hf:decoder": BackboneSpec(f"hf:{tiny_llama_dir}"),
     }
 
 
@@ -88,7 +92,7 @@ def raw_items(modality: str) -> list:
 
 def test_every_registered_entry_has_a_tiny_spec(specs: dict[str, BackboneSpec]) -> None:
     names = set(BACKBONES.names())
-    covered = {key.split("vision")[0].split("audio")[0] for key in specs}
+    covered = {key.split("vision")[0].split("audio")[0].split("decoder")[0] for key in specs}
     assert names <= covered
 
 
@@ -108,15 +112,20 @@ DECLARED = {
     "hf:audio": {"pooled", "tokens"},
     "local:": {"pooled", "tokens"},
     "lenet": {"pooled"},
+    "smollm2_135m": {"pooled", "tokens"},
+    "hf:decoder": {"pooled", "tokens"},
 }
 # optional weights package (CI installs it); its install hint is tested in test_mpnet.py
 _MPNET = pytest.mark.skipif(not weights_installed(resolve_entry("mpnet")),
                             reason=f"mpnet weights not installed: {MPNET_INSTALL}")
-KEYS = [pytest.param(key, marks=_MPNET) if key == "mpnet" else key for key in DECLARED]
+_SMOLLM2 = pytest.mark.skipif(not weights_installed(resolve_entry("smollm2_135m")),
+                              reason=f"smollm2_135m weights not installed: {SMOLLM2_INSTALL}")
+_OPTIONAL = {"mpnet": _MPNET, "smollm2_135m": _SMOLLM2}
+KEYS = [pytest.param(key, marks=_OPTIONAL[key]) if key in _OPTIONAL else key for key in DECLARED]
 
 
 def keys_giving(output: str) -> list:
-    return [pytest.param(key, marks=_MPNET) if key == "mpnet" else key
+    return [pytest.param(key, marks=_OPTIONAL[key]) if key in _OPTIONAL else key
             for key, outputs in DECLARED.items() if output in outputs]
 
 

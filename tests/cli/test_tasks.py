@@ -80,7 +80,8 @@ def test_regression_from_the_command_line(ratings: tuple[Path, Path], tiny_bert_
 
 def test_an_unknown_task_is_refused_before_reading(tmp_path: Path) -> None:
     result = invoke("fit", tmp_path / "missing.csv", "--task", "pose", "--out", tmp_path / "run")
-    assert_user_error(result, "unknown task 'pose'", "classification, detection, multilabel, ner, regression")
+    assert_user_error(result, "unknown task 'pose'", "classification, detection, generation, multilabel, ner, "
+                      "regression")
 
 
 def test_the_tasks_listing_names_the_backbone_output_each_reads() -> None:

@@ -14,14 +14,20 @@ from transferkit.errors import ConfigError
 from transferkit.strategies import REGULARIZERS, STRATEGIES
 
 # LoRA's updates start at zero; on a random 32-wide BERT they need a higher rate than full fine-tuning
-LEARNING_RATE = {"lora": 5e-3}
+LEARNING_RATE = {"lora": 5e-3, "label_words": 1e-2}
+# strategies that need a decoder (they score the words it writes) run on a tiny random Llama
+DECODER_ONLY = {"label_words"}
+# a short prompt: the default one's words are unknown to the tiny model's vocabulary
+STRATEGY_PARAMS = {"label_words": {"template": "{text} is it {labels} ?"}}
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES.names())
-def test_strategy_contract(strategy: str, tiny_bert_dir: Path, tmp_path: Path) -> None:
+def test_strategy_contract(strategy: str, tiny_bert_dir: Path, tiny_llama_dir: Path, tmp_path: Path) -> None:
     texts, labels = support.sentiment_texts(24, seed=2)
-    clf = TransferClassifier(backbone=f"hf:{tiny_bert_dir}", strategy=strategy, epochs=10,
-                             lr=LEARNING_RATE.get(strategy, 2e-3), progress=False, val_fraction=0.2)
+    backbone = f"hf:{tiny_llama_dir if strategy in DECODER_ONLY else tiny_bert_dir}"
+    clf = TransferClassifier(backbone=backbone, strategy=strategy, epochs=10,
+                             lr=LEARNING_RATE.get(strategy, 2e-3), progress=False, val_fraction=0.2,
+                             strategy_params=STRATEGY_PARAMS.get(strategy))
     assert clf.fit(texts, labels) is clf
     test_texts, test_labels = support.sentiment_texts(10, seed=5)
     assert np.mean(clf.predict(test_texts) == np.array(test_labels)) >= 0.7

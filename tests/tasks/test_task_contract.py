@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -121,7 +122,19 @@ EXAMPLES = {
 }
 
 
-@pytest.fixture(params=TASKS.names())
+# Tasks whose head is the backbone's own output layer (generation: the next-token head): no head to fit, no probe, no
+# class list, no unknown label. Their contract (manifest, loss, score, records, bad input) is checked in their file.
+BACKBONE_HEAD_TASKS = {"generation": "test_generation.py"}
+
+
+def test_every_task_without_a_head_of_its_own_has_its_own_contract_tests() -> None:
+    here = Path(__file__).parent
+    for task, tests in BACKBONE_HEAD_TASKS.items():
+        assert task in TASKS.names() and (here / tests).is_file()
+        assert make_task(task).fit_targets(["an answer"]).build_head(8).state_dict() == {}
+
+
+@pytest.fixture(params=[task for task in TASKS.names() if task not in BACKBONE_HEAD_TASKS])
 def name(request: pytest.FixtureRequest) -> str:
     if request.param not in EXAMPLES:
         pytest.fail(f"task {request.param!r} is registered but has no Example in {__file__}")
@@ -259,7 +272,7 @@ def test_labels_that_cannot_train_the_task_are_a_data_error(name: str) -> None:
 
 
 def test_an_unknown_task_lists_the_known_ones() -> None:
-    known = "classification, detection, multilabel, ner, regression"
+    known = "classification, detection, generation, multilabel, ner, regression"
     with pytest.raises(ConfigError, match=f"unknown task 'pose'.*{known}"):
         make_task("pose")
 

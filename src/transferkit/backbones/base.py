@@ -117,8 +117,10 @@ class Backbone(nn.Module):
       channels also known before any forward pass (``feature_strides``, ``feature_channels``), so that a
       feature pyramid can be built on them.
 
-    A submodule ``pretrained_head`` may hold the source task's classifier (for example the ImageNet head),
-    so that the weights can be checked and source-task probabilities used.
+    A submodule ``pretrained_head`` may hold the source task's classifier (for example the ImageNet head,
+    or a language model's next-token head), so that the weights can be checked and source-task
+    probabilities used. ``lora_modules`` names the layers the ``lora`` strategy adapts by default
+    (None: its own rule).
     """
 
     modality: Modality
@@ -130,6 +132,7 @@ class Backbone(nn.Module):
     outputs: frozenset[str] = frozenset({"pooled"})
     feature_strides: tuple[int, ...] = ()
     feature_channels: tuple[int, ...] = ()
+    lora_modules: tuple[str, ...] | None = None
 
     def transform(self, item: Any, train: bool = False) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError

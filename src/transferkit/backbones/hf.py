@@ -245,6 +245,11 @@ def load_hf_backbone(name_or_path: str, spec: BackboneSpec) -> Backbone:
         from transferkit.backbones.whisper import whisper_backbone_from_hf
 
         return whisper_backbone_from_hf(name_or_path, spec)
+    from transferkit.backbones.decoder import generative_kind, load_generative
+
+    generative = generative_kind(config)  # a causal LM or an encoder-decoder: it can also generate
+    if generative is not None:
+        return load_generative(name_or_path, config, generative, spec)
     model = (transformers.AutoModel.from_pretrained(name_or_path) if spec.pretrained
              else transformers.AutoModel.from_config(config))
     main_input = getattr(model, "main_input_name", "input_ids")

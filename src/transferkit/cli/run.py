@@ -76,10 +76,10 @@ def fit(
     mixed_precision: PrecisionOpt = "no",
     modality: ModalityOpt = None,
     seed: SeedOpt = 0,
-    task: Annotated[str | None, typer.Option(help="classification, multilabel, regression, ner or verification "
-                                                  "(`transferkit tasks`); default: ner for a .conll/.bio file, "
-                                                  "multilabel for a|b labels or a file in several class folders, "
-                                                  "else classification; numeric labels must say which")]
+    task: Annotated[str | None, typer.Option(help="classification, multilabel, regression, ner, verification or "
+                                                  "generation (`transferkit tasks`); default: ner for a .conll/.bio "
+                                                  "file, multilabel for a|b labels or a file in several class "
+                                                  "folders, else classification; numeric labels must say which")]
     = None,
     *,
     size: InputSize,
@@ -281,10 +281,15 @@ def predict(
                                              "`transferkit export`)")] = "torch",
     draw: Annotated[Path | None, typer.Option(help="folder to write each input image into with its predicted "
                                                    "boxes drawn (detection runs)")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="generation runs: tokens to generate at most "
+                                                       "(default: the run's, 64)", min=1)] = None,
+    temperature: Annotated[float | None, typer.Option(help="generation runs: sampling temperature (default 0: "
+                                                      "greedy)", min=0.0)] = None,
 ) -> None:
     """Predict for INPUTS with a fitted run: a label and its probabilities, the labels of a multi-label
-    run, a regression run's number, a ner run's entities with their character spans, or a detection run's
-    boxes (one tab-separated line, or a JSON line, per input; --draw writes the images with their boxes).
+    run, a regression run's number, a ner run's entities with their character spans, a detection run's
+    boxes, or a generation run's completion of each prompt (one tab-separated line, or a JSON line, per input;
+    --draw writes the images with their boxes).
 
     With --out the inputs (folders of any size, tables) are streamed: listed lazily, decoded by --workers
     processes, and appended to the CSV batch by batch, with a progress bar. Run the same command again after
@@ -302,12 +307,16 @@ def predict(
             raise ConfigError(f"predict --out streams on the torch engine; --engine {engine} predicts without --out")
         clf = load(run)
         clf.progress = False
+        if max_new_tokens is not None or temperature is not None:
+            clf.task_.set_generation(max_new_tokens=max_new_tokens, temperature=temperature)
         done = predict_to_csv(clf.model_, clf.task_, list_inputs(inputs, clf.modality_), out, batch_size=batch_size,
                               workers=workers, top_k=top_k)
         typer.echo(f"wrote {done.written} rows to {out} ({done.resumed} from before, {done.skipped} unreadable "
                    "skipped)", err=True)
         return
     loaded = load_engine(run, engine)
+    if max_new_tokens is not None or temperature is not None:
+        loaded.task.set_generation(max_new_tokens=max_new_tokens, temperature=temperature)
     samples = read_inputs(inputs, loaded.modality)
     if draw is not None:
         from transferkit.safety import artifact_folder

@@ -25,6 +25,7 @@ import torch
 
 from transferkit.errors import ConfigError
 from transferkit.registry import Registry
+from transferkit.tasks.generation import GenerationExport
 
 if TYPE_CHECKING:
     from transferkit.backbones.base import Backbone
@@ -140,6 +141,8 @@ EXPORTABLE_TASKS: Registry[ExportEntry] = Registry("export", _make_entry,
 for _name in ("classification", "multilabel", "regression", "verification"):  # verification: embedding + cosines
     EXPORTABLE_TASKS.register(_name, description="backbone + head on pooled features: (batch, outputs)")(PooledExport)
 EXPORTABLE_TASKS.register("ner", description="backbone + head on every token: (batch, tokens, tags)")(WordTagExport)
+EXPORTABLE_TASKS.register("generation", description="torch only: the backbone generates token by token")(
+    GenerationExport)
 
 
 class DetectionExport:

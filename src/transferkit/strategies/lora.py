@@ -53,7 +53,8 @@ class LoraSettings:
         alpha: the update is scaled by ``alpha / r``.
         dropout: dropout on the adapter's input during training.
         target_modules: names of the layers to adapt (the last part of a module's dotted name, like
-            ``query``, or the whole name); None: the rule in the module docstring.
+            ``query``, or the whole name); None: the backbone's ``lora_modules`` (a decoder's four attention
+            projections), else the rule in the module docstring.
         train_last_k: adapt only layers in the last k layer groups (None: all).
     """
 
@@ -195,7 +196,8 @@ def lora(model: TransferModel, data: FitData, config: FitConfig, params: LoraSet
         raise ConfigError(f"train_last_k={params.train_last_k} but backbone {backbone.spec.name!r} has "
                           f"{count} layer groups ({', '.join(group_names)})")
     first_group = 0 if params.train_last_k is None else count - params.train_last_k
-    targets = lora_targets(backbone, rank=params.r, first_group=first_group, names=params.target_modules)
+    targets = lora_targets(backbone, rank=params.r, first_group=first_group,
+                           names=params.target_modules or backbone.lora_modules)
     if not targets:
         wanted = "" if params.target_modules is None else f" named {', '.join(params.target_modules)}"
         raise ConfigError(f"backbone {backbone.spec.name!r} has no nn.Linear or plain nn.Conv2d{wanted} wider than "

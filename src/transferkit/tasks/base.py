@@ -215,6 +215,11 @@ class Task(ABC):
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
         """The training loss of the head's ``outputs`` for encoded ``targets`` (``"mean"`` or ``"sum"``)."""
 
+    def validation_outputs(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """What ``score`` needs of one validation batch's outputs, kept until the split is done: all of them
+        by default (a generation task keeps the predicted tokens, not the vocabulary's logits)."""
+        return outputs
+
     def join_batches(self, outputs: list[Any], targets: list[Any]) -> tuple[Any, Any]:
         """The validation batches' outputs and targets as ``score`` takes them: tensors joined along the first
         axis, per-token batches of several lengths padded to the longest (targets with ``IGNORE_INDEX``)."""
@@ -252,6 +257,21 @@ class Task(ABC):
     @abstractmethod
     def metrics(self, labels: Sequence[str], scores: np.ndarray) -> dict[str, Any]:
         """The evaluation metrics (JSON) of ``scores`` against the true ``labels``."""
+
+    def reference_metrics(self, model: TransferModel, samples: Samples, *,
+                          batch_size: int = 32) -> dict[str, Any] | None:
+        """The metrics of a reference model on the same labelled ``samples``, reported beside the fitted
+        model's (generation: the backbone before tuning); None: no reference."""
+        return None
+
+    def set_generation(self, *, max_new_tokens: int | None = None, temperature: float | None = None) -> None:
+        """Change how predictions are generated (tasks that generate text).
+
+        Raises:
+            ConfigError: this task does not generate.
+        """
+        raise ConfigError(f"the {self.name} task does not generate text: max_new_tokens and temperature are for "
+                          "generation runs")
 
     @abstractmethod
     def format_metrics(self, metrics: dict[str, Any]) -> str:
