@@ -260,3 +260,34 @@ class VerificationView(ReportView):
         if examples:
             out.append(Section("Most similar wrong identities", examples_html(examples, _worst_card)))
         return out
+
+
+@REPORT_VIEWS.register("generation", description="exact match, ROUGE-L and chrF; the completions least like their "
+                       "references")
+class GenerationView(ReportView):
+    def rows(self, task: Task, samples: Samples, scores: np.ndarray) -> dict[str, Any]:
+        from rouge_score import rouge_scorer
+
+        scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+        references = [str(label) for label in samples.labels or []]
+        rouge = [round(scorer.score(ref, str(out))["rougeL"].fmeasure, 4) for ref, out in zip(references, scores,
+                                                                                               strict=True)]
+        return {"metrics": task.metrics(references, scores) if references else None, "rouge_l": rouge}
+
+    def worst(self, task: Task, samples: Samples, scores: np.ndarray, rows: dict[str, Any]) -> list[int]:
+        return [int(i) for i in np.argsort(rows["rouge_l"], kind="stable")]
+
+    def example(self, task: Task, samples: Samples, scores: np.ndarray, rows: dict[str, Any],
+                index: int) -> dict[str, Any]:
+        return {"true": samples.labels[index] if samples.labels else None, "predicted": str(scores[index]),
+                "rouge_l": rows["rouge_l"][index]}
+
+    def map_labels(self, samples: Samples) -> list[str]:
+        return []  # completions are free text, not classes to colour by
+
+    def sections(self, rows: dict[str, Any], examples: list[dict[str, Any]], figures: Figures) -> list[Section]:
+        out = super().sections(rows, examples, figures)
+        if examples:
+            out.append(Section("Completions least like their references", "<p class='note'>lowest ROUGE-L first</p>"
+                               + examples_html(examples, _worst_card)))
+        return out
