@@ -141,7 +141,8 @@ def name(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-@pytest.fixture(params=[n for n in TASKS.names() if TASKS.get(n).output != "feature_maps"])
+@pytest.fixture(params=[n for n in TASKS.names() if TASKS.get(n).output != "feature_maps"
+                        and n not in BACKBONE_HEAD_TASKS])
 def head_name(request: pytest.FixtureRequest) -> str:
     """A task whose head sits on pooled or token features (built from a feature size, fitted as a probe)."""
     return request.param

@@ -76,6 +76,7 @@ def gguf_decoder(path: Path, spec: BackboneSpec) -> Backbone:
         model.load_state_dict(state)  # copies: the cached tensors stay as read
     else:
         model = transformers.AutoModelForCausalLM.from_config(config)
+    model.tie_weights()  # the output embedding is the input one (built without the loading path that ties them)
     model.eval()
     return DecoderBackbone(model, copy.deepcopy(tokenizer), spec)
 
