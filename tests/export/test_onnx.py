@@ -132,3 +132,13 @@ def test_cli_export_and_predict_with_the_onnx_engine(exported_runs: dict[str, Pa
         assert all(abs(p - theirs["probabilities"][k]) < 1e-4 for k, p in mine["probabilities"].items())
     assert_user_error(invoke("export", run), "already exists")
     assert_user_error(invoke("export", run, "--format", "tflite", "--overwrite"), "unknown export format")
+
+
+def test_the_accuracy_cost_of_int8_is_measured_on_labelled_data(exported_runs: dict[str, Path]) -> None:
+    texts, labels = sentiment_texts(6, seed=4)
+    samples = samples_from_arrays(texts, labels, modality="text")
+    run = exported_runs["text"]
+    found = onnx_export.evaluate_engines(run, run / "onnx", samples, ["torch", "onnx", "onnx-int8"])
+    assert set(found) == {"torch", "onnx", "onnx-int8"}
+    assert found["onnx"]["accuracy"] == found["torch"]["accuracy"] and found["torch"]["n"] == 12
+    assert 0.0 <= found["onnx-int8"]["accuracy"] <= 1.0
