@@ -5,14 +5,17 @@ own process (``python -m transferkit serve RUN --engine ENGINE``, 127.0.0.1, an 
 client process (this script with ``--client``) sends a fixed number of requests from a fixed number of
 threads, within a time limit:
 
-* ``batch 1``: ``--requests`` single-input ``POST /predict`` (real hymenoptera val images, SST-2 dev sentences);
-* ``batch endpoint``: ``--requests / 8`` ``POST /predict/batch`` of 8 inputs each;
+The load is sent ``--rounds`` times (``--requests / rounds`` each time), so that memory which is only
+filling up (onnxruntime's arena grows to the largest micro-batch it has seen) is told apart from a leak:
+
+* ``batch 1``: single-input ``POST /predict`` (real hymenoptera val images, SST-2 dev sentences);
+* ``batch endpoint``: an eighth as many ``POST /predict/batch`` of 8 inputs each;
 * ``bad payloads``: corrupt and truncated images, an empty file, wrong content types, malformed JSON, a body
   over the limit, too many inputs, a missing API key; each must get a 4xx.
 
 Requests per second, p50/p99 latency and errors (any non-200 on good requests) are counted by the client.
-This process samples the server's resident memory (psutil) every 0.25 s; "flat" compares the end of the run
-with its state after the warm-up requests.
+This process samples the server's resident memory (psutil) every 0.25 s and notes it after the warm-up and
+after each round.
 
     OMP_NUM_THREADS=1 nice -n 5 python benchmarks/serve_load.py --data ../shared/data \
         --out benchmarks/results/serve_load.json
@@ -60,44 +63,53 @@ def client(args: argparse.Namespace) -> None:
             return {"json": {"texts": [texts[(i * BATCH + j) % len(texts)] for j in range(BATCH)]}}
         return {"files": [("files", (f"{j}.jpg", files[(i * BATCH + j) % len(files)])) for j in range(BATCH)]}
 
-    with httpx.Client(base_url=args.client, timeout=60, headers=headers) as http:
+    with httpx.Client(base_url=args.client, timeout=180, headers=headers) as http:
         for i in range(4):  # warm-up, not counted
             http.post("/predict", **single(i))
         print(json.dumps({"event": "warm"}), flush=True)
-        phases = {"batch 1": ("/predict", single, args.requests), "batch endpoint": ("/predict/batch", batched,
-                                                                                    max(1, args.requests // BATCH))}
         found: dict[str, Any] = {}
-        for phase, (path, body, count) in phases.items():
-            latencies: list[float] = []
-            statuses: list[int] = []
-            lock = threading.Lock()
-
-            def send(i: int, path: str = path, body: Any = body, latencies: list[float] = latencies,
-                     statuses: list[int] = statuses, lock: threading.Lock = lock) -> None:
-                if time.monotonic() > deadline:
-                    return
-                start = time.perf_counter()
-                try:
-                    status = http.post(path, **body(i)).status_code
-                except httpx.HTTPError:
-                    status = -1
-                with lock:
-                    latencies.append(time.perf_counter() - start)
-                    statuses.append(status)
-
-            started = time.perf_counter()
-            with ThreadPoolExecutor(args.concurrency) as pool:
-                list(pool.map(send, range(count)))
-            wall = time.perf_counter() - started
-            per_request = BATCH if path.endswith("batch") else 1
-            found[phase] = {"requests": len(statuses), "planned": count, "inputs_per_request": per_request,
-                            "seconds": round(wall, 2), "requests_per_s": round(len(statuses) / wall, 2),
-                            "inputs_per_s": round(len(statuses) * per_request / wall, 2),
-                            "p50_ms": round(1000 * float(np.percentile(latencies, 50)), 1) if latencies else None,
-                            "p99_ms": round(1000 * float(np.percentile(latencies, 99)), 1) if latencies else None,
-                            "errors": sum(s != 200 for s in statuses)}
+        for round_number in range(1, args.rounds + 1):  # the same load again: bounded memory stops growing
+            per_round = max(1, args.requests // args.rounds)
+            phases = {"batch 1": ("/predict", single, per_round),
+                      "batch endpoint": ("/predict/batch", batched, max(1, per_round // BATCH))}
+            for phase, (path, body, count) in phases.items():
+                found.setdefault(phase, []).append(run_phase(http, path, body, count, args.concurrency, deadline))
+            print(json.dumps({"event": f"round {round_number}"}), flush=True)
         found["bad payloads"] = bad_payloads(http, modality, files)
     print(json.dumps({"event": "done", "result": found}), flush=True)
+
+
+def run_phase(http: Any, path: str, body: Any, count: int, concurrency: int, deadline: float) -> dict[str, Any]:
+    """``count`` requests from ``concurrency`` threads (none after ``deadline``): rate, latency, errors."""
+    import httpx
+
+    latencies: list[float] = []
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def send(i: int) -> None:
+        if time.monotonic() > deadline:
+            return
+        start = time.perf_counter()
+        try:
+            status = http.post(path, **body(i)).status_code
+        except httpx.HTTPError:
+            status = -1
+        with lock:
+            latencies.append(time.perf_counter() - start)
+            statuses.append(status)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(send, range(count)))
+    wall = time.perf_counter() - started
+    per_request = BATCH if path.endswith("batch") else 1
+    return {"requests": len(statuses), "planned": count, "inputs_per_request": per_request,
+            "seconds": round(wall, 2), "requests_per_s": round(len(statuses) / wall, 2),
+            "inputs_per_s": round(len(statuses) * per_request / wall, 2),
+            "p50_ms": round(1000 * float(np.percentile(latencies, 50)), 1) if latencies else None,
+            "p99_ms": round(1000 * float(np.percentile(latencies, 99)), 1) if latencies else None,
+            "errors": sum(s != 200 for s in statuses)}
 
 
 def bad_payloads(http: Any, modality: str, files: list[bytes]) -> dict[str, Any]:
@@ -184,17 +196,16 @@ def load_test(run: Path, inputs: dict[str, Any], engine: str, args: argparse.Nam
         (work / f"inputs-{port}.json").write_text(json.dumps(inputs))
         command = [sys.executable, __file__, "--client", url, "--client-inputs", str(work / f"inputs-{port}.json"),
                    "--requests", str(args.requests), "--concurrency", str(args.concurrency), "--time-limit",
-                   str(args.time_limit)]
-        warm_at = None
+                   str(args.time_limit), "--rounds", str(args.rounds)]
+        marks: dict[str, int] = {}
         with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as driver:
             assert driver.stdout is not None
             result = None
             for line in driver.stdout:
                 event = json.loads(line)
-                if event["event"] == "warm":
-                    warm_at = len(samples)
-                elif event["event"] == "done":
+                if event["event"] == "done":
                     result = event["result"]
+                marks[event["event"]] = len(samples)
             driver.wait(timeout=args.time_limit + 120)
         stop.set()
         sampler.join()
@@ -206,10 +217,15 @@ def load_test(run: Path, inputs: dict[str, Any], engine: str, args: argparse.Nam
         except subprocess.TimeoutExpired:
             server.kill()
     rss = [mb for _, mb in samples]
-    warm = rss[warm_at or 0: (warm_at or 0) + 4] or rss[:1]
+
+    def at(event: str) -> float | None:
+        index = marks.get(event)
+        return None if index is None or not rss else round(rss[min(index, len(rss)) - 1], 1)
+
     return {"engine": engine, "result": result, "server_alive_after": alive,
-            "rss_mb": {"after_warm_up": round(float(np.mean(warm)), 1), "peak": round(max(rss), 1),
-                       "end": round(rss[-1], 1), "samples": len(rss),
+            "rss_mb": {"after_warm_up": at("warm"),
+                       **{f"after_round_{n}": at(f"round {n}") for n in range(1, args.rounds + 1)},
+                       "peak": round(max(rss), 1), "end": round(rss[-1], 1), "samples": len(rss),
                        "trace": [(t, round(mb, 1)) for t, mb in samples[:: max(1, len(samples) // 40)]]}}
 
 
@@ -237,6 +253,8 @@ def main() -> None:
     parser.add_argument("--engines", nargs="+", default=["torch", "onnx"])
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=2, help="the load is sent this many times, --requests in all")
+    parser.add_argument("--models", nargs="+", default=["image", "text"])
     parser.add_argument("--time-limit", type=float, default=240.0, help="seconds per model and engine")
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--client-inputs", help=argparse.SUPPRESS)
@@ -249,16 +267,19 @@ def main() -> None:
     results: dict[str, Any] = {
         "machine": {"cores": os.cpu_count(), "load_average_start": os.getloadavg(),
                     "shared": "2 cores shared by 8 agents", "server": "OMP_NUM_THREADS as given, nice -n 5"},
-        "settings": {"requests": args.requests, "concurrency": args.concurrency, "batch_endpoint_inputs": BATCH,
+        "settings": {"requests": args.requests, "rounds": args.rounds, "concurrency": args.concurrency,
+                     "batch_endpoint_inputs": BATCH,
                      "time_limit_s": args.time_limit, "max_wait_ms": 5, "max_batch": 64, "max_body_mb": 2}, "rows": []}
     with tempfile.TemporaryDirectory() as tmp:
         runs = fitted_runs(args.data, args.runs or Path(tmp) / "runs")
         for modality, (run, inputs) in runs.items():
+            if modality not in args.models:
+                continue
             for engine in args.engines:
                 row = {"model": modality, **load_test(run, inputs, engine, args, Path(tmp))}
                 results["rows"].append(row)
-                print(json.dumps({k: v for k, v in row.items() if k != "rss_mb"}), row["rss_mb"]["after_warm_up"],
-                      row["rss_mb"]["peak"], row["rss_mb"]["end"], flush=True)
+                print(json.dumps({k: v for k, v in row.items() if k != "rss_mb"}),
+                      json.dumps({k: v for k, v in row["rss_mb"].items() if k != "trace"}), flush=True)
     results["machine"]["load_average_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

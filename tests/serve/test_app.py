@@ -79,6 +79,7 @@ def test_health_metadata_and_openapi(text_client: TestClient) -> None:
 def test_without_the_api_key_401(text_client: TestClient) -> None:
     for response in (text_client.post("/predict", json={"text": "good"}),
                      text_client.post("/predict", json={"text": "good"}, headers={"X-API-Key": "wrong"}),
+                     text_client.post("/predict", json={"text": "good"}, headers={"X-API-Key": "sécret".encode()}),
                      text_client.get("/metadata")):
         assert response.status_code == 401
         assert "API key" in response.json()["detail"]

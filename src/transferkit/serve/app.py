@@ -118,7 +118,8 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
     key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
 
     def require_key(given: str | None = Depends(key_header)) -> None:
-        if settings.api_key is not None and not (given and secrets.compare_digest(given, settings.api_key)):
+        if settings.api_key is not None and not (
+                given and secrets.compare_digest(given.encode(), settings.api_key.encode())):
             raise PayloadError(401, f"missing or wrong API key (send it in the {API_KEY_HEADER} header)")
 
     @app.exception_handler(PayloadError)
