@@ -121,6 +121,10 @@ def _onnx_engine(file: str, name: str) -> Callable[[Path, Path | None], Engine]:
         backbone = build_backbone_for_restore(spec, weights_saved=True).eval()  # preprocessing only
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
+        # batches of every size and length come and go (a server's micro-batches): the arena would keep the
+        # memory of the largest pattern seen, and grew by more at every new one in the load test
+        options.enable_cpu_mem_arena = False
+        options.enable_mem_pattern = False
         try:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors for unreadable models
