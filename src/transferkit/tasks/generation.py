@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -89,6 +90,8 @@ class Generation(Task):
     output = "tokens"
     score_name = "token_accuracy"
     probabilistic = False
+    # without --strategy, fit trains LoRA adapters (the probe has nothing to fit here)
+    default_fit = MappingProxyType({"strategy": "lora", "batch_size": 8})
 
     def __init__(self, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, temperature: float = 0.0) -> None:
         self.max_new_tokens = max_new_tokens
