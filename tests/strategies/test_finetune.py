@@ -213,3 +213,12 @@ def test_out_of_memory_halves_the_batch_until_it_fits_and_ends_as_a_run_at_that_
     assert outcome.history == expected.history
     for name, value in expected_model.state_dict().items():
         assert torch.equal(model.state_dict()[name], value), name
+
+
+def test_adamw_is_fused_where_every_parameter_allows_it() -> None:
+    from transferkit.strategies.run import fused_adamw
+
+    on_cpu = [{"params": [torch.nn.Parameter(torch.zeros(3))]}, {"params": []}]
+    assert fused_adamw(on_cpu)
+    assert not fused_adamw([*on_cpu, {"params": [torch.nn.Parameter(torch.zeros(3, device="meta"))]}])
+    torch.optim.AdamW(on_cpu, fused=fused_adamw(on_cpu)).step()  # the kernel exists here
