@@ -28,6 +28,7 @@ from transferkit.errors import ArtifactError
 from transferkit.safety import FEATURE_CACHE, artifact_folder, write_json
 
 SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
+CLEAR_WIN = 1.25
 _CHOSEN: dict[str, int] = {}
 
 
@@ -64,22 +65,22 @@ def fastest_batch_size(backbone: Backbone, examples: Callable[[int], list[Any]],
 
 @torch.inference_mode()
 def measure(backbone: Backbone, examples: Callable[[int], list[Any]], sizes: list[int]) -> int:
-    """The size among ``sizes`` with the most samples per second (best of two timed passes after a warm-up);
-    the sweep stops once a size is less than half as fast as the best so far."""
+    """The size among ``sizes`` with the most samples per second (best of two timed passes after a warm-up).
+
+    A smaller size than the largest must be faster by ``CLEAR_WIN`` to be chosen: on a busy machine the
+    timings are noisy, and noise alone should not trade the asked size for a smaller one.
+    """
     samples = examples(max(sizes))
     if not samples:
         return sizes[-1]
-    best_size, best_rate = sizes[0], 0.0
+    rates = {}
     for size in sizes:
         batch = backbone.collate([samples[i % len(samples)] for i in range(size)])
         backbone.forward_features(**batch)  # warm-up: allocations, oneDNN primitives for this shape
-        seconds = min(_timed(backbone, batch) for _ in range(2))
-        rate = size / max(seconds, 1e-9)
-        if rate > best_rate:
-            best_size, best_rate = size, rate
-        elif rate < 0.5 * best_rate:
-            break
-    return best_size
+        rates[size] = size / max(min(_timed(backbone, batch) for _ in range(2)), 1e-9)
+    largest = max(sizes)
+    best = max(rates, key=rates.__getitem__)
+    return best if rates[best] > CLEAR_WIN * rates[largest] else largest
 
 
 def _timed(backbone: Backbone, batch: dict[str, torch.Tensor]) -> float:
