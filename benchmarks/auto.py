@@ -41,7 +41,6 @@ BUDGET = 600.0
 
 def run_row(task: str, row: str, data: Path, trials: int, timeout: float | None) -> dict[str, Any]:
     from foundation import load_task
-
     from transferkit.auto.choose import auto_fit
     from transferkit.backbones.zoo import DEFAULT_BACKBONE
     from transferkit.estimator import TransferClassifier

@@ -39,7 +39,6 @@ def digit_samples(x: np.ndarray, y: np.ndarray, per_class: int, seed: int, name:
 
 def digits(args: argparse.Namespace) -> list[dict[str, Any]]:
     import tasks
-
     from transferkit.adapt.api import adapt
 
     domains = {"mnist": tasks.read_mnist(args.data), "usps": tasks.read_usps(args.data)}
@@ -64,11 +63,10 @@ def digits(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def features(args: argparse.Namespace) -> list[dict[str, Any]]:
     from adapt_features import SUITES
-
     from transferkit.adapt.estimator import DomainAdaptationClassifier
 
     rows = []
-    for suite in ("office_caltech", "amazon400"):
+    for suite in args.suites.split(","):
         for name, xs, ys, xt, yt in SUITES[suite](args.data):
             X = np.vstack([xs, xt])
             domain = np.concatenate([np.ones(len(xs)), -np.ones(len(xt))])
@@ -90,6 +88,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--parts", default="digits,features")
     parser.add_argument("--rows", default="source_only,cbst,auto", help="digits: the rows to run")
+    parser.add_argument("--suites", default="amazon400,office_caltech", help="features: the suites to run")
     parser.add_argument("--source-size", type=int, default=100, help="digits per class in source and target")
     parser.add_argument("--eval-size", type=int, default=100, help="target test digits per class")
     parser.add_argument("--epochs", type=int, default=3, help="deep epochs, if auto trains the backbone")

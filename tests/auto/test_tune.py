@@ -12,6 +12,7 @@ from transferkit.auto.tune import PruningHook, TuneConfig, tune
 from transferkit.config import read_toml
 from transferkit.data import Samples
 from transferkit.errors import ConfigError
+from transferkit.features import cache_dir
 
 
 def _samples(n: int = 12, seed: int = 0) -> Samples:
@@ -73,5 +74,7 @@ def test_cli_tune_prints_trials_and_refuses_an_unknown_strategy(tiny_bert_dir: P
     assert result.exit_code == 0, result.output
     assert "best validation accuracy" in result.stdout
     assert (tmp_path / "best.db").is_file() and read_toml(out)["strategy"] == "linear_probe"
+    # both probe trials read the same two feature files (training split, validation split) from the cache
+    assert len(list((cache_dir() / "features").glob("*.safetensors"))) == 2
     bad = invoke("tune", data, "--strategies", "nope", "--out", tmp_path / "other.toml")
     assert_user_error(bad, "nope")

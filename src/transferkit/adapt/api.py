@@ -82,7 +82,8 @@ def read_adapt_data(source: str | os.PathLike[str] | Samples, target: str | os.P
 
 
 def adapt(source: str | os.PathLike[str] | Samples, target: str | os.PathLike[str] | Samples, *,
-          method: str | None = None, backbone: str = "", budget: float | None = None, out: str | os.PathLike[str] | None = None,
+          method: str | None = None, backbone: str = "", budget: float | None = None,
+          out: str | os.PathLike[str] | None = None,
           target_eval: str | os.PathLike[str] | Samples | None = None, selection: str = "dev",
           params: dict[str, Any] | None = None, seed: int = 0, batch_size: int = 32,
           backbone_options: dict[str, Any] | None = None, deep_options: dict[str, Any] | None = None,
