@@ -34,7 +34,10 @@ def learning_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]]) -> Fig
             ax = loss_ax if key.endswith("loss") else score_ax
             ax.plot(epochs, values, marker="o", markersize=3, linestyle=("-", "--", ":", "-.")[i % 4],
                     label=prefix + key)
+    from matplotlib.ticker import MaxNLocator
+
     for ax, what in ((loss_ax, "loss"), (score_ax, "score")):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(what)
         ax.grid(alpha=0.3)
