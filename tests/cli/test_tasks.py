@@ -88,8 +88,8 @@ def test_the_tasks_listing_names_the_backbone_output_each_reads() -> None:
     result = invoke("list", "task")
     assert result.exit_code == 0
     assert [line.split()[:2] for line in result.stdout.splitlines()] == [
-        ["classification", "pooled"], ["detection", "feature_maps"], ["multilabel", "pooled"], ["ner", "tokens"],
-        ["regression", "pooled"], ["verification", "pooled"]]
+        ["classification", "pooled"], ["detection", "feature_maps"], ["generation", "tokens"], ["multilabel", "pooled"],
+        ["ner", "tokens"], ["regression", "pooled"], ["verification", "pooled"]]
 
 
 def test_a_file_in_two_class_folders_makes_a_multilabel_image_run(tmp_path: Path) -> None:
