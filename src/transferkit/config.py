@@ -64,7 +64,9 @@ def make_config(config_class: type[C], values: Mapping[str, Any] | None = None, 
 def settings_listing(config_class: type) -> str:
     """``"settings: r=8 alpha=16 ..."``: a config's keys with their defaults, for the CLI's listings."""
     defaults = config_dict(config_class())
-    return "settings: " + " ".join(f"{key}={value}" for key, value in defaults.items()) if defaults else ""
+    shown = {key: repr(value) if isinstance(value, str) and (not value or any(c.isspace() for c in value)) else value
+             for key, value in defaults.items()}  # a template with spaces or newlines stays on its line, quoted
+    return "settings: " + " ".join(f"{key}={value}" for key, value in shown.items()) if shown else ""
 
 
 def config_dict(config: Any) -> dict[str, Any]:

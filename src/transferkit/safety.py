@@ -459,3 +459,21 @@ def _is_stale(folder: Path, pid: int | None) -> bool:
         return True
     except psutil.Error:
         return False
+
+
+def open_for_append(path: str | os.PathLike[str]) -> io.TextIOWrapper:
+    """``path`` opened to append text rows (a resumable output such as ``predict --out``'s CSV).
+
+    Appending is the one write here that is not atomic, by design: each flushed row survives an interruption,
+    and :func:`drop_partial_line` removes a row cut off half-way before the next run appends.
+    """
+    return open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115 - the caller closes it
+
+
+def drop_partial_line(path: str | os.PathLike[str]) -> None:
+    """Cut ``path`` back to its last complete line (the part after the last newline was cut off by a kill)."""
+    with open(path, "rb+") as f:
+        data = f.read()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            f.truncate(end)

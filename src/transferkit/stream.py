@@ -32,7 +32,7 @@ from transferkit.data.samples import TABLE_EXTENSIONS, SkippedItemWarning, media
 from transferkit.errors import ArtifactError, DataError
 from transferkit.features import decode_item
 from transferkit.heads import TransferModel
-from transferkit.safety import check_writable, input_inside, protect_input
+from transferkit.safety import check_writable, drop_partial_line, input_inside, open_for_append, protect_input
 from transferkit.tasks.base import Task
 
 HEADER = ["input", "prediction", "record"]
@@ -235,11 +235,7 @@ def _open_previous(path: Path, header: list[str]) -> set[str]:
     check_writable(path.parent, what="predictions file", target=path)
     if not path.exists() or path.stat().st_size == 0:
         return set()
-    with path.open("rb+") as f:
-        data = f.read()
-        end = data.rfind(b"\n") + 1
-        if end < len(data):  # an interrupted write: drop the partial row
-            f.truncate(end)
+    drop_partial_line(path)  # an interrupted write: drop the partial row
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         if next(reader, None) != header:
@@ -258,7 +254,7 @@ class _CsvAppender:
     def writerow(self, row: list[str]) -> None:
         if self.file is None:
             fresh = not self.path.exists() or self.path.stat().st_size == 0
-            self.file = self.path.open("a", newline="", encoding="utf-8")
+            self.file = open_for_append(self.path)
             self.writer = csv.writer(self.file)
             if fresh:
                 self.writer.writerow(self.header)

