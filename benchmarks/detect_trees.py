@@ -169,6 +169,7 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=2, help="rows run at the same time")
     parser.add_argument("--rows", default=None, help="comma-separated rows to run (default: all); the others are "
                         "kept from --out when it exists")
+    parser.add_argument("--machine", default="", help="a note on the machine's state, kept in the JSON")
     parser.add_argument("--row", default=None, choices=[*ROWS, "peer"],
                         help="run one row in this process and print its JSON")
     args = parser.parse_args()
@@ -177,8 +178,7 @@ def main() -> None:
         print("RESULT " + json.dumps({"key": args.row, **result}))
         return
     parts = areas(args.data)
-    results = {"machine": f"2 cores shared with 7 other agents' jobs, {args.parallel} rows at a time (timings are "
-                          "not idle-machine timings)",
+    results = {"machine": f"{torch.get_num_threads()} threads per row, {args.parallel} rows at a time; {args.machine}",
                "split": {"image": IMAGE, "train": f"x < {SPLIT_X} W, y < {VAL_Y} H", "val": f"x < {SPLIT_X} W, "
                          f"y >= {VAL_Y} H", "test": f"x >= {SPLIT_X} W",
                          "boxes": {k: len(v[1]) for k, v in parts.items()}},
