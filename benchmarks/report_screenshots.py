@@ -24,6 +24,39 @@ MAX_HEIGHT = 4000
 WIDTH = 1100
 
 
+TREE_GRID = 3  # the large aerial crop of images/trees is cut into TREE_GRID x TREE_GRID images
+
+
+def tree_images(data: Path, work: Path) -> Path:
+    """A box table of small detection images: the large tree crop cut into a grid (a box goes to the cell
+    holding its centre, clipped to it) and the small image beside it, written under ``work/trees``."""
+    from PIL import Image
+
+    from transferkit.data.boxes import decode_boxes, read_boxes
+
+    samples = read_boxes(data / "images" / "trees" / "annotations.csv")
+    folder = work / "trees"
+    folder.mkdir()
+    lines = ["image_path,xmin,ymin,xmax,ymax,label"]
+    for item, label in zip(samples.items, samples.labels or [], strict=True):
+        image = Image.open(item).convert("RGB")
+        width, height = image.size
+        grid = TREE_GRID if min(width, height) >= 1000 else 1
+        for row in range(grid):
+            for col in range(grid):
+                x0, y0 = col * width // grid, row * height // grid
+                x1, y1 = (col + 1) * width // grid, (row + 1) * height // grid
+                name = f"{Path(item).stem}_{row}{col}.png"
+                image.crop((x0, y0, x1, y1)).save(folder / name)
+                for bx0, by0, bx1, by1, kind in decode_boxes(label):
+                    if x0 <= (bx0 + bx1) / 2 < x1 and y0 <= (by0 + by1) / 2 < y1:
+                        cx0, cy0, cx1, cy1 = max(bx0, x0) - x0, max(by0, y0) - y0, min(bx1, x1) - x0, min(by1, y1) - y0
+                        if cx1 - cx0 >= 2 and cy1 - cy0 >= 2:
+                            lines.append(f"{name},{cx0:g},{cy0:g},{cx1:g},{cy1:g},{kind}")
+    (folder / "boxes.csv").write_text("\n".join(lines) + "\n")
+    return folder / "boxes.csv"
+
+
 def runs(data: Path, work: Path) -> dict[str, list[str]]:
     """name -> the ``transferkit fit`` arguments of a small real run of that task and modality."""
     sst2 = work / "sst2_200.tsv"
@@ -43,6 +76,8 @@ def runs(data: Path, work: Path) -> dict[str, list[str]]:
         "audio_classification_probe": [str(fsdd), "--task", "classification", "--backbone", "whisper_tiny_en",
                                        "--strategy", "linear_probe"],
         "ner_probe": [str(wnut), "--task", "ner", "--strategy", "linear_probe"],
+        "detection_trees_head_only": [str(tree_images(data, work)), "--task", "detection", "--strategy", "head_only",
+                                      "--epochs", "3", "--val-fraction", "0.3"],
     }
 
 

@@ -46,3 +46,15 @@ def test_the_report_of_a_real_run_renders_every_plot_without_errors(image_runs: 
             "feature_map.png"} <= set(plots)
     assert all(image["width"] > 0 for image in images)  # every figure and thumbnail decoded
     assert "Worst-predicted examples" in text and "expected calibration error" in text
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason=f"no chromium: {INSTALL}")
+def test_a_detection_report_renders_its_ap_bars_and_drawn_boxes(detection_run: Path) -> None:
+    pytest.importorskip("playwright", reason=f"no playwright: {INSTALL}")
+    images, problems, text = open_page(detection_run / "report.html")
+    assert problems == []
+    plots = [image["plot"] for image in images if image["plot"]]
+    assert sorted(plots) == sorted(p.name for p in (detection_run / "report").glob("*.png"))
+    assert "ap_per_class.png" in plots and "boxes_1.png" in plots
+    assert all(image["width"] > 0 for image in images)
+    assert "Average precision" in text and "Boxes on the images found least of" in text

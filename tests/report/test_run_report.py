@@ -75,7 +75,8 @@ def test_report_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
 def test_the_built_in_tasks_have_their_views_and_any_other_gets_the_generic_one() -> None:
     from transferkit.tasks import TASKS
 
-    assert {"classification", "multilabel", "regression", "ner"} <= set(REPORT_VIEWS.names())
+    assert {"classification", "multilabel", "regression", "ner", "verification", "generation",
+            "detection"} <= set(REPORT_VIEWS.names())
     for name in TASKS.names():  # a task without its own view still gets a page (the generic view's metrics)
         assert isinstance(view_for(name), ReportView)
     assert type(view_for("no-such-task")) is ReportView
@@ -122,3 +123,30 @@ def test_multilabel_and_regression_reports_from_out_of_fold_probes(task: str, ti
     assert _embedded_plots(run / "report.html") == expected
     assert evidence.features is None  # no class to colour a map by
     assert ("Per-label precision and recall" if task == "multilabel" else "Largest errors") in page
+
+
+def test_a_verification_report_draws_the_det_curve_and_score_histograms(tmp_path: Path) -> None:
+    import torch
+
+    from support import identity_images
+    from transferkit.cli.recording import fit_report
+    from transferkit.estimator import TransferEstimator
+
+    torch.manual_seed(0)
+    x, y = identity_images(range(4), 8, seed=0)
+    clf = TransferEstimator(task="verification", backbone="timm:test_efficientnet", pretrained=False,
+                            backbone_options={"image_size": 32}, progress=False).fit(x, y)
+    run = clf.save(tmp_path / "verification")
+    page = fit_report(clf, run).read_text()
+    evidence = read_evidence(run)
+    assert evidence is not None
+    trials = evidence.rows["trials"]
+    n, k = len(evidence.rows["true"]), len(clf.task_.names)
+    assert sum(trials["same"]) + sum(trials["different"]) == n * k == evidence.metrics["trials"]
+    assert sum(trials["same"]) == sum(t in clf.task_.names for t in evidence.rows["true"])
+    fpr, fnr = np.array(trials["det"]["fpr"]), np.array(trials["det"]["fnr"])
+    assert fpr[0] >= fpr[-1] and fnr[0] <= fnr[-1] and len(fpr) <= 400  # rates move oppositely along the curve
+    plots = _embedded_plots(run / "report.html")
+    assert {"det_curve.png", "score_histogram.png"} <= set(plots)
+    assert sorted(p.name for p in (run / "report").glob("*.png")) == sorted(plots)
+    assert "DET curve" in page and "EER" in page

@@ -1,5 +1,9 @@
-"""Reports of a run: plots and a single self-contained HTML page (see ``run_report`` and ``views``)."""
+"""Reports of a run: plots and a single self-contained HTML page (see ``run_report`` and ``views``).
 
+Importing the package registers every report view (``views``, and ``detection`` in its own module).
+"""
+
+from transferkit.report import detection  # noqa: F401  (registers the detection view)
 from transferkit.report.adaptation import embedding_plot, write_adaptation_report
 from transferkit.report.clustering import cluster_map_plot
 from transferkit.report.lr_finder import range_test_plot

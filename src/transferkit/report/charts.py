@@ -1,5 +1,6 @@
 """The figures of a run's report: learning curves, confusion matrix, per-class bars, reliability diagram,
-feature map, score comparisons and label-efficiency curves. Each returns a ``Figure`` (no pyplot state)."""
+feature map, score comparisons, label-efficiency curves, and a verification run's DET curve and score
+histograms. Each returns a ``Figure`` (no pyplot state)."""
 
 from __future__ import annotations
 
@@ -173,4 +174,41 @@ def label_curve(points: Mapping[str, Sequence[tuple[int, float]]], metric: str) 
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3, which="both")
     ax.legend()
+    return fig
+
+
+def det_curve(det: Mapping[str, Sequence[float]], eer: float) -> Figure:
+    """Verification: false rejection against false acceptance rate on normal deviate scales (scikit-learn's
+    ``DetCurveDisplay``), with the equal error rate marked."""
+    from scipy.stats import norm
+    from sklearn.metrics import DetCurveDisplay
+
+    fig = _figure((5.0, 4.6))
+    ax = fig.subplots()
+    DetCurveDisplay(fpr=np.asarray(det["fpr"], float), fnr=np.asarray(det["fnr"], float)).plot(ax=ax)
+    at = norm.ppf(np.clip(eer, norm.cdf(-2.9), norm.cdf(2.9)))  # inside the plot's limits (±3), also at 0
+    ax.plot([-3, 3], [-3, 3], color="0.6", linestyle=":", linewidth=1)
+    ax.plot([at], [at], "o", color="C3", label=f"EER {100 * eer:.2f} %")
+    ax.set_xlabel("false acceptance rate")
+    ax.set_ylabel("false rejection rate")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    return fig
+
+
+def score_histogram(trials: Mapping[str, Sequence[float]], threshold: float) -> Figure:
+    """Verification: the similarity of same-identity and of different-identity trials (each as a share of its
+    own trials, on shared bins), and the chosen threshold."""
+    edges = np.asarray(trials["edges"], float)
+    fig = _figure((6.0, 3.8))
+    ax = fig.subplots()
+    for key, colour, name in (("different", "C0", "different identity"), ("same", "C2", "same identity")):
+        counts = np.asarray(trials[key], float)
+        ax.stairs(counts / max(counts.sum(), 1.0), edges, fill=True, alpha=0.5, color=colour,
+                  label=f"{name} ({int(counts.sum())})")
+    ax.axvline(threshold, color="C3", linestyle="--", label=f"threshold {threshold:.3f}")
+    ax.set_xlabel("similarity")
+    ax.set_ylabel("share of trials")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
     return fig

@@ -235,14 +235,36 @@ class NerView(ReportView):
         return out
 
 
-@REPORT_VIEWS.register("verification", description="EER and accuracy at the chosen threshold, the most confident "
-                       "wrong identifications")
+DET_POINTS = 400  # points of a stored DET curve, at most
+HISTOGRAM_BINS = 40
+
+
+def trial_summary(scores: np.ndarray, same: np.ndarray) -> dict[str, Any]:
+    """What the page draws of verification trials (similarity ``scores``, truth ``same``), bounded whatever their
+    number: the DET curve (false acceptance and false rejection rates as the threshold moves, ``DET_POINTS`` at
+    most, both ends kept) and the same-identity and different-identity score histograms on shared bins."""
+    from sklearn.metrics import det_curve
+
+    fpr, fnr, _ = det_curve(same, scores, drop_intermediate=True)
+    keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), DET_POINTS)).round().astype(int))
+    edges = np.histogram_bin_edges(scores, bins=HISTOGRAM_BINS)
+    return {"det": {"fpr": fpr[keep].round(6).tolist(), "fnr": fnr[keep].round(6).tolist()},
+            "edges": edges.round(6).tolist(), "same": np.histogram(scores[same], edges)[0].tolist(),
+            "different": np.histogram(scores[~same], edges)[0].tolist()}
+
+
+@REPORT_VIEWS.register("verification", description="EER and accuracy at the chosen threshold, DET curve, score "
+                       "histograms of same and different identities, the most confident wrong identifications")
 class VerificationView(ReportView):
     def rows(self, task: Task, samples: Samples, scores: np.ndarray) -> dict[str, Any]:
         predicted = task.predictions(scores).tolist()
         true = [str(v) for v in samples.labels or []]
-        return {"metrics": task.metrics(true, scores) if true else None, "true": true, "predicted": predicted,
-                "similarity": np.asarray(scores, float).max(axis=1).round(4).tolist()}
+        out = {"metrics": task.metrics(true, scores) if true else None, "true": true, "predicted": predicted,
+               "similarity": np.asarray(scores, float).max(axis=1).round(4).tolist()}
+        same = np.asarray(true)[:, None] == np.asarray(task.names)[None, :]  # (N, K): the metrics' trials
+        if true and same.any() and not same.all():
+            out["trials"] = trial_summary(np.asarray(scores, float).ravel(), same.ravel())
+        return out
 
     def worst(self, task: Task, samples: Samples, scores: np.ndarray, rows: dict[str, Any]) -> list[int]:
         enrolled = set(task.names)
@@ -257,6 +279,18 @@ class VerificationView(ReportView):
 
     def sections(self, rows: dict[str, Any], examples: list[dict[str, Any]], figures: Figures) -> list[Section]:
         out = super().sections(rows, examples, figures)
+        trials, metrics = rows.get("trials"), rows.get("metrics") or {}
+        if trials:
+            where = metrics.get("threshold_from", "")
+            out.append(Section("Trials: DET curve and score distributions", (
+                f"<p>each held-out sample against each enrolled identity ({metrics.get('trials')} trials): EER "
+                f"<b>{metrics['eer']:.4f}</b>; the threshold {metrics['threshold']:.4f} was chosen on "
+                f"{html.escape(str(where))}</p>")
+                + figures.draw("det_curve", charts.det_curve, trials["det"], metrics["eer"],
+                               caption="DET curve: false rejections against false acceptances (normal deviate "
+                                       "scales)")
+                + figures.draw("score_histogram", charts.score_histogram, trials, metrics["threshold"],
+                               caption="similarity of same-identity and different-identity trials")))
         if examples:
             out.append(Section("Most similar wrong identities", examples_html(examples, _worst_card)))
         return out
