@@ -118,3 +118,38 @@ def test_a_file_in_two_class_folders_makes_a_multilabel_image_run(tmp_path: Path
     assert json.loads((run / "transferkit.json").read_text())["task"]["name"] == "multilabel"
     metrics = json.loads(invoke("evaluate", run, root, "--json").stdout)
     assert metrics["n"] == 18 and metrics["per_label"]["tl"]["support"] == 12
+
+
+@pytest.fixture(scope="module")
+def ner_run(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> Path:
+    """A linear probe of named entities fitted on a CoNLL file (``support.tagged_sentences``)."""
+    folder = tmp_path_factory.mktemp("cli_ner")
+    sentences, tags = support.tagged_sentences(60, seed=0)
+    blocks = ["\n".join(f"{w}\t{t}" for w, t in zip(words, labels, strict=True))
+              for words, labels in zip(sentences, tags, strict=True)]
+    (folder / "train.conll").write_text("\n\n".join(blocks) + "\n")
+    result = invoke("fit", folder / "train.conll", "--backbone", f"hf:{tiny_bert_dir}", "--strategy", "linear_probe",
+                    "--out", folder / "run")
+    assert result.exit_code == 0, result.output
+    return folder / "run"
+
+
+def test_ner_predict_json_prints_a_list_of_entities_per_input(ner_run: Path) -> None:
+    import transferkit
+
+    texts = ["  the plot was good, awful acting.", "the film", "bad plot"]
+    result = invoke("predict", ner_run, *texts, "--json")
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert len(lines) == len(texts) and all(isinstance(line, list) for line in lines)  # JSON Lines, in order
+    assert lines[1] == []  # no entity in "the film"
+    entities = [(i, e) for i, line in enumerate(lines) for e in line]
+    assert [(e["text"], e["label"]) for _, e in entities] == [("good", "POS"), ("awful", "NEG"), ("bad", "NEG")]
+    assert all(set(e) == {"text", "start", "end", "label", "score"} for _, e in entities)
+    assert all(texts[i][e["start"]:e["end"]] == e["text"] for i, e in entities)  # offsets into the input as given
+    assert lines[0][0]["start"] == 15  # counted from the input's first character, leading spaces included
+    # the score is the mean, over the entity's words, of the predicted tag's probability
+    scores = transferkit.load(ner_run).predict_scores(texts[:1])[0]
+    word = [span[0] for span in scores.sentence.spans].index(15)
+    assert lines[0][0]["score"] == pytest.approx(scores.values[word].max(), abs=1e-4)
+    assert 0 < lines[0][0]["score"] <= 1

@@ -190,9 +190,8 @@ def test_cli_evaluate_and_predict_on_raw_text(cli_run: tuple[Path, Path]) -> Non
     metrics = json.loads(invoke("evaluate", run, test, "--json").stdout)
     assert metrics["f1"] > 0.8 and "token_accuracy" in metrics
     assert "entity F1" in invoke("evaluate", run, test).stdout
-    record = json.loads(invoke("predict", run, "the plot was awful", "--json").stdout)
-    assert record["entities"] == [{"text": "awful", "start": 13, "end": 18, "label": "NEG",
-                                   "score": record["entities"][0]["score"]}]
+    entities = json.loads(invoke("predict", run, "the plot was awful", "--json").stdout)
+    assert entities == [{"text": "awful", "start": 13, "end": 18, "label": "NEG", "score": entities[0]["score"]}]
     line = invoke("predict", run, "good film").stdout.strip().split("\t")
     assert line[0] == "input 1" and line[1].startswith("good [0:4] POS")
 
@@ -221,3 +220,20 @@ def test_an_entity_type_unseen_in_training_counts_as_missed(fitted: TransferEsti
 def test_every_tag_of_a_seen_type_is_known() -> None:
     assert make_task("ner").fit_targets(["B-PER O"]).names == ["B-PER", "I-PER", "O"]
     assert make_task("ner").fit_targets(["S-PER O"]).names == ["B-PER", "E-PER", "I-PER", "O", "S-PER"]
+
+
+def test_an_entity_spans_its_words_in_the_text_and_scores_their_mean_tag_probability() -> None:
+    from transferkit.data.tagged import Sentence
+    from transferkit.tasks.ner import NamedEntities, WordScores
+
+    text = "  Barack  Obama visited Paris."
+    task = NamedEntities(["B-PER", "I-PER", "O"])
+    sentence = Sentence.from_text(text)
+    assert sentence.words == ["Barack", "Obama", "visited", "Paris", "."]
+    probs = np.array([[0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8], [0.6, 0.1, 0.3], [0.0, 0.0, 1.0]])
+    entities = task.entities(WordScores(sentence, probs))
+    assert entities == [{"text": "Barack  Obama", "start": 2, "end": 15, "label": "PER", "score": 0.8},
+                        {"text": "Paris", "start": 24, "end": 29, "label": "PER", "score": 0.6}]
+    assert all(text[e["start"]:e["end"]] == e["text"] for e in entities)
+    record = task.record(WordScores(sentence, probs))
+    assert task.json_line("input 1", record) == entities  # predict --json prints the list itself

@@ -271,7 +271,8 @@ def predict(
     run: RunArg,
     inputs: Annotated[list[str], typer.Argument(help="image/audio files or folders, or texts (or .txt files, "
                                                      "one text per line)")],
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON line per input, in order (a ner run: "
+                                                        "the list of its entities)")] = False,
     top_k: Annotated[int, typer.Option(help="probabilities shown per input", **option_range("top_k"))] = 3,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="stream the predictions into this CSV file "
                                              "(input,prediction,record), resuming where it stops")] = None,
@@ -289,7 +290,8 @@ def predict(
     """Predict for INPUTS with a fitted run: a label and its probabilities, the labels of a multi-label
     run, a regression run's number, a ner run's entities with their character spans, a detection run's
     boxes, or a generation run's completion of each prompt (one tab-separated line, or a JSON line, per input;
-    --draw writes the images with their boxes).
+    --draw writes the images with their boxes). A JSON line is an object naming its input, except for ner
+    runs: the input's entities as a list of {text, start, end, label, score}, with text = input[start:end].
 
     With --out the inputs (folders of any size, tables) are streamed: listed lazily, decoded by --workers
     processes, and appended to the CSV batch by batch, with a progress bar. Run the same command again after
@@ -331,5 +333,5 @@ def predict(
             drawn = loaded.task.draw(item, scores)
             atomic_write(draw / f"{Path(origin).stem}.png", lambda tmp, image=drawn: image.save(tmp, format="PNG"))
         record = loaded.task.record(scores, top_k=top_k)
-        typer.echo(json.dumps({"input": origin, **record}) if as_json
+        typer.echo(json.dumps(loaded.task.json_line(origin, record)) if as_json
                    else "\t".join([origin, *loaded.task.table_row(record)]))

@@ -285,6 +285,11 @@ class Task(ABC):
     def table_row(self, record: dict[str, Any]) -> list[str]:
         """``record`` as the CLI's tab-separated columns after the input's name."""
 
+    def json_line(self, origin: str, record: dict[str, Any]) -> Any:
+        """What ``predict --json`` prints of one input, as one JSON line: by default the record with the
+        input's name first, ``{"input": origin, **record}``."""
+        return {"input": origin, **record}
+
     def draw(self, item: Any, scores: Any) -> Any:
         """The input ``item`` with its prediction drawn on it (a PIL image), for ``predict --draw``; ``scores``
         None only asks whether the task draws.

@@ -270,8 +270,13 @@ class NamedEntities(Task):
         return [self.tags[i] for i in scores.values.argmax(axis=1)] if len(scores.values) else []
 
     def entities(self, scores: WordScores) -> list[dict[str, Any]]:
-        """The predicted entities of one sentence: ``{text, start, end, label, score}``, ``score`` the mean
-        probability of the entity's tags, ``start``/``end`` character offsets in its text."""
+        """The predicted entities of one sentence, in order: ``{text, start, end, label, score}``.
+
+        ``start``/``end`` are character offsets into the sentence's text and ``text`` is ``text[start:end]``
+        (the entity's words and what lies between them). ``score`` is the model's confidence in the entity:
+        the mean, over the entity's words, of the probability of the tag predicted for the word (each word is
+        predicted at its first sub-token), rounded to 4 decimals.
+        """
         from seqeval.metrics.sequence_labeling import get_entities
 
         sentence, found = scores.sentence, []
@@ -313,6 +318,11 @@ class NamedEntities(Task):
 
     def record(self, scores: WordScores, *, top_k: int = 3) -> dict[str, Any]:
         return {"entities": self.entities(scores)}
+
+    def json_line(self, origin: str, record: dict[str, Any]) -> Any:
+        """The input's entities alone, a JSON list of ``{text, start, end, label, score}`` (``entities``); the
+        line's place among the lines says which input it is, as the lines follow the inputs' order."""
+        return record["entities"]
 
     def table_row(self, record: dict[str, Any]) -> list[str]:
         shown = [f"{e['text']} [{e['start']}:{e['end']}] {e['label']} {e['score']:.2f}" for e in record["entities"]]
