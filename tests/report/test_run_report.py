@@ -144,6 +144,7 @@ def test_a_verification_report_draws_the_det_curve_and_score_histograms(tmp_path
     n, k = len(evidence.rows["true"]), len(clf.task_.names)
     assert sum(trials["same"]) + sum(trials["different"]) == n * k == evidence.metrics["trials"]
     assert sum(trials["same"]) == sum(t in clf.task_.names for t in evidence.rows["true"])
+    assert trials["edges"][0] >= -1.0001 and trials["edges"][-1] <= 1.0001  # the probe's out-of-fold cosines
     fpr, fnr = np.array(trials["det"]["fpr"]), np.array(trials["det"]["fnr"])
     assert fpr[0] >= fpr[-1] and fnr[0] <= fnr[-1] and len(fpr) <= 400  # rates move oppositely along the curve
     plots = _embedded_plots(run / "report.html")

@@ -100,9 +100,13 @@ def _bounded(samples: Samples, limit: int, seed: int) -> Samples:
 
 def _out_of_fold(clf: TransferEstimator, samples: Samples, seed: int) -> tuple[str, Samples, np.ndarray] | None:
     """The probe's predictions for each row from a probe fitted without it (``FOLDS`` folds, the chosen C)."""
+    import copy
+
+    import torch
     from sklearn.model_selection import KFold, StratifiedKFold
 
     from transferkit.features import extract_features
+    from transferkit.heads import set_linear_head
 
     task = clf.task_
     targets = np.asarray(task.encode(samples.labels or []))
@@ -117,9 +121,13 @@ def _out_of_fold(clf: TransferEstimator, samples: Samples, seed: int) -> tuple[s
     c = clf.strategy_info_.get("probe_c")
     c = c if isinstance(c, int | float) else None  # one C per label (multilabel): chosen again per fold
     outputs: np.ndarray | None = None
+    head = copy.deepcopy(clf.model_.head).eval()  # each fold's probe runs through the run's own head
     for train_idx, test_idx in splitter.split(features, targets if counts is not None else None):
         fitted = task.fit_probe(features[train_idx], targets[train_idx], c=c, seed=seed)
-        fold = features[test_idx] @ fitted.weight.T + fitted.bias  # (n_fold, K)
+        set_linear_head(head, fitted.weight, fitted.bias)
+        with torch.inference_mode():  # a linear head: the probe's scores; verification's: unit embeddings, cosines
+            rows = torch.from_numpy(np.asarray(features[test_idx], np.float32)).to(next(head.parameters()).device)
+            fold = head(rows).float().cpu().numpy()  # (n_fold, K)
         if outputs is None:
             outputs = np.zeros((len(samples), fold.shape[1]), dtype=np.float32)
         outputs[test_idx] = fold
