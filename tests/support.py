@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -215,3 +216,22 @@ def write_images(root: Path, images: np.ndarray, labels: list[str]) -> Path:
         (root / label).mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(root / label / f"{i:02d}.png")
     return root
+
+
+def squares(count: int, *, side: int = 96, seed: int = 0) -> tuple[list[Any], list[list[tuple]]]:
+    """Dark noisy images, each with two bright yellow squares boxed as ``square``."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    images, boxes = [], []
+    for _ in range(count):
+        pixels = (30 + rng.integers(0, 20, (side, side, 3))).astype(np.uint8)
+        found = []
+        for _ in range(2):
+            size = int(rng.integers(14, 22))
+            x, y = (int(v) for v in rng.integers(0, side - size, 2))
+            pixels[y:y + size, x:x + size] = (230, 210, 40)
+            found.append((x, y, x + size, y + size, "square"))
+        images.append(Image.fromarray(pixels))
+        boxes.append(found)
+    return images, boxes

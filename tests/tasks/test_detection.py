@@ -13,29 +13,12 @@ import torch
 from PIL import Image
 
 import transferkit
-from support import assert_user_error, invoke
+from support import assert_user_error, invoke, squares
 from transferkit import TransferEstimator
 from transferkit.tasks.tiling import TileDataset, boxes_in, merge_detections, tile_starts, windows_of
 
 BACKBONE = "timm:test_efficientnet"
 SETTINGS = {"tile_size": 64, "overlap": 0.25, "detector": "fcos", "score_threshold": 0.0}
-
-
-def squares(count: int, *, side: int = 96, seed: int = 0) -> tuple[list[Image.Image], list[list[tuple]]]:
-    """Dark noisy images, each with two bright yellow squares boxed as ``square``."""
-    rng = np.random.default_rng(seed)
-    images, boxes = [], []
-    for _ in range(count):
-        pixels = (30 + rng.integers(0, 20, (side, side, 3))).astype(np.uint8)
-        found = []
-        for _ in range(2):
-            size = int(rng.integers(14, 22))
-            x, y = (int(v) for v in rng.integers(0, side - size, 2))
-            pixels[y:y + size, x:x + size] = (230, 210, 40)
-            found.append((x, y, x + size, y + size, "square"))
-        images.append(Image.fromarray(pixels))
-        boxes.append(found)
-    return images, boxes
 
 
 def test_tiles_overlap_and_reach_the_edges() -> None:

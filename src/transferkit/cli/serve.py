@@ -53,8 +53,10 @@ def export(
         typer.echo(json.dumps(report, indent=2))
         return
     where = out or run / "onnx"
+    int8 = report.get("int8_max_abs_diff_outputs")
+    int8_note = "other numbers of boxes" if int8 is None else f"{int8:.2e}"
     typer.echo(f"wrote {where} (largest difference of the outputs from PyTorch: {report['max_abs_diff_outputs']:.2e}"
-               + (f"; int8: {report['int8_max_abs_diff_outputs']:.2e}" if quantize else "") + ")")
+               + (f"; int8: {int8_note}" if quantize else "") + ")")
     for engine, metrics in report.get("check", {}).items():
         typer.echo(f"{engine}: {json.dumps({k: v for k, v in metrics.items() if isinstance(v, int | float)})}")
 

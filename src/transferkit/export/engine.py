@@ -41,14 +41,14 @@ class Engine:
         task: the run's fitted task (decoding, records).
         backbone: the run's backbone, for preprocessing (``transform``, ``collate``, ``tokenize_words``).
         manifest: the run's ``transferkit.json``.
-        forward: a batch of the backbone's tensors -> the head's raw outputs.
+        forward: a batch of the backbone's tensors -> the head's raw outputs (a detector's: boxes per tile).
     """
 
     name: str
     task: Task
     backbone: Backbone
     manifest: dict[str, Any]
-    forward: Callable[[Batch], torch.Tensor]
+    forward: Callable[[Batch], Any]
 
     @property
     def modality(self) -> str:
@@ -97,7 +97,7 @@ def torch_engine(run: Path, export: Path | None = None) -> Engine:
     model, manifest = load_model_from_run(run)
     task = task_from_manifest(manifest)
 
-    def forward(batch: Batch) -> torch.Tensor:
+    def forward(batch: Batch) -> Any:
         with torch.inference_mode():
             return model(**batch)
 
@@ -129,12 +129,8 @@ def _onnx_engine(file: str, name: str) -> Callable[[Path, Path | None], Engine]:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors for unreadable models
             raise ArtifactError(f"{path} is not a readable ONNX model: {exc}") from exc
-        inputs = [i.name for i in session.get_inputs()]
-
-        def forward(batch: Batch) -> torch.Tensor:
-            return torch.from_numpy(session.run(None, {key: batch[key].numpy() for key in inputs})[0])
-
-        return Engine(name, task_from_manifest(manifest), backbone, manifest, forward)
+        task = task_from_manifest(manifest)
+        return Engine(name, task, backbone, manifest, exportable(task.name).session_forward(session))
 
     return build
 

@@ -4,6 +4,7 @@ The export folder (default ``RUN/onnx``) holds::
 
     model.onnx          backbone + head (a LoRA adapter merged into the weights), float32, dynamic batch
                         and sequence axes; inputs are the backbone's batch tensors, output ``outputs``
+                        (detection: the detector on one tile, ``image`` -> ``boxes``, ``scores``, ``labels``)
     model.int8.onnx     with --quantize: onnxruntime's dynamic int8 quantisation of it
     preprocessing.json  how raw inputs become those tensors (image size and normalisation, the tokenizer,
                         the audio sample rate and front end)
@@ -28,7 +29,7 @@ from torch import nn
 
 from transferkit.backbones.base import Backbone
 from transferkit.data import Samples
-from transferkit.errors import ConfigError
+from transferkit.errors import ArtifactError, ConfigError
 from transferkit.export.engine import (
     EXPORT_FOLDER,
     EXPORT_REPORT,
@@ -37,7 +38,7 @@ from transferkit.export.engine import (
     load_engine,
     run_fingerprint,
 )
-from transferkit.export.tasks import Batch, dynamic_axes, exportable
+from transferkit.export.tasks import Batch, GraphExport, dynamic_axes, exportable
 from transferkit.safety import OUTPUT_DIRECTORY, atomic_write, staged_directory, write_bytes, write_json
 from transferkit.tasks import task_from_manifest
 
@@ -46,17 +47,6 @@ FORMATS = ("onnx",)
 QUANTIZED_OPS = ["MatMul", "Gemm"]
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
                    "merges.txt", "spiece.model", "sentencepiece.bpe.model", "added_tokens.json")
-
-
-class _Graph(nn.Module):
-    """The run's model with positional inputs in a fixed order (what the ONNX graph's inputs are)."""
-
-    def __init__(self, model: nn.Module, names: list[str]) -> None:
-        super().__init__()
-        self.model, self.names = model, names
-
-    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        return self.model(**dict(zip(self.names, tensors, strict=True)))
 
 
 def merge_lora(backbone: nn.Module) -> int:
@@ -104,24 +94,32 @@ def export_onnx(run: str | Path, out: str | Path | None = None, *, quantize: boo
     merged = merge_lora(model.backbone)
     batches = entry.example_batches(model.backbone)
     names = list(batches[0])
-    axes = dynamic_axes(batches, entry.output_axes)
-    graph = _Graph(model, names).eval()
+    outputs = list(entry.output_names)
+    axes = dynamic_axes(batches, entry.output_axes, outputs)
+    graph = entry.graph(model, names).eval()
     with torch.inference_mode():
-        expected = [model(**batch).float().numpy() for batch in batches]
+        expected = [_arrays(graph(*(batch[name] for name in names))) for batch in batches]
     report: dict[str, Any] = {
         "format": "onnx", "opset": OPSET, "exporter": "torch.onnx (TorchScript, dynamo=False)",
         "torch": torch.__version__, "run": str(run), "run_fingerprint": run_fingerprint(run), "task": task_name,
         "backbone": manifest["backbone"]["name"], "lora_layers_merged": merged,
         "inputs": {name: {"dtype": str(batches[0][name].dtype).removeprefix("torch."), "dynamic_axes": axes[name]}
                    for name in names},
-        "output": {"name": "outputs", "dynamic_axes": axes["outputs"]}}
+        "outputs": {name: {"dynamic_axes": axes[name]} for name in outputs},
+        "values_compared": int(sum(array.size for found in expected for array in found))}
     with staged_directory(out, overwrite=overwrite, what=OUTPUT_DIRECTORY) as staging:
-        atomic_write(staging / MODEL_FILE, lambda tmp: _trace(graph, batches[0], names, axes, tmp))
+        atomic_write(staging / MODEL_FILE, lambda tmp: _trace(graph, batches[0], names, outputs, axes, tmp))
         report["max_abs_diff_outputs"] = _max_difference(staging / MODEL_FILE, batches, expected)
+        if report["max_abs_diff_outputs"] is None:
+            raise ArtifactError(f"the ONNX graph of {run} gives outputs of other shapes than PyTorch on example "
+                                "inputs of other sizes than the traced ones; it cannot be exported")
         if quantize:
+            _check_quantizable(staging / MODEL_FILE, entry, task)
             atomic_write(staging / INT8_FILE, lambda tmp: _quantize(staging / MODEL_FILE, tmp))
+            # None: int8 changed how many boxes a detector keeps, so there is no value-by-value difference
             report["int8_max_abs_diff_outputs"] = _max_difference(staging / INT8_FILE, batches, expected)
-        write_json(staging / "preprocessing.json", preprocessing_description(model.backbone, names))
+        write_json(staging / "preprocessing.json",
+                   entry.preprocessing(task, preprocessing_description(model.backbone, names)))
         _copy_tokenizer(model.backbone, staging / "tokenizer")
         write_json(staging / "labels.json", {"task": task_name, "names": task.names, "encoding": task.state()})
         write_json(staging / EXPORT_REPORT, report)
@@ -131,11 +129,26 @@ def export_onnx(run: str | Path, out: str | Path | None = None, *, quantize: boo
     return report
 
 
-def _trace(graph: nn.Module, batch: Batch, names: list[str], axes: dict[str, dict[int, str]], path: Path) -> None:
+def _arrays(outputs: torch.Tensor | tuple[torch.Tensor, ...]) -> list[np.ndarray]:
+    """A graph's output tensor, or tuple of them, as float32 arrays (integer labels compared as floats)."""
+    return [t.float().numpy() for t in (outputs if isinstance(outputs, tuple) else (outputs,))]
+
+
+def _trace(graph: nn.Module, batch: Batch, names: list[str], outputs: list[str], axes: dict[str, dict[int, str]],
+           path: Path) -> None:
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # the tracer's notes on Python values it keeps constant (checked below)
         torch.onnx.export(graph, tuple(batch[name] for name in names), str(path), dynamo=False, opset_version=OPSET,
-                          input_names=names, output_names=["outputs"], dynamic_axes=axes, do_constant_folding=True)
+                          input_names=names, output_names=outputs, dynamic_axes=axes, do_constant_folding=True)
+
+
+def _check_quantizable(path: Path, entry: GraphExport, task: Any) -> None:
+    """Raise ConfigError when the graph has no node that --quantize makes int8 (``QUANTIZED_OPS``)."""
+    import onnx
+
+    if not any(node.op_type in QUANTIZED_OPS for node in onnx.load(str(path)).graph.node):
+        raise ConfigError(f"--quantize: the {task.name} graph has no {' or '.join(QUANTIZED_OPS)} node, the only "
+                          f"ones int8 dynamic quantisation converts (convolutions stay float32){entry.int8_hint(task)}")
 
 
 def _quantize(source: Path, path: Path) -> None:
@@ -154,16 +167,21 @@ def _quantize(source: Path, path: Path) -> None:
         root.setLevel(level)
 
 
-def _max_difference(path: Path, batches: list[Batch], expected: list[np.ndarray]) -> float:
+def _max_difference(path: Path, batches: list[Batch], expected: list[list[np.ndarray]]) -> float | None:
     """The largest absolute difference of the graph's outputs from PyTorch's on the example batches (these
-    have other batch sizes and lengths than the one traced: a shape the tracer fixed would show here)."""
+    have other batch sizes and lengths than the one traced: a shape the tracer fixed would show here), or
+    None when an output's shape differs (another number of boxes)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     worst = 0.0
-    for batch, reference in zip(batches, expected, strict=True):
-        got = session.run(None, {key: value.numpy() for key, value in batch.items()})[0]
-        worst = max(worst, float(np.abs(got - reference).max()))
+    for batch, references in zip(batches, expected, strict=True):
+        got = session.run(None, {key: value.numpy() for key, value in batch.items()})
+        for array, reference in zip(got, references, strict=True):
+            if array.shape != reference.shape:
+                return None
+            if array.size:
+                worst = max(worst, float(np.abs(array.astype(np.float32) - reference).max()))
     return worst
 
 

@@ -2,16 +2,20 @@
 
 A task is exportable when it registers an ``ExportableTask`` here: example batches to trace the graph
 on (two of them, of different batch sizes and lengths, so that the axes that vary are the dynamic
-ones), the dynamic axes of the graph's output, and how the task's raw outputs (what ``Task.decode``
+ones), the graph's outputs and their dynamic axes, and how the task's raw outputs (what ``Task.decode``
 takes) come from a forward function over batches. Every engine (``export.engine``: torch, onnx,
 onnx-int8) predicts through ``predict_outputs`` with its own ``forward``, so the ONNX model and the
-PyTorch model answer the same way and the server does not care which runs.
+PyTorch model answer the same way and the server does not care which runs. ``GraphExport`` holds the
+defaults (the graph is ``TransferModel.forward`` on the backbone's batch tensors, one output); a task
+whose graph differs overrides ``graph`` (the module traced) and ``session_forward`` (how onnxruntime
+answers a batch).
 
-Pooled tasks (classification, multilabel, regression) share one entry; ner runs the word windows of
-``tasks.tokens``. A new task (detection, verification, generation) registers its own:
+Pooled tasks (classification, multilabel, regression, verification) share one entry; ner runs the
+word windows of ``tasks.tokens``; detection exports the detector per tile (``DetectionExport``), and
+the tiling and the merge of the tiles' boxes stay in Python around it:
 
-    >>> @EXPORTABLE_TASKS.register("detection", description="boxes from feature maps", output_axes={...})
-    ... class DetectionExport(PooledExport): ...
+    >>> @EXPORTABLE_TASKS.register("segmentation", description="a mask per image")  # doctest: +SKIP
+    ... class SegmentationExport(GraphExport): ...
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from transferkit.errors import ConfigError
 from transferkit.registry import Registry
@@ -32,11 +37,61 @@ if TYPE_CHECKING:
     from transferkit.data import Samples
     from transferkit.tasks import Task
 
-Batch = dict[str, torch.Tensor]
-Forward = Callable[[Batch], torch.Tensor]  # a backbone batch -> the head's raw outputs
+Batch = dict[str, Any]  # the backbone's batch tensors (a detector's: a list of tiles under "images")
+Forward = Callable[[Batch], Any]  # a batch -> the head's raw outputs (a tensor; a detector's boxes per tile)
 
 
-class PooledExport:
+class BatchGraph(nn.Module):
+    """The run's model with positional inputs in a fixed order (what the ONNX graph's inputs are)."""
+
+    def __init__(self, model: nn.Module, names: list[str]) -> None:
+        super().__init__()
+        self.model, self.names = model, names
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        return self.model(**dict(zip(self.names, tensors, strict=True)))
+
+
+class GraphExport:
+    """The defaults of an exportable task: the graph is the run's model on the backbone's batch tensors, with one
+    output ``outputs`` whose ``output_axes`` vary."""
+
+    output_axes: dict[int, str] = {0: "batch"}
+    output_names: tuple[str, ...] = ("outputs",)
+
+    def example_batches(self, backbone: Backbone) -> list[Batch]:
+        """Two batches of other sizes or lengths to trace and check the graph on."""
+        raise NotImplementedError
+
+    def predict_outputs(self, forward: Forward, backbone: Backbone, task: Task, samples: Samples, *,
+                        batch_size: int = 32) -> Any:
+        """What ``Task.decode`` takes for ``samples``, computed through ``forward``."""
+        raise NotImplementedError
+
+    def graph(self, model: nn.Module, names: list[str]) -> nn.Module:
+        """The module traced to ONNX: positional inputs ``names`` (the example batches' keys), the outputs
+        ``output_names`` (one tensor, or a tuple of them)."""
+        return BatchGraph(model, names)
+
+    def session_forward(self, session: Any) -> Forward:
+        """What the onnx engines call for a batch: an onnxruntime ``session`` of the exported graph."""
+        inputs = [i.name for i in session.get_inputs()]
+
+        def forward(batch: Batch) -> torch.Tensor:
+            return torch.from_numpy(session.run(None, {key: batch[key].numpy() for key in inputs})[0])
+
+        return forward
+
+    def preprocessing(self, task: Task, described: dict[str, Any]) -> dict[str, Any]:
+        """``preprocessing.json``: ``described`` is the backbone's own description (``export.onnx``)."""
+        return described
+
+    def int8_hint(self, task: Task) -> str:
+        """Advice when the graph has nothing --quantize makes int8 (no MatMul or Gemm node)."""
+        return ""
+
+
+class PooledExport(GraphExport):
     """A head on pooled features: the graph maps a batch to ``(B, K)`` outputs."""
 
     output_axes: dict[int, str] = {0: "batch"}
@@ -56,7 +111,7 @@ class PooledExport:
         return np.concatenate(chunks) if chunks else np.zeros((0, task.num_outputs()), np.float32)
 
 
-class WordTagExport:
+class WordTagExport(GraphExport):
     """A head on every token (ner): the graph maps a batch of word windows to ``(B, T, K)``."""
 
     output_axes: dict[int, str] = {0: "batch", 1: "tokens"}
@@ -145,26 +200,77 @@ EXPORTABLE_TASKS.register("generation", description="torch only: the backbone ge
     GenerationExport)
 
 
-class DetectionExport:
-    """Boxes per image (detection): the task tiles each image and merges the tiles' boxes itself, so the torch
-    engine predicts and serves it; a torchvision detector (proposals, NMS) is not exported to ONNX yet."""
+class DetectionExport(GraphExport):
+    """Boxes per image (detection). The graph is the detector on one tile: ``image (3, H, W)``, RGB in
+    ``[0, 1]``, any height and width -> ``boxes (M, 4)`` in its pixels, ``scores (M,)``, ``labels (M,)``
+    (class indices from 1), the detector's own normalisation, resizing to the tile size, proposals and NMS
+    inside (torchvision's detectors export one image at a time). Cutting an image into tiles and merging
+    the tiles' boxes by NMS stay in Python (``Detection.predict_outputs``), the same for every engine."""
 
-    output_axes: dict[int, str] = {}  # no graph: boxes per image, any number
+    output_axes: dict[int, str] = {0: "detections"}
+    output_names = ("boxes", "scores", "labels")
 
     def example_batches(self, backbone: Backbone) -> list[Batch]:
-        raise ConfigError("a detection run is not exported to ONNX yet; predict and serve it on the torch engine")
+        """Two tiles of other heights and widths (the graph resizes any tile to the run's tile size)."""
+        from torchvision.transforms.v2 import functional as TF
+
+        images = example_items(backbone)[:2]
+        return [{"image": TF.to_dtype(TF.to_image(image), torch.float32, scale=True)} for image in images]
+
+    def graph(self, model: nn.Module, names: list[str]) -> nn.Module:
+        return TileGraph(model)
+
+    def session_forward(self, session: Any) -> Forward:
+        outputs = [o.name for o in session.get_outputs()]
+
+        def forward(batch: Batch) -> list[dict[str, torch.Tensor]]:
+            found = []
+            for image in batch["images"]:
+                arrays = session.run(None, {"image": image.numpy()})
+                found.append({name: torch.from_numpy(array) for name, array in zip(outputs, arrays, strict=True)})
+            return found
+
+        return forward
 
     def predict_outputs(self, forward: Forward, backbone: Backbone, task: Task, samples: Samples, *,
                         batch_size: int = 32) -> np.ndarray:
         """Per image its merged boxes, as ``Detection.predict_outputs``."""
         return task.predict_outputs(_ForwardModel(forward, backbone), samples, batch_size=batch_size)  # type: ignore[arg-type]
 
+    def preprocessing(self, task: Task, described: dict[str, Any]) -> dict[str, Any]:
+        settings = task.state()
+        image = {"layout": "one tile at a time: (3, H, W), RGB, float32 in [0, 1]; the graph normalises and "
+                           "resizes it to the tile size itself",
+                 "tile_size": settings["tile_size"], "overlap": settings["overlap"],
+                 "tiles": "overlapping windows of tile_size pixels, the last one flush with the image's edge; an "
+                          "image no larger than a tile is one tile",
+                 "merge": f"boxes shifted by their tile's offset, then class-wise NMS at IoU {settings['nms_iou']}",
+                 "outputs": "boxes (M, 4) as x0, y0, x1, y1 in the tile's pixels; scores (M,); labels (M,): the "
+                            "index in labels.json's names, from 1"}
+        return {**described, "inputs": ["image"], "image": image}
 
-EXPORTABLE_TASKS.register("detection", description="boxes per image on the torch engine (no ONNX graph yet)")(
-    DetectionExport)
+    def int8_hint(self, task: Task) -> str:
+        return (f"; the {task.state()['detector']} detector is convolutions only, use task.detector=faster_rcnn "
+                "(its box head is quantised) or export without --quantize")
 
 
-def exportable(task_name: str) -> PooledExport | WordTagExport:
+class TileGraph(nn.Module):
+    """The detector on one tile, as ONNX sees it: ``image -> (boxes, scores, labels)``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        found = self.model(images=[image])[0]
+        return found["boxes"], found["scores"], found["labels"]
+
+
+EXPORTABLE_TASKS.register("detection", description="the detector per tile: image (3, H, W) -> boxes, scores, "
+                          "labels; tiles cut and merged by NMS around it")(DetectionExport)
+
+
+def exportable(task_name: str) -> GraphExport:
     """The export entry of a task.
 
     Raises:
@@ -176,12 +282,13 @@ def exportable(task_name: str) -> PooledExport | WordTagExport:
     return EXPORTABLE_TASKS.get(task_name).target()
 
 
-def dynamic_axes(batches: Sequence[Batch], output_axes: dict[int, str]) -> dict[str, dict[int, str]]:
+def dynamic_axes(batches: Sequence[Batch], output_axes: dict[int, str],
+                 output_names: Sequence[str] = ("outputs",)) -> dict[str, dict[int, str]]:
     """The axes of each input that differ between the example batches (the batch, sequence lengths), named
-    per input (Whisper's mel frames are twice its frame mask's), and the output's."""
+    per input (Whisper's mel frames are twice its frame mask's), and each output's."""
     first, second = batches
     axes: dict[str, dict[int, str]] = {}
     for name, tensor in first.items():
         varying = [axis for axis in range(tensor.ndim) if tensor.shape[axis] != second[name].shape[axis]]
         axes[name] = {axis: "batch" if axis == 0 else f"{name}_{axis}" for axis in varying}
-    return {**axes, "outputs": dict(output_axes)}
+    return {**axes, **{name: dict(output_axes) for name in output_names}}
