@@ -4,7 +4,8 @@ For each backbone: the forward pass alone over a sweep of batch sizes (median of
 ``channels_last`` beside it for the CNNs; the naive loop (decode, transform and forward one sample at a
 time); ``extract_features`` as it runs by default (its batch size measured, ``throughput.py``) and at the
 old fixed batch of 32, on one process with two threads; and ``extract_features`` on two processes of one
-thread each (``torchrun``, the shards split between them, features checked against one process). The limit
+thread each (``torchrun``, the shards split between them, features checked against one process). Each extraction runs on PyTorch and on the default engine (onnxruntime from
+``throughput.MIN_ONNX_SAMPLES`` inputs on), with the onnxruntime forward swept by batch size too. The limit
 is the backbone's FLOPs per sample (``torch.utils.flop_counter``) against the fp32 matrix-multiply rate
 measured here on two threads. Inputs are generated in a temporary folder (224-px-class JPEGs, sentences,
 5-s WAV clips).
@@ -116,20 +117,36 @@ def naive_loop(backbone: Any, items: list[Any]) -> float:
     return len(items) / timed(run, repeats=1)
 
 
-def extract_rate(backbone: Any, samples: Any, batch_size: int | None) -> float:
-    """``extract_features`` without the cache: at its measured batch size (None) or at a fixed one."""
+def extract_rate(backbone: Any, samples: Any, *, engine: str, batch_size: int | None) -> float:
+    """``extract_features`` without the cache, on ``engine`` (``TRANSFERKIT_EXTRACT_ENGINE``), at its
+    measured batch size (None) or at a fixed one; the warm-up call traces the ONNX graph, the timed ones
+    reuse it."""
     from transferkit import features, throughput
 
-    if batch_size is None:
-        return len(samples) / timed(lambda: features.extract_features(backbone, samples, use_cache=False,
-                                                                      progress=False), repeats=2)
     saved = throughput.fastest_batch_size
-    throughput.fastest_batch_size = lambda _b, _e, most: most  # the old behaviour: the size asked for
+    os.environ[throughput.ENGINE_VARIABLE] = engine
+    if batch_size is not None:
+        throughput.fastest_batch_size = lambda _b, _e, most, **_: most  # the old behaviour: the size asked for
     try:
-        return len(samples) / timed(lambda: features.extract_features(backbone, samples, batch_size=batch_size,
+        return len(samples) / timed(lambda: features.extract_features(backbone, samples, batch_size=batch_size or 32,
                                                                       use_cache=False, progress=False), repeats=2)
     finally:
         throughput.fastest_batch_size = saved
+        os.environ[throughput.ENGINE_VARIABLE] = "auto"
+
+
+def onnx_sweep(backbone: Any, samples: list[Any], sizes: list[int]) -> tuple[dict[int, float], float]:
+    """The forward pass on onnxruntime by batch size, and the seconds tracing and checking the graph took."""
+    from transferkit.export.forward import onnx_features_forward
+
+    start = time.perf_counter()
+    forward = onnx_features_forward(backbone)
+    trace_seconds = time.perf_counter() - start
+    rates = {}
+    for size in sizes:
+        batch = backbone.collate([samples[i % len(samples)] for i in range(size)])
+        rates[size] = size / timed(lambda b=batch: forward(b))
+    return rates, trace_seconds
 
 
 def two_processes(name: str, folder: Path, modality: str, n: int, reference: Path) -> dict[str, Any]:
@@ -189,14 +206,20 @@ def measure(name: str, folder: Path, n: int, threads: int, gflops: float, sizes:
     if modality == "image":
         row["forward_by_batch_channels_last"] = sweep(backbone, transformed, sizes, channels_last=True)
     row["best_forward_batch"] = max(row["forward_by_batch"], key=row["forward_by_batch"].get)
+    try:
+        row["onnx_forward_by_batch"], row["onnx_trace_seconds"] = onnx_sweep(backbone, transformed, sizes)
+    except Exception as exc:  # noqa: BLE001  reported: the backbone stays on PyTorch
+        row["onnx_error"] = str(exc)[:300]
     row["naive_loop"] = naive_loop(backbone, items[:16])
-    row["extract_default"] = extract_rate(backbone, samples, None)
-    row["extract_batch32"] = extract_rate(backbone, samples, 32)
+    row["extract_torch"] = extract_rate(backbone, samples, engine="torch", batch_size=None)
+    row["extract_torch_batch32"] = extract_rate(backbone, samples, engine="torch", batch_size=32)
+    row["extract_default"] = extract_rate(backbone, samples, engine="auto", batch_size=None)
     reference = folder / f"{name}.npy"
     np.save(reference, extract_features(backbone, samples, use_cache=False, progress=False))
     row["extract_two_processes"] = two_processes(name, folder, modality, n, reference)
-    row["fraction_of_limit"] = {key: row[key] / row["limit_per_s"] for key in ("naive_loop", "extract_default",
-                                                                             "extract_batch32")}
+    row["fraction_of_limit"] = {key: row[key] / row["limit_per_s"] for key in ("naive_loop", "extract_torch",
+                                                                             "extract_torch_batch32",
+                                                                             "extract_default")}
     if "rate" in row["extract_two_processes"]:
         row["fraction_of_limit"]["extract_two_processes"] = row["extract_two_processes"]["rate"] / row["limit_per_s"]
     print(json.dumps(row), flush=True)
@@ -206,7 +229,8 @@ def measure(name: str, folder: Path, n: int, threads: int, gflops: float, sizes:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbones", default=",".join(BACKBONES))
-    parser.add_argument("--count", type=int, default=64, help="inputs per extraction")
+    parser.add_argument("--count", type=int, default=256, help="inputs per extraction (from 256 on, the default "
+                        "engine is onnxruntime)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sizes", default="1,4,16,32", help="batch sizes of the forward-only sweep")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "extract_speed.json")
@@ -231,6 +255,30 @@ def main() -> None:
                                     "load_average": load, "cpus": os.cpu_count(), "torch": torch.__version__,
                                     "rows": rows}, indent=2))
     print(f"wrote {args.out} (load average {load[0]:.1f})")
+    print(markdown(rows))
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The RESULTS.md table of the rows (inputs per second; the share of the limit of the best one-process
+    extraction and of two processes)."""
+    def rates(by_batch: dict[Any, float] | None) -> str:
+        return ", ".join(f"{k}: {v:.3g}" for k, v in (by_batch or {}).items()) or "–"
+
+    lines = ["| backbone | GFLOP / input | limit | forward by batch (torch) | `channels_last` | onnxruntime | "
+             "naive loop | `extract_features` torch (batch 32) | default engine | 2 processes (max diff) | "
+             "share of limit: default, 2 processes |", "|" + "---|" * 11]
+    for row in rows:
+        if "error" in row:
+            continue
+        two = row["extract_two_processes"]
+        two_text = f"{two['rate']:.3g} ({two['max_abs_diff_vs_one_process']:.0e})" if "rate" in two else "failed"
+        share = row["fraction_of_limit"]
+        lines.append(f"| {row['backbone']} | {row['gflops_per_sample']:.2f} | {row['limit_per_s']:.3g} | "
+                     f"{rates(row['forward_by_batch'])} | {rates(row.get('forward_by_batch_channels_last'))} | "
+                     f"{rates(row.get('onnx_forward_by_batch'))} | {row['naive_loop']:.3g} | "
+                     f"{row['extract_torch']:.3g} ({row['extract_torch_batch32']:.3g}) | {row['extract_default']:.3g} | "
+                     f"{two_text} | {share['extract_default']:.0%}, {share.get('extract_two_processes', 0):.0%} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

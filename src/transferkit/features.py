@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,6 +27,9 @@ from transferkit.backbones.base import Backbone
 from transferkit.data import Samples, item_digest, load_audio, load_image
 from transferkit.errors import ArtifactError, DataError
 from transferkit.safety import FEATURE_CACHE, artifact_folder, atomic_write, remove_artifact
+
+if TYPE_CHECKING:
+    from transferkit.throughput import ExtractionPlan
 
 
 def decode_item(item: Any, backbone: Backbone) -> Any:
@@ -170,9 +173,10 @@ def extract_features(backbone: Backbone, samples: Samples, *, batch_size: int = 
     missing shard), and the complete features replace the shards as one entry, written atomically. Under
     ``accelerate launch`` (or ``torchrun``) process ``k`` of ``K`` extracts shards ``k, k + K, ...``; every
     process gets all the features, and only the main process writes the cache. On a CPU ``batch_size`` is
-    the largest batch tried: the fastest size up to it is measured once (``throughput.fastest_batch_size``).
+    the largest batch tried: the fastest size up to it is measured once, and from ``MIN_ONNX_SAMPLES``
+    samples on the backbone runs on onnxruntime (``throughput.extraction_plan``).
     """
-    from transferkit.throughput import fastest_batch_size
+    from transferkit.throughput import extraction_plan
 
     path = cache_dir() / "features" / f"{features_key(backbone, samples)}.safetensors"
     width = backbone.num_features
@@ -183,8 +187,8 @@ def extract_features(backbone: Backbone, samples: Samples, *, batch_size: int = 
     was_training = backbone.training
     backbone.eval()
     dataset = BackboneDataset(samples, backbone, None, train=False)
-    batch_size = fastest_batch_size(backbone, lambda n: [dataset[i][0] for i in range(min(n, len(samples)))],
-                                    batch_size)
+    plan = extraction_plan(backbone, lambda n: [dataset[i][0] for i in range(min(n, len(samples)))], batch_size,
+                           len(samples))
     parts = path.with_suffix(".parts")
     shards = [range(start, min(start + SHARD_SIZE, len(samples))) for start in range(0, len(samples), SHARD_SIZE)]
     found = distributed.broadcast_object(_finished_shards(parts, shards, width) if use_cache else {})
@@ -196,7 +200,7 @@ def extract_features(backbone: Backbone, samples: Samples, *, batch_size: int = 
     todo = [i for i in range(len(shards)) if i not in found]
     for turn in range(0, len(todo), processes):  # one shard per process per turn
         mine = todo[turn + rank] if turn + rank < len(todo) else None
-        result = None if mine is None else _extract(backbone, samples.subset(list(shards[mine])), batch_size, bar)
+        result = None if mine is None else _extract(backbone, samples.subset(list(shards[mine])), plan, bar)
         for index, features in distributed.gather_objects((mine, result)):
             if index is None:
                 continue
@@ -216,11 +220,11 @@ def extract_features(backbone: Backbone, samples: Samples, *, batch_size: int = 
     return features
 
 
-def _extract(backbone: Backbone, samples: Samples, batch_size: int, bar: Any) -> np.ndarray:
-    loader = make_loader(samples, backbone, None, train=False, batch_size=batch_size)
+def _extract(backbone: Backbone, samples: Samples, plan: ExtractionPlan, bar: Any) -> np.ndarray:
+    loader = make_loader(samples, backbone, None, train=False, batch_size=plan.batch_size)
     chunks = []
     for batch, _ in loader:
-        chunks.append(backbone.forward_features(**batch).float().cpu().numpy())
+        chunks.append(plan.forward(batch).float().cpu().numpy())
         bar.update(len(chunks[-1]))
     return np.concatenate(chunks) if chunks else np.zeros((0, backbone.num_features), np.float32)
 
