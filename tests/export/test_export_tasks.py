@@ -89,11 +89,28 @@ def test_the_detection_export_is_one_tile_of_any_size(detection_runs: dict[str, 
     graph = onnx.load(str(folder / "model.onnx")).graph
     shapes = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
               for v in [*graph.input, *graph.output]}
-    assert shapes["image"] == [3, "image_1", "image_2"]
+    assert shapes["image"] == [3, "image_1", "image_2"] and shapes["score_threshold"] == []
     assert shapes["boxes"] == ["detections", 4] and shapes["scores"] == shapes["labels"] == ["detections"]
     preprocessing = json.loads((folder / "preprocessing.json").read_text())
-    assert preprocessing["inputs"] == ["image"] and preprocessing["image"]["tile_size"] == 64
+    assert preprocessing["inputs"] == ["image", "score_threshold"] and preprocessing["image"]["tile_size"] == 64
     assert json.loads((folder / "labels.json").read_text())["names"] == ["square"]
+
+
+@pytest.mark.parametrize("detector", ["fcos", "faster_rcnn"])
+def test_the_graph_answers_tiles_without_boxes_and_its_threshold(detection_runs: dict[str, Path],
+                                                                detector: str) -> None:
+    """Traced with every candidate kept, the graph still answers a tile where nothing passes the threshold (no
+    boxes), and the threshold is the caller's: a lower one keeps more boxes. A tile of NaNs leaves a two-stage
+    detector without region proposals (torch: no boxes), which the traced graph must answer too."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(detection_runs[detector] / "onnx" / "model.onnx"))
+    image = np.random.default_rng(0).random((3, 50, 70), dtype=np.float32)
+    counts = {t: len(session.run(None, {"image": image, "score_threshold": np.array(t, np.float32)})[1])
+              for t in (1.0, 0.05, 0.0)}
+    assert counts[1.0] == 0 and counts[0.0] > 0 and counts[0.0] >= counts[0.05], counts
+    nothing = session.run(None, {"image": np.full_like(image, np.nan), "score_threshold": np.array(0.05, np.float32)})
+    assert [a.shape for a in nothing] == [(0, 4), (0,), (0,)]
 
 
 def test_cli_predicts_the_same_boxes_on_both_engines(detection_runs: dict[str, Path], tmp_path: Path) -> None:

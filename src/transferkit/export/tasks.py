@@ -11,7 +11,7 @@ whose graph differs overrides ``graph`` (the module traced) and ``session_forwar
 answers a batch).
 
 Pooled tasks (classification, multilabel, regression, verification) share one entry; ner runs the
-word windows of ``tasks.tokens``; detection exports the detector per tile (``DetectionExport``), and
+word windows of ``tasks.tokens``; detection (``export.detection``) exports the detector per tile, and
 the tiling and the merge of the tiles' boxes stay in Python around it:
 
     >>> @EXPORTABLE_TASKS.register("segmentation", description="a mask per image")  # doctest: +SKIP
@@ -58,6 +58,7 @@ class GraphExport:
 
     output_axes: dict[int, str] = {0: "batch"}
     output_names: tuple[str, ...] = ("outputs",)
+    exact_shapes = True  # the export fails when its graph's outputs have other shapes than PyTorch's
 
     def example_batches(self, backbone: Backbone) -> list[Batch]:
         """Two batches of other sizes or lengths to trace and check the graph on."""
@@ -67,6 +68,17 @@ class GraphExport:
                         batch_size: int = 32) -> Any:
         """What ``Task.decode`` takes for ``samples``, computed through ``forward``."""
         raise NotImplementedError
+
+    def trace_batch(self, batches: list[Batch]) -> Batch:
+        """The batch the graph is traced on (the other example batches check it)."""
+        return batches[0]
+
+    def difference(self, got: list[np.ndarray], expected: list[np.ndarray]) -> float | None:
+        """The largest absolute difference of the graph's outputs from PyTorch's on one batch (float32 arrays
+        in ``output_names``' order), or None when their shapes differ."""
+        if any(a.shape != b.shape for a, b in zip(got, expected, strict=True)):
+            return None
+        return max((float(np.abs(a - b).max()) for a, b in zip(got, expected, strict=True) if a.size), default=0.0)
 
     def graph(self, model: nn.Module, names: list[str]) -> nn.Module:
         """The module traced to ONNX: positional inputs ``names`` (the example batches' keys), the outputs
@@ -125,11 +137,11 @@ class WordTagExport(GraphExport):
     def predict_outputs(self, forward: Forward, backbone: Backbone, task: Task, samples: Samples, *,
                         batch_size: int = 32) -> np.ndarray:
         """Per sentence the words' logits (``tasks.ner.WordScores``), as ``NamedEntities.predict_outputs``."""
-        return task.predict_outputs(_ForwardModel(forward, backbone), samples, batch_size=batch_size,
+        return task.predict_outputs(ForwardModel(forward, backbone), samples, batch_size=batch_size,
                                     use_cache=False)
 
 
-class _ForwardModel:
+class ForwardModel:
     """What ``tasks.tokens.word_logits`` calls a model for, answered by a forward function."""
 
     training = False
@@ -140,10 +152,10 @@ class _ForwardModel:
     def __call__(self, **batch: torch.Tensor) -> torch.Tensor:
         return self.forward(batch)
 
-    def eval(self) -> _ForwardModel:
+    def eval(self) -> ForwardModel:
         return self
 
-    def train(self, mode: bool = True) -> _ForwardModel:
+    def train(self, mode: bool = True) -> ForwardModel:
         return self
 
 
@@ -198,76 +210,6 @@ for _name in ("classification", "multilabel", "regression", "verification"):  # 
 EXPORTABLE_TASKS.register("ner", description="backbone + head on every token: (batch, tokens, tags)")(WordTagExport)
 EXPORTABLE_TASKS.register("generation", description="torch only: the backbone generates token by token")(
     GenerationExport)
-
-
-class DetectionExport(GraphExport):
-    """Boxes per image (detection). The graph is the detector on one tile: ``image (3, H, W)``, RGB in
-    ``[0, 1]``, any height and width -> ``boxes (M, 4)`` in its pixels, ``scores (M,)``, ``labels (M,)``
-    (class indices from 1), the detector's own normalisation, resizing to the tile size, proposals and NMS
-    inside (torchvision's detectors export one image at a time). Cutting an image into tiles and merging
-    the tiles' boxes by NMS stay in Python (``Detection.predict_outputs``), the same for every engine."""
-
-    output_axes: dict[int, str] = {0: "detections"}
-    output_names = ("boxes", "scores", "labels")
-
-    def example_batches(self, backbone: Backbone) -> list[Batch]:
-        """Two tiles of other heights and widths (the graph resizes any tile to the run's tile size)."""
-        from torchvision.transforms.v2 import functional as TF
-
-        images = example_items(backbone)[:2]
-        return [{"image": TF.to_dtype(TF.to_image(image), torch.float32, scale=True)} for image in images]
-
-    def graph(self, model: nn.Module, names: list[str]) -> nn.Module:
-        return TileGraph(model)
-
-    def session_forward(self, session: Any) -> Forward:
-        outputs = [o.name for o in session.get_outputs()]
-
-        def forward(batch: Batch) -> list[dict[str, torch.Tensor]]:
-            found = []
-            for image in batch["images"]:
-                arrays = session.run(None, {"image": image.numpy()})
-                found.append({name: torch.from_numpy(array) for name, array in zip(outputs, arrays, strict=True)})
-            return found
-
-        return forward
-
-    def predict_outputs(self, forward: Forward, backbone: Backbone, task: Task, samples: Samples, *,
-                        batch_size: int = 32) -> np.ndarray:
-        """Per image its merged boxes, as ``Detection.predict_outputs``."""
-        return task.predict_outputs(_ForwardModel(forward, backbone), samples, batch_size=batch_size)  # type: ignore[arg-type]
-
-    def preprocessing(self, task: Task, described: dict[str, Any]) -> dict[str, Any]:
-        settings = task.state()
-        image = {"layout": "one tile at a time: (3, H, W), RGB, float32 in [0, 1]; the graph normalises and "
-                           "resizes it to the tile size itself",
-                 "tile_size": settings["tile_size"], "overlap": settings["overlap"],
-                 "tiles": "overlapping windows of tile_size pixels, the last one flush with the image's edge; an "
-                          "image no larger than a tile is one tile",
-                 "merge": f"boxes shifted by their tile's offset, then class-wise NMS at IoU {settings['nms_iou']}",
-                 "outputs": "boxes (M, 4) as x0, y0, x1, y1 in the tile's pixels; scores (M,); labels (M,): the "
-                            "index in labels.json's names, from 1"}
-        return {**described, "inputs": ["image"], "image": image}
-
-    def int8_hint(self, task: Task) -> str:
-        return (f"; the {task.state()['detector']} detector is convolutions only, use task.detector=faster_rcnn "
-                "(its box head is quantised) or export without --quantize")
-
-
-class TileGraph(nn.Module):
-    """The detector on one tile, as ONNX sees it: ``image -> (boxes, scores, labels)``."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        found = self.model(images=[image])[0]
-        return found["boxes"], found["scores"], found["labels"]
-
-
-EXPORTABLE_TASKS.register("detection", description="the detector per tile: image (3, H, W) -> boxes, scores, "
-                          "labels; tiles cut and merged by NMS around it")(DetectionExport)
 
 
 def exportable(task_name: str) -> GraphExport:
