@@ -154,13 +154,14 @@ class TileGraph(nn.Module):
         self.model = model
 
     def forward(self, image: torch.Tensor, score_threshold: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        with exportable_detector(self.model.head.detector, score_threshold):
+        head: Any = self.model.head  # tasks.detectors.DetectionHead
+        with exportable_detector(head.detector, score_threshold):
             found = self.model(images=[image])[0]
         return found["boxes"], found["scores"], found["labels"]
 
 
 @contextmanager
-def exportable_detector(detector: nn.Module, score_threshold: torch.Tensor) -> Iterator[None]:
+def exportable_detector(detector: Any, score_threshold: torch.Tensor) -> Iterator[None]:
     """``detector`` with the graph's threshold in place of its number and, two-stage (the threshold then sits
     in its RoI heads), ``PaddedProposals``; both put back after the call."""
     two_stage = hasattr(detector, "roi_heads")
