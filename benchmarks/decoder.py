@@ -100,8 +100,9 @@ def timed_row(make: Callable[[], Any], train: Samples, test: Samples, *, new_tok
     return row
 
 
-def classification(train_size: int, eval_size: int) -> list[dict[str, Any]]:
-    rows = []
+def classification(train_size: int, eval_size: int,
+                   save: Callable[[list[dict[str, Any]]], None]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
     for name, (train, test, words, template) in classification_sets(train_size, eval_size).items():
         common = {"progress": False, "batch_size": 16, "seed": 0}
         decoder = {"backbone": "smollm2_135m", "backbone_options": {"max_length": 128}, **common}
@@ -118,6 +119,7 @@ def classification(train_size: int, eval_size: int) -> list[dict[str, Any]]:
         for strategy, settings in runs:
             rows.append(timed_row(lambda s=settings: TransferClassifier(**s), train, test, dataset=name,
                                   backbone=settings["backbone"], strategy=strategy))
+            save(rows)  # a long run keeps what it measured
     return rows
 
 
@@ -186,18 +188,23 @@ def main() -> None:
     parser.add_argument("--part", choices=("classification", "generation", "memory"), required=True)
     parser.add_argument("--train", type=int, default=None)
     parser.add_argument("--eval", type=int, default=None)
+    parser.add_argument("--machine", default="", help="a note on the machine's state, kept in the JSON")
     args = parser.parse_args()
     start = time.perf_counter()
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"decoder_{args.part}.json"
+
+    def save(rows: list[dict[str, Any]]) -> None:
+        out.write_text(json.dumps({"part": args.part, "rows": rows, "machine": args.machine,
+                                   "seconds": round(time.perf_counter() - start)}, indent=2) + "\n")
+
     if args.part == "classification":
-        rows = classification(args.train or 128, args.eval or 200)
+        rows = classification(args.train or 128, args.eval or 200, save)
     elif args.part == "generation":
         rows = generation(args.train or 96, args.eval or 48)
     else:
         rows = memory(args.train or 32)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"decoder_{args.part}.json"
-    out.write_text(json.dumps({"part": args.part, "rows": rows, "machine": "shared: 2 cores, 8 agents",
-                               "seconds": round(time.perf_counter() - start)}, indent=2) + "\n")
+    save(rows)
     print(f"wrote {out}")
 
 
