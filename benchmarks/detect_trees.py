@@ -75,21 +75,22 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_ours(data: Path, name: str, seed: int) -> dict:
+def run_ours(data: Path, name: str, seed: int, *, upscale: float | None = None, epochs: int | None = None) -> dict:
     from transferkit.estimator import TransferEstimator
 
     parts = areas(data)
     shown, strategy, pretrained = ROWS[name]
     est = TransferEstimator("efficientnet_lite0", strategy, task="detection", pretrained=pretrained,
-                            epochs=EPOCHS, patience=PATIENCE, batch_size=4, seed=seed, progress=False,
-                            task_params=OURS)
+                            epochs=epochs or EPOCHS, patience=PATIENCE, batch_size=4, seed=seed, progress=False,
+                            task_params={**OURS, **({} if upscale is None else {"upscale": upscale})})
     start = time.perf_counter()
     est.fit([parts["train"][0]], [parts["train"][1]], eval_set=([parts["val"][0]], [parts["val"][1]]))
     seconds = time.perf_counter() - start
     metrics = est.evaluate([parts["test"][0]], [parts["test"][1]])
     return {"row": shown, "seconds": round(seconds, 1), "peak_mb": round(peak_mb()), "map_50": metrics["map_50"],
             "map": metrics["map"], "map_75": metrics["map_75"], "best_epoch": est.strategy_info_.get("best_epoch"),
-            "epochs_run": len(est.history_), "history": est.history_, "seed": seed}
+            "epochs_run": len(est.history_), "history": est.history_, "seed": seed,
+            "task_params": {**OURS, **({} if upscale is None else {"upscale": upscale})}, "epochs": epochs or EPOCHS}
 
 
 def run_peer(data: Path, seed: int) -> dict:
@@ -170,11 +171,14 @@ def main() -> None:
     parser.add_argument("--rows", default=None, help="comma-separated rows to run (default: all); the others are "
                         "kept from --out when it exists")
     parser.add_argument("--machine", default="", help="a note on the machine's state, kept in the JSON")
+    parser.add_argument("--upscale", type=float, default=None, help="our rows' detection setting upscale")
+    parser.add_argument("--epochs", type=int, default=None, help="our rows' epochs (default: EPOCHS)")
     parser.add_argument("--row", default=None, choices=[*ROWS, "peer"],
                         help="run one row in this process and print its JSON")
     args = parser.parse_args()
     if args.row is not None:
-        result = run_peer(args.data, args.seed) if args.row == "peer" else run_ours(args.data, args.row, args.seed)
+        result = (run_peer(args.data, args.seed) if args.row == "peer"
+                  else run_ours(args.data, args.row, args.seed, upscale=args.upscale, epochs=args.epochs))
         print("RESULT " + json.dumps({"key": args.row, **result}))
         return
     parts = areas(args.data)
@@ -193,7 +197,9 @@ def main() -> None:
 
     def run(row: str) -> None:
         done = subprocess.run([sys.executable, __file__, "--data", str(args.data), "--seed", str(args.seed),
-                               "--row", row], capture_output=True, text=True, check=False)
+                               "--row", row, *(["--upscale", str(args.upscale)] if args.upscale else []),
+                               *(["--epochs", str(args.epochs)] if args.epochs else [])],
+                              capture_output=True, text=True, check=False)
         lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
         with lock:
             if not lines:

@@ -159,3 +159,18 @@ def test_partial_trains_only_the_last_groups_of_the_backbone() -> None:
     trained = dict(est.model_.backbone.named_parameters())
     assert all(torch.equal(before[n], trained[n]) for n in first)  # the input side stayed frozen
     assert any(not torch.equal(before[n], trained[n]) for n in last)  # the last groups trained
+
+
+def test_upscale_enlarges_each_tile_inside_the_detector_and_is_checked() -> None:
+    from transferkit.backbones import create_backbone
+    from transferkit.errors import ConfigError
+    from transferkit.tasks import make_task
+
+    _, boxes = squares(2)
+    task = make_task("detection").configure({**SETTINGS, "upscale": 2.0}).fit_targets(
+        [json.dumps([list(b) for b in found]) for found in boxes])
+    head = task.head_for(create_backbone(BACKBONE, pretrained=False, image_size=64))
+    resize = head.detector.transform
+    assert resize.min_size == (128,) and resize.max_size == 128
+    with pytest.raises(ConfigError, match="upscale must be between 0.25 and 4, not 10"):
+        make_task("detection").configure({"upscale": 10})

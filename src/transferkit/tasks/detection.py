@@ -43,7 +43,9 @@ if TYPE_CHECKING:
 
 # detections per image that mAP ranks (COCO's default of 100 would cap the recall on a large image)
 MAX_DETECTIONS = 10_000
-SETTINGS = {"detector": DEFAULT_DETECTOR, "tile_size": 320, "overlap": 0.25, "nms_iou": 0.5, "score_threshold": 0.3}
+# upscale: the detector enlarges each tile by this factor (small objects reach the deeper, stronger feature maps)
+SETTINGS = {"detector": DEFAULT_DETECTOR, "tile_size": 320, "overlap": 0.25, "nms_iou": 0.5, "score_threshold": 0.3,
+            "upscale": 1.0}
 
 
 def _objects(values: Sequence[Any]) -> np.ndarray:
@@ -182,7 +184,7 @@ class Detection(Task):
         self.configure({k: v for k, v in state.items() if k != "classes"})
 
     def configure(self, settings: dict[str, Any]) -> Detection:
-        """``detector``, ``tile_size``, ``overlap``, ``nms_iou``, ``score_threshold`` (``SETTINGS``).
+        """``detector``, ``tile_size``, ``overlap``, ``nms_iou``, ``score_threshold``, ``upscale`` (``SETTINGS``).
 
         Raises:
             ConfigError: an unknown setting or detector, or a value out of range.
@@ -198,6 +200,8 @@ class Detection(Task):
         if self.settings["tile_size"] < 32 or not 0 <= self.settings["overlap"] < 0.9:
             raise ConfigError(f"tile_size must be at least 32 and overlap in [0, 0.9), not "
                               f"{self.settings['tile_size']} and {self.settings['overlap']}")
+        if not 0.25 <= self.settings["upscale"] <= 4:
+            raise ConfigError(f"upscale must be between 0.25 and 4, not {self.settings['upscale']}")
         return self
 
     # -- model ------------------------------------------------------------------------------------
@@ -208,7 +212,8 @@ class Detection(Task):
         """A torchvision detector with an FPN on ``backbone``'s feature maps (``tasks.detectors``)."""
         self.check_fitted()
         preprocessing = backbone.preprocessing  # type: ignore[attr-defined]  # an image backbone's
-        settings = DetectorSettings(num_classes=len(self.classes) + 1, image_size=int(self.settings["tile_size"]),
+        side = round(self.settings["tile_size"] * self.settings["upscale"])
+        settings = DetectorSettings(num_classes=len(self.classes) + 1, image_size=side,
                                     mean=preprocessing.mean, std=preprocessing.std)
         return DetectionHead(backbone, self.settings["detector"], settings)
 
