@@ -2,8 +2,8 @@
 
 (a) classification, SST-2 (dev) and TREC (test): MiniLM's linear probe beside SmolLM2's linear probe (last-token
     features), LoRA (on q/k/v/o projections, with a new linear head), and ``label_words`` (the classes as words the
-    decoder writes next), zero-shot and tuned with LoRA. Random training subsets of ``--train`` examples and the
-    first ``--eval`` evaluation examples (a random draw, seed 0), the same for every row.
+    decoder writes next), zero-shot and tuned with LoRA. Random training subsets of ``--train`` examples
+    (stratified by class) and ``--eval`` evaluation examples (a random draw, seed 0), the same for every row.
 (b) title generation on the Amazon kitchen reviews: the ``<title>`` from the ``<review_text>`` (its first
     ``REVIEW_CHARS`` characters), zero-shot against LoRA, ROUGE-L / chrF / exact match, training time and peak memory.
 (c) the GGUF loading time (first read and a cached copy) and the peak memory of LoRA fine-tuning at a sequence length
@@ -67,16 +67,26 @@ def peak_rss() -> Iterator[dict[str, float]]:
         thread.join()
 
 
-def draw(samples: Samples, size: int, seed: int) -> Samples:
-    pick = np.random.default_rng(seed).choice(len(samples), size=min(size, len(samples)), replace=False)
+def draw(samples: Samples, size: int, seed: int, *, stratified: bool = False) -> Samples:
+    """``size`` samples drawn at random (seed ``seed``); ``stratified``: every class in its share (a rare class,
+    such as TREC's ABBR, is not left out of a small training draw)."""
+    if stratified and size < len(samples):
+        from sklearn.model_selection import train_test_split
+
+        pick, _ = train_test_split(np.arange(len(samples)), train_size=size, random_state=seed,
+                                   stratify=np.asarray(samples.labels))
+    else:
+        pick = np.random.default_rng(seed).choice(len(samples), size=min(size, len(samples)), replace=False)
     return samples.subset(np.sort(pick))
 
 
 def classification_sets(train_size: int, eval_size: int) -> dict[str, tuple[Samples, Samples, tuple, str]]:
     sst2_train, sst2_dev = tasks.sst2(DATA)
     trec_train, trec_test = tasks.trec(DATA, "train"), tasks.trec(DATA, "test")
-    return {"SST-2": (draw(sst2_train, train_size, 0), draw(sst2_dev, eval_size, 0), SST2_WORDS, SST2_TEMPLATE),
-            "TREC": (draw(trec_train, train_size, 0), draw(trec_test, eval_size, 0), TREC_WORDS, TREC_TEMPLATE)}
+    return {"SST-2": (draw(sst2_train, train_size, 0, stratified=True), draw(sst2_dev, eval_size, 0), SST2_WORDS,
+                      SST2_TEMPLATE),
+            "TREC": (draw(trec_train, train_size, 0, stratified=True), draw(trec_test, eval_size, 0), TREC_WORDS,
+                     TREC_TEMPLATE)}
 
 
 def timed_row(make: Callable[[], Any], train: Samples, test: Samples, *, new_tokens: int | None = None,
