@@ -38,6 +38,7 @@ ROWS = {
     "mpnet_finetune": {"backbone": "mpnet", "strategy": "finetune"},
     # the default recipe on mpnet with half its epochs: mpnet costs about 8 times minilm per step
     "mpnet_default_2ep": {"backbone": "mpnet", **default_fit_settings("ner"), "epochs": 2},
+    "mpnet_default": {"backbone": "mpnet", **default_fit_settings("ner")},
     "scratch": {"backbone": "minilm", "strategy": "finetune", "pretrained": False},
     # what `transferkit fit DATA --task ner` does with no strategy (the task's default_fit)
     "default": {"backbone": DEFAULT_BACKBONE["text"], **default_fit_settings("ner")},
