@@ -4,7 +4,8 @@ For each backbone: the forward pass alone over a sweep of batch sizes (median of
 ``channels_last`` beside it for the CNNs; the naive loop (decode, transform and forward one sample at a
 time); ``extract_features`` as it runs by default (its batch size measured, ``throughput.py``) and at the
 old fixed batch of 32, on one process with two threads; and ``extract_features`` on two processes of one
-thread each (``torchrun``, the shards split between them, features checked against one process). Each extraction runs on PyTorch and on the default engine (onnxruntime from
+thread each (``torchrun``, the shards split between them, features checked against one process). Each
+extraction runs on PyTorch and on the default engine (onnxruntime from
 ``throughput.MIN_ONNX_SAMPLES`` inputs on), with the onnxruntime forward swept by batch size too. The limit
 is the backbone's FLOPs per sample (``torch.utils.flop_counter``) against the fp32 matrix-multiply rate
 measured here on two threads. Inputs are generated in a temporary folder (224-px-class JPEGs, sentences,
@@ -163,12 +164,15 @@ def two_processes(name: str, folder: Path, modality: str, n: int, reference: Pat
 
 
 def worker(args: argparse.Namespace) -> None:
-    from transferkit import distributed
+    from transferkit import distributed, features
     from transferkit.backbones import create_backbone
     from transferkit.data import samples_from_arrays
     from transferkit.features import extract_features
 
     torch.set_num_threads(1)
+    # shards of an eighth of the inputs, so that the two processes share them out (with the default 2,048 a
+    # few hundred inputs are one shard, which one process extracts while the other waits)
+    features.SHARD_SIZE = max(1, args.count // 8)
     backbone = create_backbone(args.worker).eval()
     items = (make_inputs(args.folder, "text", args.count) if args.modality == "text"
              else sorted((args.folder / args.modality).iterdir())[:args.count])  # the parent's files, read only
@@ -276,7 +280,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         lines.append(f"| {row['backbone']} | {row['gflops_per_sample']:.2f} | {row['limit_per_s']:.3g} | "
                      f"{rates(row['forward_by_batch'])} | {rates(row.get('forward_by_batch_channels_last'))} | "
                      f"{rates(row.get('onnx_forward_by_batch'))} | {row['naive_loop']:.3g} | "
-                     f"{row['extract_torch']:.3g} ({row['extract_torch_batch32']:.3g}) | {row['extract_default']:.3g} | "
+                     f"{row['extract_torch']:.3g} ({row['extract_torch_batch32']:.3g}) | "
+                     f"{row['extract_default']:.3g} | "
                      f"{two_text} | {share['extract_default']:.0%}, {share.get('extract_two_processes', 0):.0%} |")
     return "\n".join(lines)
 
