@@ -105,7 +105,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     results: dict[str, Any] = {
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "load_average_start": os.getloadavg(), "shared": "2 cores shared by 8 agents"},
+                    "load_average_start": os.getloadavg()},
         "threads": args.threads, "torch": torch.__version__, "rows": {}}
     chosen = splits(args.data)
     with tempfile.TemporaryDirectory() as folder:
