@@ -81,3 +81,33 @@ def test_an_unknown_engine_is_a_config_error(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv(ENGINE_VARIABLE, "tensorrt")
     with pytest.raises(ConfigError, match="TRANSFERKIT_EXTRACT_ENGINE='tensorrt'.*auto, torch, onnx"):
         extract_features(create_backbone("lenet", pretrained=False), _images(), use_cache=False, progress=False)
+
+
+def test_a_graph_that_fails_on_a_later_batch_hands_over_to_pytorch(monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnxruntime as ort
+
+    backbone = create_backbone("lenet", pretrained=False).eval()
+    forward = onnx_features_forward(backbone)
+    batch = backbone.collate(_transformed(backbone))
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("indices element out of data bounds")
+
+    monkeypatch.setattr(ort.InferenceSession, "run", broken)
+    with pytest.warns(RuntimeWarning, match="failed on a batch.*out of data bounds.*PyTorch"):
+        got = forward(batch)
+    with torch.inference_mode():
+        assert torch.equal(got, backbone.forward_features(**batch))
+
+
+def test_a_graph_that_fails_on_the_example_batches_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnxruntime as ort
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("ScatterElements: indices element out of data bounds")
+
+    monkeypatch.setattr(ort.InferenceSession, "run", broken)
+    monkeypatch.setenv(ENGINE_VARIABLE, "onnx")
+    backbone = create_backbone("lenet", pretrained=False).eval()
+    with pytest.warns(ExtractionFallbackWarning, match="does not run on onnxruntime.*ScatterElements"):
+        extract_features(backbone, _images(), use_cache=False, progress=False)
