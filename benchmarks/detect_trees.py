@@ -191,7 +191,9 @@ def main() -> None:
     if args.rows:
         chosen = args.rows.split(",")
         kept = json.loads(args.out.read_text())["rows"] if args.out.exists() else []
-        results["rows"] = [r for r in kept if "failed" not in r and r.get("key", r["row"]) not in chosen]
+        shown = {ROWS[key][0]: key for key in ROWS}  # rows written before they carried their key
+        results["rows"] = [r for r in kept if "failed" not in r
+                           and r.get("key", shown.get(r["row"], r["row"])) not in chosen]
         order = chosen
     lock = threading.Lock()
 
