@@ -21,7 +21,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from torch import nn
 
 from transferkit.backbones.base import Backbone
 from transferkit.errors import BackboneError
@@ -29,21 +28,9 @@ from transferkit.errors import BackboneError
 Batch = dict[str, torch.Tensor]
 # the largest absolute difference from PyTorch's features allowed, relative to the features' scale
 TOLERANCE = 1e-4
-OPSET = 17
 
 _SESSIONS: weakref.WeakKeyDictionary[Backbone, tuple[tuple[int, ...], Callable[[Batch], torch.Tensor]]] = (
     weakref.WeakKeyDictionary())
-
-
-class _Pooled(nn.Module):
-    """``forward_features`` with positional inputs in a fixed order (what the graph's inputs are)."""
-
-    def __init__(self, backbone: Backbone, names: list[str]) -> None:
-        super().__init__()
-        self.backbone, self.names = backbone, names
-
-    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        return self.backbone.forward_features(**dict(zip(self.names, tensors, strict=True)))
 
 
 def _versions(backbone: Backbone) -> tuple[int, ...]:
@@ -63,19 +50,15 @@ def onnx_features_forward(backbone: Backbone) -> Callable[[Batch], torch.Tensor]
         return kept[1]
     import onnxruntime as ort
 
-    from transferkit.export.tasks import PooledExport, dynamic_axes
+    from transferkit.export.onnx import trace_onnx
+    from transferkit.export.tasks import BatchGraph, PooledExport, dynamic_axes
 
     batches = PooledExport().example_batches(backbone)
     names = list(batches[0])
-    graph = _Pooled(backbone, names).eval()
+    graph = BatchGraph(backbone, names, method="forward_features").eval()
     buffer = io.BytesIO()
     try:
-        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-            warnings.simplefilter("ignore")  # the tracer's notes on Python values it keeps constant (checked below)
-            torch.onnx.export(graph, tuple(batches[0][name] for name in names), buffer, dynamo=False,
-                              opset_version=OPSET, input_names=names, output_names=["features"],
-                              dynamic_axes=dynamic_axes(batches, {0: "batch"}) | {"features": {0: "batch"}},
-                              do_constant_folding=True)
+        trace_onnx(graph, batches[0], names, ["outputs"], dynamic_axes(batches, {0: "batch"}), buffer)
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         options.inter_op_num_threads = 1

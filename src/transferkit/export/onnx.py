@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -109,7 +109,7 @@ def export_onnx(run: str | Path, out: str | Path | None = None, *, quantize: boo
         "values_compared": int(sum(array.size for found in expected for array in found))}
     with staged_directory(out, overwrite=overwrite, what=OUTPUT_DIRECTORY) as staging:
         traced = entry.trace_batch(batches)
-        atomic_write(staging / MODEL_FILE, lambda tmp: _trace(graph, traced, names, outputs, axes, tmp))
+        atomic_write(staging / MODEL_FILE, lambda tmp: trace_onnx(graph, traced, names, outputs, axes, tmp))
         # None: other numbers of outputs (a detector's boxes of equal scores, which NMS may keep either way)
         report["max_abs_diff_outputs"] = _max_difference(staging / MODEL_FILE, batches, expected, entry)
         if report["max_abs_diff_outputs"] is None and entry.exact_shapes:
@@ -136,11 +136,13 @@ def _arrays(outputs: torch.Tensor | tuple[torch.Tensor, ...]) -> list[np.ndarray
     return [t.float().numpy() for t in (outputs if isinstance(outputs, tuple) else (outputs,))]
 
 
-def _trace(graph: nn.Module, batch: Batch, names: list[str], outputs: list[str], axes: dict[str, dict[int, str]],
-           path: Path) -> None:
+def trace_onnx(graph: nn.Module, batch: Batch, names: list[str], outputs: list[str], axes: dict[str, dict[int, str]],
+               path: Path | BinaryIO) -> None:
+    """Trace ``graph`` on ``batch`` into an ONNX model at ``path`` (a file, or a buffer held in memory)."""
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # the tracer's notes on Python values it keeps constant (checked below)
-        torch.onnx.export(graph, tuple(batch[name] for name in names), str(path), dynamo=False, opset_version=OPSET,
+        target = str(path) if isinstance(path, Path) else path
+        torch.onnx.export(graph, tuple(batch[name] for name in names), target, dynamo=False, opset_version=OPSET,
                           input_names=names, output_names=outputs, dynamic_axes=axes, do_constant_folding=True)
 
 

@@ -42,14 +42,15 @@ Forward = Callable[[Batch], Any]  # a batch -> the head's raw outputs (a tensor;
 
 
 class BatchGraph(nn.Module):
-    """The run's model with positional inputs in a fixed order (what the ONNX graph's inputs are)."""
+    """The run's model (or its method ``method``, say a backbone's ``forward_features``) with positional inputs in
+    a fixed order (what the ONNX graph's inputs are)."""
 
-    def __init__(self, model: nn.Module, names: list[str]) -> None:
+    def __init__(self, model: nn.Module, names: list[str], method: str = "__call__") -> None:
         super().__init__()
-        self.model, self.names = model, names
+        self.model, self.names, self.method = model, names, method
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        return self.model(**dict(zip(self.names, tensors, strict=True)))
+        return getattr(self.model, self.method)(**dict(zip(self.names, tensors, strict=True)))
 
 
 class GraphExport:
