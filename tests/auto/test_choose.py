@@ -79,3 +79,45 @@ def test_cli_fit_without_a_strategy_writes_why_it_chose(tiny_bert_dir: Path, tmp
     assert_user_error(both, "--budget")
     orphan = invoke("fit", data, "--param", "c=0.1", "--out", tmp_path / "other")
     assert_user_error(orphan, "--strategy")
+
+
+def test_without_a_budget_only_candidates_within_the_cost_ratio_are_ranked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from transferkit.auto import choose
+    from transferkit.select.rank import CandidateScores, Ranking
+
+    assert choose.affordable(["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"],
+                             "efficientnet_lite0") == (["efficientnet_lite0", "efficientnet_lite1"],
+                                                       {"efficientnet_lite2": pytest.approx(1.72 / 0.77)})
+    assert choose.affordable(["minilm", "mpnet"], "minilm")[1].keys() == {"mpnet"}
+    assert choose.affordable(["lenet"], "efficientnet_lite0") == (["lenet"], {})  # an unknown cost is kept
+    ranked: list[list[str]] = []
+
+    def fake_rank(samples: Samples, candidates: list[str], *args: object, **kwargs: object) -> Ranking:
+        ranked.append(list(candidates))
+        rows = [CandidateScores(name, None, 1, {"logme": float(i)}, 0.0, 0.0)  # type: ignore[arg-type]
+                for i, name in enumerate(candidates)]  # the last candidate scores best
+        return Ranking(rows=rows[::-1], sort_by="logme", scores=["logme"], n_samples=len(samples), num_classes=2)
+
+    monkeypatch.setattr("transferkit.select.rank_backbones", fake_rank)
+    installed = ["minilm", "mpnet"]
+    monkeypatch.setattr("transferkit.select.rank.offline_candidates", lambda modality: installed)
+    task = type("Task", (), {"name": "classification"})()
+
+    def choose_among(budgeted: bool, samples: Samples | None = None) -> tuple[str, choose.AutoChoice]:
+        choice = choose.AutoChoice()
+        template = TransferClassifier("minilm", progress=False)
+        chosen = choose._choose_backbone(template, samples or _samples(), task, True, choice, budgeted=budgeted)
+        return chosen, choice
+
+    chosen, choice = choose_among(budgeted=True)  # a budget ranks every installed candidate
+    assert ranked == [["minilm", "mpnet"]] and chosen == "mpnet" and choice.backbone["not_ranked"] == {}
+    chosen, choice = choose_among(budgeted=False)  # mpnet costs 8x minilm: not ranked, minilm left alone
+    assert ranked == [["minilm", "mpnet"]] and chosen == "minilm"
+    assert choice.backbone["by"] == "default" and set(choice.backbone["not_ranked"]) == {"mpnet"}
+    assert any("not ranked without --budget" in reason and "mpnet" in reason for reason in choice.reasons)
+    installed[:] = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+    images = Samples(items=[f"{i}.jpg" for i in range(4)], labels=["a", "b"] * 2, modality="image",
+                     origins=[f"{i}.jpg" for i in range(4)])
+    chosen, choice = choose_among(budgeted=False, samples=images)  # Lite2 costs 2.2x Lite0
+    assert ranked[-1] == ["efficientnet_lite0", "efficientnet_lite1"] and chosen == "efficientnet_lite1"
+    assert set(choice.backbone["not_ranked"]) == {"efficientnet_lite2"}

@@ -36,3 +36,20 @@ def test_feature_maps_are_the_last_block_of_each_stage(lite0) -> None:
     for hook in hooks:
         hook.remove()
     assert len(outputs) == 4 and all(torch.equal(a, b) for a, b in zip(maps.maps, outputs, strict=True))
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1", "minilm"])
+def test_the_zoos_recorded_cost_is_the_flop_counters(name: str) -> None:
+    """``BackboneEntry.gflops`` (what ``fit``'s automatic choice compares) on its stated typical input."""
+    import numpy as np
+    from PIL import Image
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from transferkit.backbones import BACKBONES
+
+    backbone = create_backbone(name, pretrained=False).eval()
+    item = (" ".join(["word"] * 24) if backbone.modality == "text"
+            else Image.fromarray(np.zeros((240, 320, 3), np.uint8)))
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        backbone.forward_features(**backbone.collate([backbone.transform(item)]))
+    assert counter.get_total_flops() / 1e9 == pytest.approx(BACKBONES.get(name).gflops, rel=0.02)

