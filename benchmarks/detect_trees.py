@@ -42,7 +42,7 @@ ROWS = {
     "finetune": ("fine-tuned (finetune, frozen BN)", "finetune", True),
     "scratch": ("from scratch (finetune)", "finetune", False),
 }
-EPOCHS = 8
+EPOCHS = 10  # the task's default_fit, as the upscale (1.5) is its SETTINGS default
 PEER_EPOCHS = 20
 PATIENCE = 3
 
