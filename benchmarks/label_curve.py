@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import tasks  # noqa: E402
-from transferkit.curve import LabelCurve, default_recipes, label_curve  # noqa: E402
+from transferkit.curve import CurvePoint, LabelCurve, default_recipes, label_curve  # noqa: E402
 from transferkit.report import charts  # noqa: E402
 from transferkit.report.plots import save_png  # noqa: E402
 from transferkit.safety import write_json  # noqa: E402
@@ -42,6 +42,10 @@ def main() -> None:
     parser.add_argument("--sets", default="hymenoptera,sst2")
     parser.add_argument("--scratch-epochs", type=int, default=10)
     parser.add_argument("--markdown", action="store_true", help="print the RESULTS.md table from the JSON")
+    parser.add_argument("--fractions", default=",".join(map(str, FRACTIONS)),
+                        help="the points to measure; the JSON keeps the other points it already holds")
+    parser.add_argument("--recipes", default="transfer,scratch", help="transfer, scratch or both")
+    parser.add_argument("--machine", default="2 CPU cores shared with 7 other agents", help="kept in the JSON")
     args = parser.parse_args()
     if args.markdown:
         print(markdown())
@@ -51,18 +55,32 @@ def main() -> None:
         train, test = spec["load"](args.data)
         start = time.perf_counter()
 
-        def save(curve: LabelCurve, name: str = name, start: float = start, done: bool = False) -> None:
-            # written after every point, so that a long run keeps what it measured
-            result = {"set": name, **curve.to_dict(), "seconds": time.perf_counter() - start, "complete": done,
+        path = ROOT / "benchmarks" / "results" / f"label_curve_{name}.json"
+        fractions = [float(f) for f in args.fractions.split(",")]
+        wanted = set(args.recipes.split(","))
+        recipes = [r for r in default_recipes(scratch_epochs=args.scratch_epochs)
+                   if ("transfer" if r.name.startswith("transfer") else "scratch") in wanted]
+        kept = [CurvePoint(**p) for p in (json.loads(path.read_text())["points"] if path.is_file() else [])
+                if not (p["fraction"] in fractions and any(p["recipe"] == r.name for r in recipes))]
+
+        def save(curve: LabelCurve, name: str = name, start: float = start, done: bool = False,
+                 path: Path = path, kept: list[CurvePoint] = kept) -> None:
+            # written after every point, so that a long run keeps what it measured; points measured before and
+            # not measured again are kept
+            merged = LabelCurve(curve.metric or "accuracy", curve.backbone, curve.n_train, curve.n_eval,
+                                default_recipes(scratch_epochs=args.scratch_epochs),
+                                sorted([*kept, *curve.points], key=lambda point: (point.recipe, point.fraction)))
+            result = {"set": name, **merged.to_dict(), "seconds": time.perf_counter() - start, "complete": done,
                       "command": f"nice -n 5 python benchmarks/label_curve.py --sets {name} "
-                                 f"--scratch-epochs {args.scratch_epochs}",
-                      "machine": "2 CPU cores shared with 7 other agents"}
-            write_json(ROOT / "benchmarks" / "results" / f"label_curve_{name}.json", result)
-            save_png(charts.label_curve(curve.series(), curve.metric),
+                                 f"--scratch-epochs {args.scratch_epochs} --fractions {args.fractions} "
+                                 f"--recipes {args.recipes}",
+                      "machine": args.machine}
+            write_json(path, result)
+            save_png(charts.label_curve(merged.series(), merged.metric),
                      ROOT / "benchmarks" / f"label_curve_{name}.png")
 
-        curve = label_curve(train, test, fractions=FRACTIONS, backbone=spec["backbone"],
-                            recipes=default_recipes(scratch_epochs=args.scratch_epochs), seed=0,
+        curve = label_curve(train, test, fractions=fractions, backbone=spec["backbone"],
+                            recipes=recipes, seed=0,
                             log=lambda line, name=name: print(f"{name}: {line}", flush=True), on_point=save)
         save(curve, done=True)
         print(json.dumps({p.recipe + f" n={p.n_labels}": round(p.score, 4) for p in curve.points}), flush=True)
