@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from transferkit.tasks.detection import Detection
+
 IMAGE = "2019_YELL_2_528000_4978000_image_crop2.jpg"
 SPLIT_X = 0.6  # the training area is x < 0.6 W
 VAL_Y = 0.75  # its validation part is y >= 0.75 H
@@ -42,7 +44,9 @@ ROWS = {
     "finetune": ("fine-tuned (finetune, frozen BN)", "finetune", True),
     "scratch": ("from scratch (finetune)", "finetune", False),
 }
-EPOCHS = 10  # the task's default_fit, as the upscale (1.5) is its SETTINGS default
+# our rows train with the task's own recipe (default_fit), as the upscale is its SETTINGS default
+EPOCHS = Detection.default_fit["epochs"]
+BATCH_SIZE = Detection.default_fit["batch_size"]
 PEER_EPOCHS = 20
 PATIENCE = 3
 
@@ -81,8 +85,8 @@ def run_ours(data: Path, name: str, seed: int, *, upscale: float | None = None, 
     parts = areas(data)
     shown, strategy, pretrained = ROWS[name]
     est = TransferEstimator("efficientnet_lite0", strategy, task="detection", pretrained=pretrained,
-                            epochs=epochs or EPOCHS, patience=PATIENCE, batch_size=4, seed=seed, progress=False,
-                            task_params={**OURS, **({} if upscale is None else {"upscale": upscale})})
+                            epochs=epochs or EPOCHS, patience=PATIENCE, batch_size=BATCH_SIZE, seed=seed,
+                            progress=False, task_params={**OURS, **({} if upscale is None else {"upscale": upscale})})
     start = time.perf_counter()
     est.fit([parts["train"][0]], [parts["train"][1]], eval_set=([parts["val"][0]], [parts["val"][1]]))
     seconds = time.perf_counter() - start
@@ -99,7 +103,6 @@ def run_peer(data: Path, seed: int) -> dict:
     from torchvision.transforms.v2 import functional as TF
 
     from transferkit.backbones import create_backbone
-    from transferkit.tasks.detection import Detection
     from transferkit.tasks.detectors import FeaturePyramid
     from transferkit.tasks.tiling import boxes_in, merge_detections, windows_of
 
