@@ -141,3 +141,20 @@ def test_an_interrupted_extraction_resumes_from_its_last_shard(cnn_and_samples,
     np.testing.assert_allclose(resumed, whole, rtol=1e-5, atol=1e-6)
     assert len(_entries(Path(os.environ["TRANSFERKIT_CACHE"]))) == 1
     assert not list((Path(os.environ["TRANSFERKIT_CACHE"]) / "features").glob("*.parts"))  # folded into one
+
+
+def test_batches_grouped_by_length_pad_little_and_cover_every_item_once() -> None:
+    from transferkit.features import LENGTH_GROUP, EpochSampler
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 60, size=1000).tolist()
+    sampler = EpochSampler(len(lengths), seed=3, lengths=lengths, batch_size=8)
+    order = [i for i, _ in sampler]
+    assert sorted(order) == list(range(1000))
+    assert order == [i for i, _ in EpochSampler(len(lengths), seed=3, lengths=lengths, batch_size=8)]
+    padded = sum(8 * max(lengths[i] for i in order[b:b + 8]) for b in range(0, 1000, 8))
+    plain = [i for i, _ in EpochSampler(len(lengths), seed=3)]
+    padded_plain = sum(8 * max(lengths[i] for i in plain[b:b + 8]) for b in range(0, 1000, 8))
+    assert padded < 0.7 * padded_plain and LENGTH_GROUP > 1
+    sampler.set_epoch(1)
+    assert [i for i, _ in sampler] != order  # a new order each epoch

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 def decode_item(item: Any, backbone: Backbone) -> Any:
     """A raw item (path, array, string) to what ``backbone.transform`` takes."""
+    if not backbone.decodes_items:  # already what it takes (the cached states of a cut backbone's top)
+        return item
     if backbone.modality == "image":
         return load_image(item)
     if backbone.modality == "audio":
@@ -86,15 +88,24 @@ def _warn_if_cut(item: Any, backbone: Backbone, origin: str) -> None:
                       LongAudioWarning, stacklevel=3)
 
 
+# batches per group sorted by length (``EpochSampler(lengths=...)``)
+LENGTH_GROUP = 16
+
+
 class EpochSampler(Sampler[tuple[int, int]]):
     """Shuffled ``(index, augmentation_seed)`` pairs, a function of ``(seed, epoch)`` only.
 
     Accelerate's loaders call ``set_epoch``; a resumed epoch therefore replays the same order and
     the same augmentations, and the loop can skip the batches it had already done.
+
+    With ``lengths`` (and ``batch_size``), the shuffled order is cut into groups of ``LENGTH_GROUP`` batches,
+    each group sorted by length and cut into batches, and the batches shuffled: a batch then holds items
+    of similar length, so it pads little (Hugging Face's ``group_by_length``).
     """
 
-    def __init__(self, size: int, seed: int) -> None:
+    def __init__(self, size: int, seed: int, *, lengths: Sequence[int] | None = None, batch_size: int = 1) -> None:
         self.size, self.seed, self.epoch = size, seed, 0
+        self.lengths, self.batch_size = lengths, batch_size
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -107,6 +118,14 @@ class EpochSampler(Sampler[tuple[int, int]]):
         generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
         order = torch.randperm(self.size, generator=generator).tolist()
         seeds = torch.randint(0, 2**62, (self.size,), generator=generator).tolist()
+        if self.lengths is not None:
+            lengths, size = self.lengths, self.batch_size
+            group = size * LENGTH_GROUP
+            sorted_groups = [sorted(order[i:i + group], key=lambda j: -lengths[j]) for i in range(0, self.size, group)]
+            batches = [chunk[i:i + size] for chunk in sorted_groups for i in range(0, len(chunk), size)]
+            full = [b for b in batches if len(b) == size]  # a short batch stays last, as the loader cuts it
+            shuffled = [full[i] for i in torch.randperm(len(full), generator=generator).tolist()]
+            order = [j for batch in shuffled + [b for b in batches if len(b) < size] for j in batch]
         return iter(zip(order, seeds, strict=True))
 
 
@@ -138,7 +157,8 @@ def make_loader(samples: Samples, backbone: Backbone, label_ids: Sequence[Any] |
 
     # the generator only seeds worker processes; without one, each new iterator would draw from the global stream
     generator = torch.Generator().manual_seed(seed)
-    sampler = EpochSampler(len(samples), seed) if train else None
+    lengths = [len(item) for item in samples.items] if train and backbone.group_by_length else None
+    sampler = EpochSampler(len(samples), seed, lengths=lengths, batch_size=batch_size) if train else None
     return DataLoader(BackboneDataset(samples, backbone, label_ids, train), batch_size=batch_size,
                       sampler=sampler, collate_fn=collate, generator=generator, drop_last=False)
 

@@ -121,6 +121,11 @@ class Backbone(nn.Module):
     or a language model's next-token head), so that the weights can be checked and source-task
     probabilities used. ``lora_modules`` names the layers the ``lora`` strategy adapts by default
     (None: its own rule).
+
+    A backbone that can be cut between its layers implements ``split_top(train_last_k)`` (see
+    ``backbones.split``), so that fine-tuning its last layer groups can run the frozen ones only once.
+    ``decodes_items`` False means its items are given as they are, not read as files or text;
+    ``group_by_length`` True makes training batches of items of similar ``len`` (less padding).
     """
 
     modality: Modality
@@ -133,6 +138,8 @@ class Backbone(nn.Module):
     feature_strides: tuple[int, ...] = ()
     feature_channels: tuple[int, ...] = ()
     lora_modules: tuple[str, ...] | None = None
+    decodes_items: bool = True
+    group_by_length: bool = False
 
     def transform(self, item: Any, train: bool = False) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -188,6 +195,11 @@ class Backbone(nn.Module):
 
     def forward(self, **batch: torch.Tensor) -> torch.Tensor:
         return self.forward_features(**batch)
+
+    def split_top(self, train_last_k: int) -> Any:
+        """The backbone cut before its last ``train_last_k`` layer groups, a ``backbones.split.BackboneSplit``;
+        None where it cannot be cut (the default)."""
+        return None
 
     def fingerprint(self) -> str:
         """Identifies the weights, for caching features: the spec, plus a stamp for local weights."""

@@ -18,6 +18,7 @@ from torch import nn
 from transferkit.backbones.base import BACKBONES, Backbone, BackboneSpec, TokenFeatures, directory_stamp
 from transferkit.backbones.groups import layer_groups_around_blocks
 from transferkit.backbones.image import ImageBackbone, ImagePreprocessing
+from transferkit.backbones.split import BackboneSplit, TopBlocks, additive_mask, blocks_in_top
 from transferkit.errors import BackboneError
 
 
@@ -41,6 +42,15 @@ class WordTokens:
     batch: dict[str, torch.Tensor]
     word_ids: torch.Tensor
     sentence_ids: torch.Tensor
+
+
+# encoders whose layers take only (hidden states, additive attention mask), so they can be cut between layers
+# (MPNet adds a relative position bias in every layer, DeBERTa relative embeddings: not these)
+CUTTABLE_TEXT_MODELS = frozenset({"bert", "roberta", "xlm-roberta", "electra", "camembert"})
+
+
+def _layer_output(out: Any) -> torch.Tensor:
+    return out[0] if isinstance(out, tuple) else out  # transformers 4 returns a tuple, 5 the tensor
 
 
 def _max_length(config: Any, spec: BackboneSpec) -> int:
@@ -150,6 +160,29 @@ class TextTransformerBackbone(Backbone):
         hidden = tokens.features
         pooled = hidden[:, 0] if self.pooling == "cls" else masked_mean(hidden, tokens.mask)  # (B, D)
         return nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
+
+    def split_top(self, train_last_k: int) -> BackboneSplit | None:
+        """The encoder cut before the blocks of its last ``train_last_k`` layer groups (see ``backbones.split``);
+        None for encoders outside ``CUTTABLE_TEXT_MODELS``."""
+        model = self.model
+        blocks = getattr(getattr(model, "encoder", None), "layer", None)
+        if getattr(model.config, "model_type", None) not in CUTTABLE_TEXT_MODELS or not isinstance(blocks, nn.ModuleList):
+            return None
+        groups = self.layer_groups()
+        cut = len(blocks) - blocks_in_top(groups, train_last_k, blocks)
+
+        def run(states: torch.Tensor, mask: torch.Tensor, layers: Any) -> torch.Tensor:
+            keys = additive_mask(mask, states.dtype)  # (B, 1, 1, T)
+            for layer in layers:
+                states = _layer_output(layer(states, attention_mask=keys))
+            return states  # (B, T, D)
+
+        def bottom(input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: torch.Tensor) -> TokenFeatures:
+            mask = attention_mask.bool()
+            return TokenFeatures(run(model.embeddings(input_ids=input_ids), mask, blocks[:cut]), mask)
+
+        top = TopBlocks(self, lambda states, mask: run(states, mask, blocks[cut:]), groups[len(groups) - train_last_k:])
+        return BackboneSplit(bottom=bottom, top=top)
 
     def layer_groups(self) -> list[tuple[str, nn.Module]]:
         groups = layer_groups_around_blocks(self.model)

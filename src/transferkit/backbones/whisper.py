@@ -26,6 +26,7 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from transferkit.backbones.base import Backbone, BackboneSpec, TokenFeatures, import_weights_package
 from transferkit.backbones.ct2 import read_ct2_variables, whisper_encoder_state_dict
+from transferkit.backbones.split import BackboneSplit, TopBlocks, additive_mask, blocks_in_top
 from transferkit.errors import BackboneError, DataError
 
 WHISPER_SAMPLE_RATE = 16_000
@@ -244,6 +245,12 @@ class WhisperEncoderBackbone(Backbone):
         Raises:
             DataError: T is odd or longer than the encoder's positions allow.
         """
+        states, attention_mask = self._stem(input_features, frame_mask)
+        return self._layers(states, attention_mask, self.encoder.layers)  # (B, T/2, D)
+
+    def _stem(self, input_features: torch.Tensor,
+              frame_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The conv stem and positions: ``(B, T/2, D)``, and the additive key mask ``(B, 1, 1, T/2)`` (None: none)."""
         encoder = self.encoder
         num_mel_frames = input_features.shape[-1]
         max_mel_frames = 2 * encoder.config.max_source_positions
@@ -258,20 +265,41 @@ class WhisperEncoderBackbone(Backbone):
             mel_mask = frame_mask.repeat_interleave(2, dim=1)  # (B, T)
             x = x * mel_mask[:, None, :].to(x.dtype)  # (B, M, T)
             # Additive mask over keys: (B, 1, 1, T/2), broadcast over heads and queries.
-            attention_mask = torch.zeros(frame_mask.shape, dtype=x.dtype, device=x.device)
-            attention_mask = attention_mask.masked_fill(~frame_mask, torch.finfo(x.dtype).min)
-            attention_mask = attention_mask[:, None, None, :]
+            attention_mask = additive_mask(frame_mask, x.dtype)
 
         x = nn.functional.gelu(encoder.conv1(x))  # (B, D, T)
         x = nn.functional.gelu(encoder.conv2(x))  # (B, D, T/2)
         x = x.permute(0, 2, 1)  # (B, T/2, D)
         x = x + encoder.embed_positions.weight[: x.shape[1]]  # (B, T/2, D)
-        x = nn.functional.dropout(x, p=encoder.dropout, training=self.training)
-        for layer in encoder.layers:
+        return nn.functional.dropout(x, p=encoder.dropout, training=self.training), attention_mask
+
+    def _layers(self, x: torch.Tensor, attention_mask: torch.Tensor | None, layers: Any, *,
+                final_norm: bool = True) -> torch.Tensor:
+        """``layers`` of the encoder on ``(B, T/2, D)`` states (with layer drop in training), then its final norm."""
+        encoder = self.encoder
+        for layer in layers:
             if self.training and encoder.layerdrop > 0 and torch.rand(()) < encoder.layerdrop:
                 continue
-            x = layer(x, attention_mask)  # (B, T/2, D)
-        return encoder.layer_norm(x)  # (B, T/2, D)
+            out = layer(x, attention_mask)
+            x = out[0] if isinstance(out, tuple) else out  # (B, T/2, D)
+        return encoder.layer_norm(x) if final_norm else x
+
+    def split_top(self, train_last_k: int) -> BackboneSplit:
+        """The encoder cut before the layers of its last ``train_last_k`` layer groups (see ``backbones.split``)."""
+        groups, layers = self.layer_groups(), self.encoder.layers
+        cut = len(layers) - blocks_in_top(groups, train_last_k, layers)
+
+        def bottom(input_features: torch.Tensor, frame_mask: torch.Tensor | None = None,
+                   **_: torch.Tensor) -> TokenFeatures:
+            states, keys = self._stem(input_features, frame_mask)
+            if frame_mask is None:
+                frame_mask = torch.ones(states.shape[:2], dtype=torch.bool, device=states.device)
+            return TokenFeatures(self._layers(states, keys, layers[:cut], final_norm=False), frame_mask.bool())
+
+        def top(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            return self._layers(states, additive_mask(mask, states.dtype), layers[cut:])
+
+        return BackboneSplit(bottom=bottom, top=TopBlocks(self, top, groups[len(groups) - train_last_k:]))
 
     def forward_tokens(  # type: ignore[override]
         self,

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from transferkit.data import Samples
 from transferkit.errors import ConfigError
 from transferkit.heads import TransferModel
 from transferkit.strategies.base import STRATEGIES, FitConfig, FitData, StrategyOutcome
@@ -37,15 +38,19 @@ GroupBuilder = Callable[[float, float, float], list[dict[str, Any]]]
 class FinetuneConfig:
     """Attributes:
     train_last_k: fine-tune only the last k layer groups and the head (None: all).
+    cache_frozen: with ``train_last_k``, run the frozen layers once and train the last groups on their kept
+        outputs (no augmentation; for backbones that can be cut, see ``backbones.split``).
     """
 
     train_last_k: int | None = None
+    cache_frozen: bool = False
 
 
 @STRATEGIES.register("finetune", config=FinetuneConfig, description="train all layer groups (or the last k) with "
                      "layer-wise learning rates, warmup + cosine, early stopping, best checkpoint kept")
 def finetune(model: TransferModel, data: FitData, config: FitConfig, params: FinetuneConfig) -> StrategyOutcome:
-    return fine_tune(model, data, config, params, head_lr_scale=config.head_lr_scale, train_last_k=params.train_last_k)
+    return fine_tune(model, data, config, params, head_lr_scale=config.head_lr_scale, train_last_k=params.train_last_k,
+                     cache_frozen=params.cache_frozen)
 
 
 @dataclass
@@ -53,10 +58,13 @@ class LPFTConfig:
     """Attributes:
     c: inverse L2 strength of the first stage's linear probe (None: chosen by cross-validation).
     train_last_k: the second stage fine-tunes only the last k layer groups and the head (None: all).
+    cache_frozen: with ``train_last_k``, run the frozen layers once and train the last groups on their kept
+        outputs (no augmentation; for backbones that can be cut, see ``backbones.split``).
     """
 
     c: float | None = None
     train_last_k: int | None = None
+    cache_frozen: bool = False
 
 
 @STRATEGIES.register("lp_ft", config=LPFTConfig, description="linear probe on cached features first, then fine-tune "
@@ -69,7 +77,7 @@ def lp_ft(model: TransferModel, data: FitData, config: FitConfig, params: LPFTCo
     lr = (config.lr or DEFAULT_LR[backbone.modality]) / 2
     # the head already fits: it moves no faster than the top of the backbone
     outcome = fine_tune(model, data, replace(config, lr=lr), params, head_lr_scale=1.0,
-                        train_last_k=params.train_last_k)
+                        train_last_k=params.train_last_k, cache_frozen=params.cache_frozen)
     outcome.info = {**probe.info, **outcome.info}
     return outcome
 
@@ -147,15 +155,25 @@ def contrastive(model: TransferModel, data: FitData, config: FitConfig, params: 
 
 def fine_tune(model: TransferModel, data: FitData, config: FitConfig, params: Any, *, head_lr_scale: float,
               train_last_k: int | None = None, extra_hooks: tuple[TrainHooks, ...] = (),
-              param_groups: GroupBuilder | None = None) -> StrategyOutcome:
+              param_groups: GroupBuilder | None = None, cache_frozen: bool = False) -> StrategyOutcome:
     """The strategies' ``fine_tuning_run``: ``config``'s settings and their defaults, the
     configured regularisers and BatchNorm handling; the backbone is frozen again afterwards.
 
     ``params`` is the calling strategy's config (it signs the checkpoints with ``config``).
     ``param_groups`` decides what trains and at which rate (default: layer groups with layer-wise
     learning rates, the last ``train_last_k`` of them, see ``layerwise_param_groups``); other
-    strategies (LoRA) pass their own.
+    strategies (LoRA) pass their own. ``cache_frozen`` (with ``train_last_k``) runs the frozen layer groups
+    once and trains the last ones on their kept outputs (``on_frozen_outputs``).
+
+    Raises:
+        ConfigError: ``cache_frozen`` without ``train_last_k``, with a backbone that cannot be cut, or with
+            more kept outputs than ``MAX_KEPT_BYTES``.
     """
+    if cache_frozen:
+        return on_frozen_outputs(model, data, train_last_k,
+                                 lambda top, top_data: fine_tune(top, top_data, config, params,
+                                                                 head_lr_scale=head_lr_scale, extra_hooks=extra_hooks,
+                                                                 param_groups=param_groups))
     backbone = model.backbone
     pretrained = backbone.spec.pretrained
     lr = default_lr(config.lr, backbone)
@@ -194,20 +212,65 @@ def fine_tune(model: TransferModel, data: FitData, config: FitConfig, params: An
                                  "total_params": sum(p.numel() for p in model.parameters())})
 
 
+# the most memory the kept outputs of the frozen layers may take (``cache_frozen``)
+MAX_KEPT_BYTES = 4 * 2**30
+
+
+def on_frozen_outputs(model: TransferModel, data: FitData, train_last_k: int | None,
+                      train: Callable[[TransferModel, FitData], StrategyOutcome]) -> StrategyOutcome:
+    """``train`` the last ``train_last_k`` layer groups and the head on the kept outputs of the frozen ones.
+
+    The backbone is cut (``Backbone.split_top``); its bottom runs once over the training and validation
+    samples, in evaluation mode and without augmentation; ``train`` then fits a model made of the top (which
+    shares its modules with the backbone) and the head, so ``model`` is trained in place.
+    """
+    from transferkit.backbones.split import cache_states
+
+    backbone = model.backbone
+    if train_last_k is None:
+        raise ConfigError("cache_frozen needs train_last_k: the number of last layer groups that train "
+                          "(the others run once)")
+    groups = backbone.layer_groups()
+    if not 1 <= train_last_k < len(groups):
+        raise ConfigError(f"cache_frozen needs train_last_k between 1 and {len(groups) - 1} for backbone "
+                          f"{backbone.spec.name!r}, which has {len(groups)} layer groups, or nothing stays frozen")
+    split = backbone.split_top(train_last_k)
+    if split is None:
+        raise ConfigError(f"backbone {backbone.spec.name!r} cannot be cut between its layers, so cache_frozen "
+                          f"does not apply; leave it out to run the frozen layers on every batch")
+    used = [0]
+
+    def kept(samples: Samples) -> Samples:
+        states = cache_states(split, backbone, samples, batch_size=32, max_bytes=MAX_KEPT_BYTES - used[0])
+        used[0] += sum(x.nbytes for x in states)
+        return Samples(items=states, labels=samples.labels, modality=samples.modality, origins=samples.origins,
+                       label_origins=samples.label_origins)
+
+    top_data = replace(data, train=kept(data.train), val=None if data.val is None else kept(data.val))
+    top = TransferModel(split.top, model.head, output=model.output)
+    outcome = train(top, top_data)
+    outcome.info = {**outcome.info, "cache_frozen": True, "total_params": sum(p.numel() for p in model.parameters())}
+    return outcome
+
+
 @dataclass
 class PartialConfig:
     """Attributes:
     train_last_k: how many layer groups (from the output side) train with the head (None: 2, or all if fewer).
+    cache_frozen: run the frozen layers once and train the last groups on their kept outputs (no
+        augmentation; for backbones that can be cut, see ``backbones.split``).
     """
 
     train_last_k: int | None = None
+    cache_frozen: bool = False
 
 
 @STRATEGIES.register("partial", config=PartialConfig, description="train only the last k layer groups and the head "
                      "(--param train_last_k=K, default 2)")
 def partial(model: TransferModel, data: FitData, config: FitConfig, params: PartialConfig) -> StrategyOutcome:
     k = params.train_last_k if params.train_last_k is not None else min(2, len(model.backbone.layer_groups()))
-    return fine_tune(model, data, config, params, head_lr_scale=config.head_lr_scale, train_last_k=k)
+    return fine_tune(model, data, config, params, head_lr_scale=config.head_lr_scale, train_last_k=k,
+                     cache_frozen=params.cache_frozen)
 
 
 class GradualUnfreezing(TrainHooks):
