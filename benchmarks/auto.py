@@ -4,8 +4,9 @@ Rows per task, each in its own process with an empty feature cache (so every row
 extraction), trained on the task's training data and scored once on its evaluation split:
 
 * ``probe``: ``fit --strategy linear_probe`` with the modality's default backbone (today's table's row);
-* ``auto``: ``fit`` with no options (backbone by LogME among the installed zoo backbones, the probe; no
-  backbone training without a budget);
+* ``auto``: ``fit`` with no options (backbone by LogME among the installed zoo backbones within twice the
+  default's cost, the probe, then LP-FT on the top half of a backbone that can be cut when it fits in 3x the
+  probe's time);
 * ``auto_budget``: ``fit --budget 10m`` (LP-FT competes with the probe when it fits);
 * ``tune``: ``transferkit tune`` (20 trials unless ``--timeout`` stops it first, at most 3 epochs per trial,
   scored on a 0.2 split of the training data), then ``fit --config best.toml`` on all the training data.

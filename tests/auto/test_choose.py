@@ -37,17 +37,40 @@ def test_a_budget_counts_down() -> None:
     assert not Budget(10.0, started=Budget(None).started - 11).allows(0.0)
 
 
-def test_without_a_budget_the_probe_is_kept_and_scored_on_held_out_data(tiny_bert_dir: Path) -> None:
+def test_without_a_budget_the_choice_gets_three_probes_time_and_scores_on_held_out_data(tiny_bert_dir: Path) -> None:
+    from transferkit.auto.choose import AUTO_TIME_RATIO
+
     template = TransferClassifier(f"hf:{tiny_bert_dir}", val_fraction=0.25, progress=False)
     fitted, choice = auto_fit(template, _samples(), choose_backbone=False)
-    assert fitted.strategy == choice.strategy == "linear_probe"
-    assert [c["strategy"] for c in choice.candidates] == ["linear_probe"]
-    assert choice.validation["size"] == 6
+    assert choice.budget_seconds is None and choice.time_limit_seconds > 0
+    reason = next(r for r in choice.reasons if r.startswith("no --budget"))
+    assert f"{AUTO_TIME_RATIO:g}x the probe's" in reason
+    assert choice.candidates[0]["strategy"] == "linear_probe" and choice.validation["size"] == 6
     assert 0.0 <= choice.candidates[0]["val_score"] <= 1.0
-    assert any("no --budget" in reason for reason in choice.reasons)
-    # the kept probe is the one `fit --strategy linear_probe` fits on all the data
-    plain = TransferClassifier(f"hf:{tiny_bert_dir}", progress=False).fit(_samples())
-    assert (fitted.predict_proba(_samples().items) == pytest.approx(plain.predict_proba(_samples().items)))
+    scores = {c["strategy"]: c.get("val_score") for c in choice.candidates}
+    expected = "lp_ft" if (scores.get("lp_ft") or 0.0) > scores["linear_probe"] else "linear_probe"
+    assert fitted.strategy == choice.strategy == expected
+    if expected == "linear_probe":  # the kept probe is the one `fit --strategy linear_probe` fits on all the data
+        plain = TransferClassifier(f"hf:{tiny_bert_dir}", progress=False).fit(_samples())
+        assert fitted.predict_proba(_samples().items) == pytest.approx(plain.predict_proba(_samples().items))
+
+
+def test_when_the_whole_backbone_does_not_fit_its_top_trains_on_kept_outputs(tiny_bert_dir: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from transferkit.auto import choose
+
+    real = choose._forward_seconds
+    # 1 s a sample: with 18 training and 6 validation samples, 2 epochs of the whole backbone take 120 s, more
+    # than the safe share of a 100 s budget; the frozen layers once (12 s) and 2 epochs of the top (60 s) fit
+    monkeypatch.setattr(choose, "_forward_seconds", lambda estimator, samples: (real(estimator, samples)[0], 1.0))
+    template = TransferClassifier(f"hf:{tiny_bert_dir}", val_fraction=0.25, lr=1e-3, progress=False)
+    fitted, choice = auto_fit(template, _samples(), budget=100.0, choose_backbone=False)
+    tuned = choice.candidates[-1]
+    assert tuned["strategy"] == "lp_ft" and tuned["epochs"] == 2
+    assert tuned["train_last_k"] == 1 and tuned["cache_frozen"] is True and "val_score" in tuned
+    assert any("its top 1 of 3 layer groups does" in reason for reason in choice.reasons)
+    expected = "lp_ft" if tuned["val_score"] > choice.candidates[0]["val_score"] else "linear_probe"
+    assert fitted.strategy == expected
 
 
 def test_lp_ft_competes_within_a_budget_and_loses_ties_to_the_probe(tiny_bert_dir: Path) -> None:
@@ -64,7 +87,7 @@ def test_a_budget_too_small_for_lp_ft_keeps_the_probe(tiny_bert_dir: Path) -> No
     template = TransferClassifier(f"hf:{tiny_bert_dir}", val_fraction=0.25, progress=False)
     _, choice = auto_fit(template, _samples(), budget=1e-3, choose_backbone=False)
     assert choice.strategy == "linear_probe"
-    assert choice.candidates[-1] == {**choice.candidates[-1], "strategy": "lp_ft", "skipped": "budget"}
+    assert choice.candidates[-1] == {**choice.candidates[-1], "strategy": "lp_ft", "skipped": "time"}
 
 
 def test_cli_fit_without_a_strategy_writes_why_it_chose(tiny_bert_dir: Path, tmp_path: Path) -> None:
