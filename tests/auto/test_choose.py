@@ -62,7 +62,7 @@ def test_when_the_whole_backbone_does_not_fit_its_top_trains_on_kept_outputs(tin
     real = choose._forward_seconds
     # 1 s a sample: with 18 training and 6 validation samples, 2 epochs of the whole backbone take 120 s, more
     # than the safe share of a 100 s budget; the frozen layers once (12 s) and 2 epochs of the top (60 s) fit
-    monkeypatch.setattr(choose, "_forward_seconds", lambda estimator, samples: (real(estimator, samples)[0], 1.0))
+    monkeypatch.setattr(choose, "_forward_seconds", lambda estimator, samples, grouped=False: (real(estimator, samples)[0], 1.0))
     template = TransferClassifier(f"hf:{tiny_bert_dir}", val_fraction=0.25, lr=1e-3, progress=False)
     fitted, choice = auto_fit(template, _samples(), budget=100.0, choose_backbone=False)
     tuned = choice.candidates[-1]

@@ -281,9 +281,12 @@ def _try_lp_ft(base: Any, train: Samples, val: Samples, task: Any, clock: Budget
         return None
     share = top / (groups - 1)  # of the forward pass, roughly: the layer groups after the stem cost alike
     once = (1 - share) * forward * (len(train) + len(val))
-    top_epoch = share * epoch
+    # the top trains on batches grouped by length, which pad about as a batch of samples of median size pads
+    grouped = _forward_seconds(base, train, grouped=True)[1]
+    top_epoch = share * (len(train) * grouped * TRAIN_COST + len(val) * grouped)
     epochs = _epochs(base, clock, top_epoch, once)
-    estimate = {**estimate, "train_last_k": top, "frozen_once_seconds": once, "epoch_seconds": top_epoch}
+    estimate = {**estimate, "train_last_k": top, "frozen_once_seconds": once, "epoch_seconds": top_epoch,
+                "grouped_forward_seconds_per_sample": grouped}
     if epochs < MIN_EPOCHS:
         choice.reasons.append(f"LP-FT does not fit the time left, even on the top {top} of {groups} layer groups: "
                               f"{MIN_EPOCHS} epochs take about {once + MIN_EPOCHS * top_epoch:.0f}s, "
@@ -318,19 +321,43 @@ def _run_lp_ft(tuned: Any, train: Samples, val: Samples, task: Any, choice: Auto
     return tuned, score
 
 
-def _forward_seconds(estimator: Any, samples: Samples) -> tuple[Any, float]:
-    """The backbone, and the seconds per sample of its forward pass, timed on one batch (no cache)."""
+def _forward_seconds(estimator: Any, samples: Samples, *, grouped: bool = False) -> tuple[Any, float]:
+    """The backbone, and the seconds per sample of its forward pass, timed on one batch (no cache).
+
+    The batch is the first ``batch_size`` samples, padded as a shuffled batch pads; with ``grouped``, the
+    samples of median size (text length, file size), as a batch grouped by length pads.
+    """
     from transferkit.backbones import BackboneSpec, create_backbone
     from transferkit.features import extract_features
 
     backbone = create_backbone(BackboneSpec(estimator.backbone, pretrained=estimator.pretrained,
                                             options=dict(estimator.backbone_options or {})))
-    batch = samples.subset(list(range(min(len(samples), estimator.batch_size))))
+    size = min(len(samples), estimator.batch_size)
+    picked = list(range(size))
+    if grouped:
+        order = np.argsort([_size(item) for item in samples.items], kind="stable")
+        first = max(0, min(len(samples) - size, len(samples) // 2 - size // 2))
+        picked = [int(i) for i in order[first:first + size]]
+    batch = samples.subset(picked)
     extract_features(backbone, batch.subset([0]), use_cache=False, progress=False)  # warm-up
     start = time.perf_counter()
     with torch.inference_mode():
         extract_features(backbone, batch, batch_size=estimator.batch_size, use_cache=False, progress=False)
     return backbone, (time.perf_counter() - start) / len(batch)
+
+
+def _size(item: Any) -> int:
+    """How long an item is, roughly: a text's characters, a file's bytes, an array's length."""
+    import os
+
+    if isinstance(item, str):
+        return len(item)
+    if isinstance(item, os.PathLike):
+        try:
+            return os.path.getsize(item)
+        except OSError:
+            return 0
+    return len(item) if hasattr(item, "__len__") else 0
 
 
 def _range_test(estimator: Any, train: Samples) -> tuple[float, dict[str, Any]]:

@@ -57,7 +57,8 @@ def fit(
                                                         "(see --budget)")] = None,
     budget: Annotated[str | None, typer.Option(help="without --strategy: time the choice may take, e.g. 90s, 10m, "
                                                     "1h; LP-FT competes with the linear probe only when it fits "
-                                                    "(default: no budget, the backbone is not trained)")] = None,
+                                                    "(default: 3x the probe's time, room for LP-FT on the top "
+                                                    "half of a text encoder or Whisper only)")] = None,
     val: Annotated[Path | None, typer.Option(help="labelled validation data (default: a split of DATA)")] = None,
     val_fraction: Annotated[float, typer.Option(help="share of DATA held out for validation",
                                                 **option_range("val_fraction"))] = 0.1,
@@ -104,8 +105,10 @@ def fit(
 
     Without --strategy, fit chooses on validation data (a split of DATA, or --val): the backbone by
     transferability score among the installed zoo backbones of the modality (unless --backbone names
-    one), the linear probe, and LP-FT with a learning rate from the range test when --budget leaves
-    time for it; LP-FT is kept only when it beats the probe. RUN/choices.json says what was chosen
+    one), the linear probe, and LP-FT when the time left allows it (--budget, else 3x the probe's time):
+    of the whole backbone with a learning rate from the range test, or of the top half of a backbone
+    that can be cut (MiniLM, Whisper) on the frozen layers' outputs kept once; LP-FT is kept only when
+    it beats the probe. RUN/choices.json says what was chosen
     and why.
     """
     from transferkit.checkpoint import checkpoint_folder, remove_checkpoints
