@@ -63,6 +63,8 @@ def test_when_the_whole_backbone_does_not_fit_its_top_trains_on_kept_outputs(tin
     # 1 s a sample: with 18 training and 6 validation samples, 2 epochs of the whole backbone take 120 s, more
     # than the safe share of a 100 s budget; the frozen layers once (12 s) and 2 epochs of the top (60 s) fit
     monkeypatch.setattr(choose, "_forward_seconds", lambda estimator, samples, grouped=False: (real(estimator, samples)[0], 1.0))
+    try_lp_ft = choose._try_lp_ft  # and the probe as slow: its rate bounds the estimate
+    monkeypatch.setattr(choose, "_try_lp_ft", lambda *args, **kwargs: try_lp_ft(*args, **{**kwargs, "probe_rate": 1.0}))
     template = TransferClassifier(f"hf:{tiny_bert_dir}", val_fraction=0.25, lr=1e-3, progress=False)
     fitted, choice = auto_fit(template, _samples(), budget=100.0, choose_backbone=False)
     tuned = choice.candidates[-1]

@@ -129,7 +129,8 @@ def auto_fit(template: Any, samples: Samples, *, budget: float | None = None, ch
     probe_score, probe_seconds = _probe_score(probe, samples, split, val, probe.task_)
     choice.candidates.append({"strategy": "linear_probe", "val_score": probe_score, "seconds": probe_seconds})
     choice.reasons.append(f"linear probe: validation {task.score_name} {probe_score:.4f} (fitted on the rest)")
-    tuned = _try_lp_ft(base, train, val, task, clock, choice, resume=resume, keep_checkpoints=keep_checkpoints)
+    tuned = _try_lp_ft(base, train, val, task, clock, choice, probe_rate=probe_seconds / len(samples), resume=resume,
+                       keep_checkpoints=keep_checkpoints)
     if tuned is not None and tuned[1] > probe_score:
         choice.reasons.append(f"kept LP-FT: validation {task.score_name} {tuned[1]:.4f} > probe {probe_score:.4f}")
         return _finish(tuned[0], choice, clock)
@@ -251,18 +252,24 @@ def _probe_score(probe: Any, samples: Samples, val_idx: np.ndarray | None, val: 
 
 
 def _try_lp_ft(base: Any, train: Samples, val: Samples, task: Any, clock: Budget, choice: AutoChoice, *,
-               resume: bool, keep_checkpoints: bool) -> tuple[Any, float] | None:
+               probe_rate: float, resume: bool, keep_checkpoints: bool) -> tuple[Any, float] | None:
     """LP-FT when the time left allows it (the whole backbone, else its top on kept outputs): ``(fitted estimator,
-    validation score)``, else None (with the reason)."""
+    validation score)``, else None (with the reason).
+
+    The forward pass's cost per sample is timed on one batch, and is at most ``probe_rate``: the probe's seconds
+    (its extraction, batched as extraction batches, and its fit) per sample.
+    """
     if task.name != "classification":
         choice.reasons.append(f"the range test fits classification heads; {task.name} keeps the probe")
         return None
-    backbone, forward = _forward_seconds(base, train)
+    backbone, batch_rate = _forward_seconds(base, train)
+    forward = min(batch_rate, probe_rate)
     epoch = len(train) * forward * TRAIN_COST + len(val) * forward
     lr_given = base.lr is not None
     range_test = 0.0 if lr_given else RANGE_TEST_STEPS * base.batch_size * forward * TRAIN_COST
     epochs = _epochs(base, clock, epoch, range_test)
-    estimate = {"forward_seconds_per_sample": forward, "epoch_seconds": epoch, "range_test_seconds": range_test,
+    estimate = {"forward_seconds_per_sample": forward, "batch_seconds_per_sample": batch_rate,
+                "probe_seconds_per_sample": probe_rate, "epoch_seconds": epoch, "range_test_seconds": range_test,
                 "left_seconds": clock.left()}
     if epochs >= MIN_EPOCHS:
         lr, reading = (base.lr, {"given": base.lr}) if lr_given else _range_test(base, train)
@@ -282,7 +289,7 @@ def _try_lp_ft(base: Any, train: Samples, val: Samples, task: Any, clock: Budget
     share = top / (groups - 1)  # of the forward pass, roughly: the layer groups after the stem cost alike
     once = (1 - share) * forward * (len(train) + len(val))
     # the top trains on batches grouped by length, which pad about as a batch of samples of median size pads
-    grouped = _forward_seconds(base, train, grouped=True)[1]
+    grouped = forward * min(1.0, _forward_seconds(base, train, grouped=True)[1] / batch_rate)
     top_epoch = share * (len(train) * grouped * TRAIN_COST + len(val) * grouped)
     epochs = _epochs(base, clock, top_epoch, once)
     estimate = {**estimate, "train_last_k": top, "frozen_once_seconds": once, "epoch_seconds": top_epoch,

@@ -170,7 +170,7 @@ def fine_tune(model: TransferModel, data: FitData, config: FitConfig, params: An
             more kept outputs than ``MAX_KEPT_BYTES``.
     """
     if cache_frozen:
-        return on_frozen_outputs(model, data, train_last_k,
+        return on_frozen_outputs(model, data, train_last_k, config,
                                  lambda top, top_data: fine_tune(top, top_data, config, params,
                                                                  head_lr_scale=head_lr_scale, extra_hooks=extra_hooks,
                                                                  param_groups=param_groups))
@@ -216,7 +216,7 @@ def fine_tune(model: TransferModel, data: FitData, config: FitConfig, params: An
 MAX_KEPT_BYTES = 4 * 2**30
 
 
-def on_frozen_outputs(model: TransferModel, data: FitData, train_last_k: int | None,
+def on_frozen_outputs(model: TransferModel, data: FitData, train_last_k: int | None, config: FitConfig,
                       train: Callable[[TransferModel, FitData], StrategyOutcome]) -> StrategyOutcome:
     """``train`` the last ``train_last_k`` layer groups and the head on the kept outputs of the frozen ones.
 
@@ -241,7 +241,8 @@ def on_frozen_outputs(model: TransferModel, data: FitData, train_last_k: int | N
     used = [0]
 
     def kept(samples: Samples) -> Samples:
-        states = cache_states(split, backbone, samples, batch_size=32, max_bytes=MAX_KEPT_BYTES - used[0])
+        states = cache_states(split, backbone, samples, batch_size=config.batch_size,
+                              max_bytes=MAX_KEPT_BYTES - used[0], progress=config.progress)
         used[0] += sum(x.nbytes for x in states)
         return Samples(items=states, labels=samples.labels, modality=samples.modality, origins=samples.origins,
                        label_origins=samples.label_origins)
