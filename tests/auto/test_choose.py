@@ -47,6 +47,9 @@ def test_without_a_budget_the_choice_gets_three_probes_time_and_scores_on_held_o
     assert f"{AUTO_TIME_RATIO:g}x the probe's" in reason
     assert choice.candidates[0]["strategy"] == "linear_probe" and choice.validation["size"] == 6
     assert 0.0 <= choice.candidates[0]["val_score"] <= 1.0
+    lp_ft = choice.candidates[1]  # run or skipped, its cost estimate is bounded by the probe's own rate
+    assert lp_ft["probe_seconds_per_sample"] * 24 * AUTO_TIME_RATIO == pytest.approx(choice.time_limit_seconds)
+    assert lp_ft["forward_seconds_per_sample"] <= lp_ft["probe_seconds_per_sample"]
     scores = {c["strategy"]: c.get("val_score") for c in choice.candidates}
     expected = "lp_ft" if (scores.get("lp_ft") or 0.0) > scores["linear_probe"] else "linear_probe"
     assert fitted.strategy == choice.strategy == expected
@@ -60,9 +63,11 @@ def test_when_the_whole_backbone_does_not_fit_its_top_trains_on_kept_outputs(tin
     from transferkit.auto import choose
 
     real = choose._forward_seconds
-    # 1 s a sample: with 18 training and 6 validation samples, 2 epochs of the whole backbone take 120 s, more
-    # than the safe share of a 100 s budget; the frozen layers once (12 s) and 2 epochs of the top (60 s) fit
-    monkeypatch.setattr(choose, "_forward_seconds", lambda estimator, samples, grouped=False: (real(estimator, samples)[0], 1.0))
+    # 1 s a sample (0.6 s in a batch grouped by length): with 18 training and 6 validation samples, 2 epochs of the
+    # whole backbone take 120 s, more than the safe share (80 s) of a 100 s budget; the frozen layers once (12 s)
+    # and 2 epochs of the top half (2 x 26 s) fit, 3 do not
+    monkeypatch.setattr(choose, "_forward_seconds",
+                        lambda estimator, samples, grouped=False: (real(estimator, samples)[0], 0.6 if grouped else 1.0))
     try_lp_ft = choose._try_lp_ft  # and the probe as slow: its rate bounds the estimate
     monkeypatch.setattr(choose, "_try_lp_ft", lambda *args, **kwargs: try_lp_ft(*args, **{**kwargs, "probe_rate": 1.0}))
     template = TransferClassifier(f"hf:{tiny_bert_dir}", val_fraction=0.25, lr=1e-3, progress=False)
