@@ -62,12 +62,10 @@ def test_when_the_whole_backbone_does_not_fit_its_top_trains_on_kept_outputs(tin
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from transferkit.auto import choose
 
-    real = choose._forward_seconds
     # 1 s a sample (0.6 s in a batch grouped by length): with 18 training and 6 validation samples, 2 epochs of the
     # whole backbone take 120 s, more than the safe share (80 s) of a 100 s budget; the frozen layers once (12 s)
     # and 2 epochs of the top half (2 x 26 s) fit, 3 do not
-    monkeypatch.setattr(choose, "_forward_seconds",
-                        lambda estimator, samples, grouped=False: (real(estimator, samples)[0], 0.6 if grouped else 1.0))
+    monkeypatch.setattr(choose, "_forward_seconds", lambda estimator, samples, grouped=False: 0.6 if grouped else 1.0)
     try_lp_ft = choose._try_lp_ft  # and the probe as slow: its rate bounds the estimate
     monkeypatch.setattr(choose, "_try_lp_ft", lambda *args, **kwargs: try_lp_ft(*args, **{**kwargs, "probe_rate": 1.0}))
     template = TransferClassifier(f"hf:{tiny_bert_dir}", val_fraction=0.25, lr=1e-3, progress=False)
@@ -151,3 +149,20 @@ def test_without_a_budget_only_candidates_within_the_cost_ratio_are_ranked(monke
     chosen, choice = choose_among(budgeted=False, samples=images)  # Lite2 costs 2.2x Lite0
     assert ranked[-1] == ["efficientnet_lite0", "efficientnet_lite1"] and chosen == "efficientnet_lite1"
     assert set(choice.backbone["not_ranked"]) == {"efficientnet_lite2"}
+
+
+def test_without_a_budget_a_backbone_that_cannot_be_cut_is_not_even_timed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from support import blob_images
+    from transferkit.auto import choose
+
+    def no_timing(*args: object, **kwargs: object) -> float:
+        raise AssertionError("the forward pass was timed")
+
+    monkeypatch.setattr(choose, "_forward_seconds", no_timing)
+    images, labels = blob_images(8)
+    samples = Samples(items=images, labels=labels, modality="image", origins=[f"X[{i}]" for i in range(len(images))])
+    template = TransferClassifier("timm:test_efficientnet", pretrained=False, backbone_options={"image_size": 32},
+                                  val_fraction=0.25, progress=False)
+    fitted, choice = auto_fit(template, samples, choose_backbone=False)
+    assert fitted.strategy == "linear_probe" and choice.candidates[-1] == {"strategy": "lp_ft", "skipped": "time"}
+    assert any("cannot be" in reason and "passes over the data" in reason for reason in choice.reasons)

@@ -133,7 +133,8 @@ def auto_fit(template: Any, samples: Samples, *, budget: float | None = None, ch
     probe_score, probe_seconds = _probe_score(probe, samples, split, val, probe.task_)
     choice.candidates.append({"strategy": "linear_probe", "val_score": probe_score, "seconds": probe_seconds})
     choice.reasons.append(f"linear probe: validation {task.score_name} {probe_score:.4f} (fitted on the rest)")
-    tuned = _try_lp_ft(base, train, val, task, clock, choice, probe_rate=probe_cost / len(samples), resume=resume,
+    tuned = _try_lp_ft(base, train, val, task, clock, choice, probe_rate=probe_cost / len(samples),
+                       backbone=probe.model_.backbone, budgeted=budget is not None, resume=resume,
                        keep_checkpoints=keep_checkpoints)
     if tuned is not None and tuned[1] > probe_score:
         choice.reasons.append(f"kept LP-FT: validation {task.score_name} {tuned[1]:.4f} > probe {probe_score:.4f}")
@@ -256,17 +257,30 @@ def _probe_score(probe: Any, samples: Samples, val_idx: np.ndarray | None, val: 
 
 
 def _try_lp_ft(base: Any, train: Samples, val: Samples, task: Any, clock: Budget, choice: AutoChoice, *,
-               probe_rate: float, resume: bool, keep_checkpoints: bool) -> tuple[Any, float] | None:
+               probe_rate: float, backbone: Any, budgeted: bool, resume: bool,
+               keep_checkpoints: bool) -> tuple[Any, float] | None:
     """LP-FT when the time left allows it (the whole backbone, else its top on kept outputs): ``(fitted estimator,
     validation score)``, else None (with the reason).
 
     The forward pass's cost per sample is timed on one batch, and is at most ``probe_rate``: the probe's seconds
-    (its extraction, batched as extraction batches, and its fit) per sample.
+    (its extraction, batched as extraction batches, and its fit) per sample. Without a budget the whole backbone
+    is not tried: ``MIN_EPOCHS`` epochs of it cost ``MIN_EPOCHS * TRAIN_COST`` passes over the training data, more
+    than ``AUTO_TIME_RATIO`` probes; and when ``backbone`` (the probe's) cannot be cut either, nothing is timed.
     """
     if task.name != "classification":
         choice.reasons.append(f"the range test fits classification heads; {task.name} keeps the probe")
         return None
-    backbone, batch_rate = _forward_seconds(base, train)
+    groups = len(backbone.layer_groups())
+    top = max(1, math.ceil((groups - 1) * TOP_FRACTION))
+    cuttable = groups >= 2 and backbone.split_top(top) is not None
+    if not budgeted and not cuttable:
+        choice.reasons.append(f"without --budget LP-FT trains only the top of a backbone that can be cut; "
+                              f"{backbone.spec.name} cannot be, and the whole of it needs at least "
+                              f"{MIN_EPOCHS * TRAIN_COST:g} passes over the data, more than {AUTO_TIME_RATIO:g} probes")
+        choice.candidates.append({"strategy": "lp_ft", "skipped": "time"})
+        return None
+    batch_rate = _forward_seconds(base, train)
+    forward = min(batch_rate, probe_rate)
     forward = min(batch_rate, probe_rate)
     epoch = len(train) * forward * TRAIN_COST + len(val) * forward
     lr_given = base.lr is not None
@@ -275,7 +289,7 @@ def _try_lp_ft(base: Any, train: Samples, val: Samples, task: Any, clock: Budget
     estimate = {"forward_seconds_per_sample": forward, "batch_seconds_per_sample": batch_rate,
                 "probe_seconds_per_sample": probe_rate, "epoch_seconds": epoch, "range_test_seconds": range_test,
                 "left_seconds": clock.left()}
-    if epochs >= MIN_EPOCHS:
+    if budgeted and epochs >= MIN_EPOCHS:
         lr, reading = (base.lr, {"given": base.lr}) if lr_given else _range_test(base, train)
         tuned = clone(base).set_params(strategy="lp_ft", lr=lr, epochs=epochs)
         why = f"{epochs} epochs fit the time left (about {epoch:.0f}s each), lr {lr:.2g} " \
@@ -283,9 +297,7 @@ def _try_lp_ft(base: Any, train: Samples, val: Samples, task: Any, clock: Budget
         choice.lr = {"chosen": lr, "range_test": reading}
         return _run_lp_ft(tuned, train, val, task, choice, why, estimate, resume=resume,
                           keep_checkpoints=keep_checkpoints)
-    groups = len(backbone.layer_groups())
-    top = max(1, math.ceil((groups - 1) * TOP_FRACTION))
-    if groups < 2 or backbone.split_top(top) is None:
+    if not cuttable:
         choice.reasons.append(f"LP-FT does not fit the time left: {MIN_EPOCHS} epochs take about "
                               f"{MIN_EPOCHS * epoch + range_test:.0f}s, {clock.left():.0f}s are left")
         choice.candidates.append({"strategy": "lp_ft", "skipped": "time", **estimate})
@@ -293,7 +305,7 @@ def _try_lp_ft(base: Any, train: Samples, val: Samples, task: Any, clock: Budget
     share = top / (groups - 1)  # of the forward pass, roughly: the layer groups after the stem cost alike
     once = (1 - share) * forward * (len(train) + len(val))
     # the top trains on batches grouped by length, which pad about as a batch of samples of median size pads
-    grouped = forward * min(1.0, _forward_seconds(base, train, grouped=True)[1] / batch_rate)
+    grouped = forward * min(1.0, _forward_seconds(base, train, grouped=True) / batch_rate)
     top_epoch = share * (len(train) * grouped * TOP_TRAIN_COST + len(val) * grouped)
     epochs = _epochs(base, clock, top_epoch, once)
     estimate = {**estimate, "train_last_k": top, "frozen_once_seconds": once, "epoch_seconds": top_epoch,
@@ -332,8 +344,8 @@ def _run_lp_ft(tuned: Any, train: Samples, val: Samples, task: Any, choice: Auto
     return tuned, score
 
 
-def _forward_seconds(estimator: Any, samples: Samples, *, grouped: bool = False) -> tuple[Any, float]:
-    """The backbone, and the seconds per sample of its forward pass, timed on one batch (no cache).
+def _forward_seconds(estimator: Any, samples: Samples, *, grouped: bool = False) -> float:
+    """The seconds per sample of the backbone's forward pass, timed on one batch (no cache).
 
     The batch is the first ``batch_size`` samples, padded as a shuffled batch pads; with ``grouped``, the
     samples of median size (text length, file size), as a batch grouped by length pads.
@@ -354,7 +366,7 @@ def _forward_seconds(estimator: Any, samples: Samples, *, grouped: bool = False)
     start = time.perf_counter()
     with torch.inference_mode():
         extract_features(backbone, batch, batch_size=estimator.batch_size, use_cache=False, progress=False)
-    return backbone, (time.perf_counter() - start) / len(batch)
+    return (time.perf_counter() - start) / len(batch)
 
 
 def _size(item: Any) -> int:
