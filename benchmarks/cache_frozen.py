@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=None, help="LP-FT's rate, halved by it (default: the text one)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--precision", default="no", help="mixed_precision: no, bf16, fp16 or auto")
     parser.add_argument("--group", action=argparse.BooleanOptionalAction, default=True,
                         help="with --cache: batches grouped by length (the default)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cache_frozen.json")
@@ -48,13 +49,14 @@ def main() -> None:
     start = time.perf_counter()
     clf = TransferClassifier(backbone="minilm", backbone_options={"max_length": 64}, strategy="lp_ft", lr=args.lr,
                              epochs=args.epochs, batch_size=32, progress=False, seed=0,
+                             mixed_precision=args.precision,
                              strategy_params={"train_last_k": args.k, "cache_frozen": args.cache}).fit(fit_on)
     row = {"task": "sst2", "k": args.k, "lr": args.lr, "epochs": args.epochs, "cache_frozen": args.cache,
-           "grouped": args.cache and args.group, "held_long_accuracy": clf.evaluate(held_long)["accuracy"],
+           "grouped": args.cache and args.group, "precision": args.precision, "held_long_accuracy": clf.evaluate(held_long)["accuracy"],
            "fit_seconds": round(time.perf_counter() - start, 1), "held_accuracy": clf.evaluate(held)["accuracy"],
            "dev_accuracy": clf.evaluate(dev)["accuracy"], "best_epoch": clf.strategy_info_.get("best_epoch")}
     rows = json.loads(args.out.read_text()) if args.out.exists() else []
-    key = ("task", "k", "lr", "epochs", "cache_frozen", "grouped")
+    key = ("task", "k", "lr", "epochs", "cache_frozen", "grouped", "precision")
     rows = [r for r in rows if any(r.get(k) != row[k] for k in key)] + [row]
     args.out.write_text(json.dumps(rows, indent=1) + "\n")
     print(json.dumps(row))
