@@ -68,3 +68,23 @@ def test_cache_frozen_refuses_a_backbone_that_cannot_be_cut() -> None:
                              strategy_params={"train_last_k": 1, "cache_frozen": True})
     with pytest.raises(ConfigError, match="cannot be cut between its layers"):
         clf.fit(images, labels)
+
+
+def test_the_cli_fits_on_kept_outputs_with_checkpoints_and_the_run_predicts(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    import json
+
+    from support import assert_user_error, invoke, write_csv
+
+    data = write_csv(tmp_path / "data.csv", *support.sentiment_texts(12, seed=1))
+    run = tmp_path / "run"
+    result = invoke("fit", data, "--backbone", f"hf:{tiny_bert_dir}", "--strategy", "lp_ft", "--epochs", "2",
+                    "--param", "train_last_k=1", "--param", "cache_frozen=true", "--out", run)
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "transferkit.json").read_text())["strategy"] == "lp_ft"
+    predicted = invoke("predict", run, "good fine film", "--json")
+    assert predicted.exit_code == 0, predicted.output
+    assert json.loads(predicted.stdout.strip().splitlines()[-1])["label"] in ("pos", "neg")
+    refused = invoke("fit", data, "--backbone", f"hf:{tiny_bert_dir}", "--strategy", "partial", "--param",
+                     "cache_frozen=true", "--param", "train_last_k=3", "--out", tmp_path / "other")
+    assert_user_error(refused, "cache_frozen needs train_last_k between 1 and 2")
+    assert not (tmp_path / "other").exists()
