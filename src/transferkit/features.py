@@ -29,6 +29,7 @@ from transferkit.errors import ArtifactError, DataError
 from transferkit.safety import FEATURE_CACHE, artifact_folder, atomic_write, remove_artifact
 
 if TYPE_CHECKING:
+    from transferkit.backbones.split import BackboneSplit
     from transferkit.throughput import ExtractionPlan
 
 
@@ -286,3 +287,35 @@ def _write_cached(path: Path, features: np.ndarray) -> None:
     except (ArtifactError, OSError, SafetensorError) as exc:
         warnings.warn(f"cannot write the feature cache {path.parent} ({exc}); continuing without "
                       "caching (set TRANSFERKIT_CACHE to a writable folder)", FeatureCacheWarning, stacklevel=3)
+
+
+def frozen_outputs(split: BackboneSplit, backbone: Backbone, samples: Samples, *, batch_size: int,
+                   max_bytes: float = float("inf"), progress: bool = False) -> list[np.ndarray]:
+    """What the bottom of a cut backbone (``Backbone.split_top``) puts out for every sample, each cut to its real
+    positions: ``[(T_i, D)]`` float32, for its top to train on (``cache_frozen``).
+
+    The backbone is in evaluation mode and the samples are read as for feature extraction (no augmentation).
+
+    Raises:
+        ConfigError: the outputs take more than ``max_bytes`` of memory.
+    """
+    from transferkit.errors import ConfigError
+
+    loader = make_loader(samples, backbone, None, train=False, batch_size=batch_size)
+    was_training = backbone.training
+    backbone.eval()
+    kept: list[np.ndarray] = []
+    size = 0
+    try:
+        with torch.inference_mode():
+            for batch, _ in tqdm(loader, desc="frozen layers, once", unit="batch", leave=False, disable=not progress):
+                out = split.bottom(**batch)
+                for states, mask in zip(out.features, out.mask, strict=True):
+                    kept.append(states[mask].float().numpy().copy())
+                    size += kept[-1].nbytes
+                if size > max_bytes:
+                    raise ConfigError(f"the frozen layers' outputs take more than {max_bytes / 2**30:.1f} GiB of "
+                                      f"memory after {len(kept)} of {len(samples)} samples; leave cache_frozen out")
+    finally:
+        backbone.train(was_training)
+    return kept

@@ -11,10 +11,10 @@ from transformers import WhisperConfig, WhisperFeatureExtractor
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from transferkit.backbones import BackboneSpec, create_backbone
-from transferkit.backbones.split import cache_states
 from transferkit.backbones.whisper import WhisperEncoderBackbone
 from transferkit.data import Samples
 from transferkit.errors import ConfigError
+from transferkit.features import frozen_outputs
 
 
 def tiny_whisper() -> WhisperEncoderBackbone:
@@ -51,7 +51,7 @@ def test_the_top_on_kept_states_gives_the_whole_backbones_features(kind: str, ti
     expected = whole(backbone, samples)
     for k in range(1, len(groups)):
         split = backbone.split_top(k)
-        states = cache_states(split, backbone, samples, batch_size=2)  # batches of 2: padded differently
+        states = frozen_outputs(split, backbone, samples, batch_size=2)  # batches of 2: padded differently
         assert len(states) == len(samples) and all(s.ndim == 2 for s in states)
         top = split.top
         assert [name for name, _ in top.layer_groups()] == [name for name, _ in groups[len(groups) - k:]]
@@ -70,7 +70,7 @@ def test_a_backbone_that_cannot_be_cut_says_so() -> None:
 def test_kept_states_over_the_memory_limit_stop_with_a_clear_error(tiny_bert_dir: Path) -> None:
     backbone = create_backbone(BackboneSpec(f"hf:{tiny_bert_dir}")).eval()
     with pytest.raises(ConfigError, match="leave cache_frozen out"):
-        cache_states(backbone.split_top(1), backbone, text_samples(), batch_size=2, max_bytes=100)
+        frozen_outputs(backbone.split_top(1), backbone, text_samples(), batch_size=2, max_bytes=100)
 
 
 def test_the_top_refuses_states_of_the_wrong_width(tiny_bert_dir: Path) -> None:

@@ -70,7 +70,7 @@ def test_cache_frozen_refuses_a_backbone_that_cannot_be_cut() -> None:
         clf.fit(images, labels)
 
 
-def test_the_cli_fits_on_kept_outputs_with_checkpoints_and_the_run_predicts(tiny_bert_dir: Path, tmp_path: Path) -> None:
+def test_the_cli_fits_on_kept_outputs_with_checkpoints_and_predicts(tiny_bert_dir: Path, tmp_path: Path) -> None:
     import json
 
     from support import assert_user_error, invoke, write_csv

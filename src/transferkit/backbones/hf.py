@@ -166,7 +166,8 @@ class TextTransformerBackbone(Backbone):
         None for encoders outside ``CUTTABLE_TEXT_MODELS``."""
         model = self.model
         blocks = getattr(getattr(model, "encoder", None), "layer", None)
-        if getattr(model.config, "model_type", None) not in CUTTABLE_TEXT_MODELS or not isinstance(blocks, nn.ModuleList):
+        cuttable = getattr(model.config, "model_type", None) in CUTTABLE_TEXT_MODELS
+        if not cuttable or not isinstance(blocks, nn.ModuleList):
             return None
         groups = self.layer_groups()
         cut = len(blocks) - blocks_in_top(groups, train_last_k, blocks)

@@ -8,7 +8,8 @@ an epoch about three times cheaper.
 
 A backbone that can be cut implements ``split_top(groups)`` and returns a ``BackboneSplit``: the bottom as a
 function of the usual batch, and the top as a ``TopBlocks`` backbone whose items are the bottom's outputs.
-The top shares its modules with the backbone, so training it trains the backbone in place.
+The top shares its modules with the backbone, so training it trains the backbone in place;
+``features.frozen_outputs`` runs the bottom over samples.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 from torch import nn
 
 from transferkit.backbones.base import Backbone, TokenFeatures
-from transferkit.errors import ConfigError, DataError
+from transferkit.errors import DataError
 
 # (hidden states (B, T, D), mask (B, T) bool) -> the top's last hidden states (B, T, D)
 TopFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -93,42 +94,3 @@ def blocks_in_top(groups: Sequence[tuple[str, nn.Module]], train_last_k: int, bl
     ``groups``; the groups after the last block (a final norm) go with the top too."""
     top = {id(module) for _, module in groups[len(groups) - train_last_k:]}
     return sum(1 for block in blocks if id(block) in top)
-
-
-def cache_states(split: BackboneSplit, backbone: Backbone, samples: Any, *, batch_size: int,
-                 max_bytes: float = float("inf"), progress: bool = False) -> list[np.ndarray]:
-    """The bottom's states for every sample, each cut to its real positions: ``[(T_i, D)]`` float32.
-
-    The backbone is in evaluation mode and the samples are read as for feature extraction (no augmentation).
-
-    Raises:
-        ConfigError: the states take more than ``max_bytes`` of memory.
-    """
-    from transferkit.features import make_loader
-
-    loader = make_loader(samples, backbone, None, train=False, batch_size=batch_size)
-    was_training = backbone.training
-    backbone.eval()
-    kept: list[np.ndarray] = []
-    size = 0
-    try:
-        with torch.inference_mode():
-            for batch, _ in _progress(loader, progress):
-                out = split.bottom(**batch)
-                for states, mask in zip(out.features, out.mask, strict=True):
-                    kept.append(states[mask].float().numpy().copy())
-                    size += kept[-1].nbytes
-                if size > max_bytes:
-                    raise ConfigError(f"the frozen layers' outputs take more than {max_bytes / 2**30:.1f} GiB of "
-                                      f"memory after {len(kept)} of {len(samples)} samples; leave cache_frozen out")
-    finally:
-        backbone.train(was_training)
-    return kept
-
-
-def _progress(loader: Any, show: bool) -> Any:
-    if not show:
-        return loader
-    from tqdm.auto import tqdm
-
-    return tqdm(loader, desc="frozen layers, once", unit="batch")

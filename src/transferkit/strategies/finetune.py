@@ -224,7 +224,7 @@ def on_frozen_outputs(model: TransferModel, data: FitData, train_last_k: int | N
     samples, in evaluation mode and without augmentation; ``train`` then fits a model made of the top (which
     shares its modules with the backbone) and the head, so ``model`` is trained in place.
     """
-    from transferkit.backbones.split import cache_states
+    from transferkit.features import frozen_outputs
 
     backbone = model.backbone
     if train_last_k is None:
@@ -241,7 +241,7 @@ def on_frozen_outputs(model: TransferModel, data: FitData, train_last_k: int | N
     used = [0]
 
     def kept(samples: Samples) -> Samples:
-        states = cache_states(split, backbone, samples, batch_size=config.batch_size,
+        states = frozen_outputs(split, backbone, samples, batch_size=config.batch_size,
                               max_bytes=MAX_KEPT_BYTES - used[0], progress=config.progress)
         used[0] += sum(x.nbytes for x in states)
         return Samples(items=states, labels=samples.labels, modality=samples.modality, origins=samples.origins,
