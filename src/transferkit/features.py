@@ -8,7 +8,6 @@ backbone (other head settings, another strategy that starts from features) skips
 from __future__ import annotations
 
 import hashlib
-import os
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -26,7 +25,7 @@ from transferkit import distributed
 from transferkit.backbones.base import Backbone
 from transferkit.data import Samples, item_digest, load_audio, load_image
 from transferkit.errors import ArtifactError, DataError
-from transferkit.safety import FEATURE_CACHE, artifact_folder, atomic_write, remove_artifact
+from transferkit.safety import FEATURE_CACHE, artifact_folder, atomic_write, cache_dir, remove_artifact
 
 if TYPE_CHECKING:
     from transferkit.backbones.split import BackboneSplit
@@ -166,10 +165,6 @@ def make_loader(samples: Samples, backbone: Backbone, label_ids: Sequence[Any] |
 
 class FeatureCacheWarning(UserWarning):
     """A feature-cache entry could not be read (dropped and recomputed) or the cache not written."""
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("TRANSFERKIT_CACHE", Path.home() / ".cache" / "transferkit"))
 
 
 def features_key(backbone: Backbone, samples: Samples) -> str:

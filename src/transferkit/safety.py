@@ -41,6 +41,12 @@ OUTPUT_DIRECTORY = "output directory"
 CHECKPOINT_FOLDER = "checkpoint folder"
 FEATURE_CACHE = "feature cache"
 
+
+def cache_dir() -> Path:
+    """Where transferkit keeps its caches (features, measured batch sizes): ``$TRANSFERKIT_CACHE``, else
+    ``~/.cache/transferkit``."""
+    return Path(os.environ.get("TRANSFERKIT_CACHE", Path.home() / ".cache" / "transferkit"))
+
 _PROTECTED: set[Path] = set()
 _STAGING = re.compile(r"^\.(?P<name>.+)\.(?:partial|old)-(?P<pid>\d+)(?:-.*)?$")
 _LEGACY_STAGING = re.compile(r"^\.(?P<name>.+)\.(?:partial-(?!\d+-)[^.]+|old-\d+)$")

@@ -33,7 +33,7 @@ import torch
 
 from transferkit.backbones.base import Backbone
 from transferkit.errors import ArtifactError, BackboneError, ConfigError
-from transferkit.safety import FEATURE_CACHE, artifact_folder, write_json
+from transferkit.safety import FEATURE_CACHE, artifact_folder, cache_dir, write_json
 
 SIZES = (1, 2, 4, 8, 16, 32, 64, 128)
 CLEAR_WIN = 1.25
@@ -87,8 +87,6 @@ def extraction_plan(backbone: Backbone, examples: Callable[[int], list[Any]], mo
 
 
 def _store() -> Path:
-    from transferkit.features import cache_dir
-
     return cache_dir() / "features" / "batch_sizes.json"
 
 

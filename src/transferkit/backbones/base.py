@@ -26,6 +26,16 @@ from torch import nn
 from transferkit.errors import BackboneError
 from transferkit.registry import Registry
 
+# the target of a position that has none (a padding token, a word's later sub-tokens, a prompt's tokens): torch's
+# ignore_index; token targets are made by backbones (a decoder's ``lm_batch``) and tasks (named entities) alike
+IGNORE_INDEX = -100
+
+
+def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the valid positions: ``(B, T, D), (B, T) -> (B, D)``."""
+    weights = mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-6)
+
 Modality = Literal["image", "text", "audio"]
 MODALITIES: tuple[str, ...] = ("image", "text", "audio")
 

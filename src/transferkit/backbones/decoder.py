@@ -29,11 +29,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from transferkit.backbones.base import Backbone, BackboneSpec, TokenFeatures
+from transferkit.backbones.base import IGNORE_INDEX, Backbone, BackboneSpec, TokenFeatures, masked_mean
 from transferkit.backbones.groups import layer_groups_around_blocks
-from transferkit.backbones.hf import masked_mean
 from transferkit.errors import BackboneError, DataError
-from transferkit.tasks.base import IGNORE_INDEX
 
 DEFAULT_MAX_LENGTH = 256
 # the attention projections of Llama-family decoders: LoRA adapts all four (query, key, value, output)

@@ -15,17 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from transferkit.backbones.base import BACKBONES, Backbone, BackboneSpec, TokenFeatures, directory_stamp
+from transferkit.backbones.base import BACKBONES, Backbone, BackboneSpec, TokenFeatures, directory_stamp, masked_mean
 from transferkit.backbones.groups import layer_groups_around_blocks
 from transferkit.backbones.image import ImageBackbone, ImagePreprocessing
 from transferkit.backbones.split import BackboneSplit, TopBlocks, additive_mask, blocks_in_top
 from transferkit.errors import BackboneError
-
-
-def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over the valid positions: ``(B, T, D), (B, T) -> (B, D)``."""
-    weights = mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
-    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-6)
 
 
 @dataclass

@@ -50,10 +50,9 @@ def onnx_features_forward(backbone: Backbone) -> Callable[[Batch], torch.Tensor]
         return kept[1]
     import onnxruntime as ort
 
-    from transferkit.export.onnx import trace_onnx
-    from transferkit.export.tasks import BatchGraph, PooledExport, dynamic_axes
+    from transferkit.export.graph import BatchGraph, dynamic_axes, pooled_example_batches, trace_onnx
 
-    batches = PooledExport().example_batches(backbone)
+    batches = pooled_example_batches(backbone)
     names = list(batches[0])
     graph = BatchGraph(backbone, names, method="forward_features").eval()
     buffer = io.BytesIO()

@@ -19,9 +19,8 @@ The graph is traced with torch's TorchScript-based exporter (``dynamo=False``): 
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,11 +37,11 @@ from transferkit.export.engine import (
     load_engine,
     run_fingerprint,
 )
-from transferkit.export.tasks import Batch, GraphExport, dynamic_axes, exportable
+from transferkit.export.graph import OPSET, Batch, dynamic_axes, trace_onnx
+from transferkit.export.tasks import GraphExport, exportable
 from transferkit.safety import OUTPUT_DIRECTORY, atomic_write, staged_directory, write_bytes, write_json
 from transferkit.tasks import task_from_manifest
 
-OPSET = 17
 FORMATS = ("onnx",)
 QUANTIZED_OPS = ["MatMul", "Gemm"]
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
@@ -134,16 +133,6 @@ def export_onnx(run: str | Path, out: str | Path | None = None, *, quantize: boo
 def _arrays(outputs: torch.Tensor | tuple[torch.Tensor, ...]) -> list[np.ndarray]:
     """A graph's output tensor, or tuple of them, as float32 arrays (integer labels compared as floats)."""
     return [t.float().numpy() for t in (outputs if isinstance(outputs, tuple) else (outputs,))]
-
-
-def trace_onnx(graph: nn.Module, batch: Batch, names: list[str], outputs: list[str], axes: dict[str, dict[int, str]],
-               path: Path | BinaryIO) -> None:
-    """Trace ``graph`` on ``batch`` into an ONNX model at ``path`` (a file, or a buffer held in memory)."""
-    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-        warnings.simplefilter("ignore")  # the tracer's notes on Python values it keeps constant (checked below)
-        target = str(path) if isinstance(path, Path) else path
-        torch.onnx.export(graph, tuple(batch[name] for name in names), target, dynamo=False, opset_version=OPSET,
-                          input_names=names, output_names=outputs, dynamic_axes=axes, do_constant_folding=True)
 
 
 def _check_quantizable(path: Path, entry: GraphExport, task: Any) -> None:

@@ -20,7 +20,7 @@ the tiling and the merge of the tiles' boxes stay in Python around it:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,14 @@ import torch
 from torch import nn
 
 from transferkit.errors import ConfigError
+from transferkit.export.graph import (  # noqa: F401 - BatchGraph, dynamic_axes and example_items are imported from here too
+    EXAMPLE_TEXTS,
+    Batch,
+    BatchGraph,
+    dynamic_axes,
+    example_items,
+    pooled_example_batches,
+)
 from transferkit.registry import Registry
 from transferkit.tasks.generation import GenerationExport
 
@@ -37,20 +45,7 @@ if TYPE_CHECKING:
     from transferkit.data import Samples
     from transferkit.tasks import Task
 
-Batch = dict[str, Any]  # the backbone's batch tensors (a detector's: a list of tiles under "images")
 Forward = Callable[[Batch], Any]  # a batch -> the head's raw outputs (a tensor; a detector's boxes per tile)
-
-
-class BatchGraph(nn.Module):
-    """The run's model (or its method ``method``, say a backbone's ``forward_features``) with positional inputs in
-    a fixed order (what the ONNX graph's inputs are)."""
-
-    def __init__(self, model: nn.Module, names: list[str], method: str = "__call__") -> None:
-        super().__init__()
-        self.model, self.names, self.method = model, names, method
-
-    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        return getattr(self.model, self.method)(**dict(zip(self.names, tensors, strict=True)))
 
 
 class GraphExport:
@@ -111,8 +106,7 @@ class PooledExport(GraphExport):
 
     def example_batches(self, backbone: Backbone) -> list[Batch]:
         """Two batches (2 and 3 items of different sizes or lengths) to trace and check the graph on."""
-        items = example_items(backbone)
-        return [backbone.collate([backbone.transform(item) for item in chosen]) for chosen in (items[:2], items[2:])]
+        return pooled_example_batches(backbone)
 
     def predict_outputs(self, forward: Forward, backbone: Backbone, task: Task, samples: Samples, *,
                         batch_size: int = 32) -> np.ndarray:
@@ -160,34 +154,6 @@ class ForwardModel:
         return self
 
 
-EXAMPLE_TEXTS = ("a short example", "an example sentence that is somewhat longer than the first",
-                 "three words here", "the export traces", "one more sentence of example words for the check")
-
-
-def _example_images(backbone: Backbone) -> list[Any]:
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    sizes = [(64, 48), (40, 40), (32, 56), (48, 48), (50, 30)]
-    return [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for w, h in sizes]
-
-
-def _example_clips(backbone: Backbone) -> list[Any]:
-    rate = backbone.sample_rate or 16000
-    rng = np.random.default_rng(0)
-    return [(0.1 * rng.standard_normal(int(rate * seconds))).astype(np.float32) for seconds in (0.5, 1.3, 0.7, 1.1,
-                                                                                                 0.9)]
-
-
-_EXAMPLES: dict[str, Callable[[Backbone], list[Any]]] = {
-    "image": _example_images, "text": lambda _: list(EXAMPLE_TEXTS), "audio": _example_clips}
-
-
-def example_items(backbone: Backbone) -> list[Any]:
-    """Five decoded items of the backbone's modality, of different sizes (images) or lengths."""
-    return _EXAMPLES[backbone.modality](backbone)
-
-
 @dataclass(frozen=True)
 class ExportEntry:
     """One exportable task: ``target`` is the class (``PooledExport``, ``WordTagExport``) that runs it."""
@@ -223,15 +189,3 @@ def exportable(task_name: str) -> GraphExport:
         raise ConfigError(f"the {task_name} task cannot be exported or served yet; exportable tasks: "
                           f"{', '.join(EXPORTABLE_TASKS.names())}")
     return EXPORTABLE_TASKS.get(task_name).target()
-
-
-def dynamic_axes(batches: Sequence[Batch], output_axes: dict[int, str],
-                 output_names: Sequence[str] = ("outputs",)) -> dict[str, dict[int, str]]:
-    """The axes of each input that differ between the example batches (the batch, sequence lengths), named
-    per input (Whisper's mel frames are twice its frame mask's), and each output's."""
-    first, second = batches
-    axes: dict[str, dict[int, str]] = {}
-    for name, tensor in first.items():
-        varying = [axis for axis in range(tensor.ndim) if tensor.shape[axis] != second[name].shape[axis]]
-        axes[name] = {axis: "batch" if axis == 0 else f"{name}_{axis}" for axis in varying}
-    return {**axes, **{name: dict(output_axes) for name in output_names}}

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from transferkit.report.plots import save_png
 
-if TYPE_CHECKING:  # the finder imports this module when it plots
-    from transferkit.lr_finder import LRFinderResult
 
+def range_test_plot(result: Any, path: str | Path, *, title: str | None = None) -> Path:
+    """Write the curve, the smoothed curve and the suggested rate of a range test as a PNG; returns the path.
 
-def range_test_plot(result: LRFinderResult, path: str | Path, *, title: str | None = None) -> Path:
-    """Write the curve, the smoothed curve and the suggested rate of a range test as a PNG; returns the path."""
+    ``result`` is an ``lr_finder.LRFinderResult`` (not imported: the finder imports this module to plot).
+    """
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 4.2))

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from transferkit.backbones.base import OUTPUTS, Output
+from transferkit.backbones.base import IGNORE_INDEX, OUTPUTS, Output
 from transferkit.errors import ConfigError, DataError, NotFittedError
 from transferkit.heads import LinearHead
 from transferkit.registry import Registry
@@ -43,8 +43,6 @@ if TYPE_CHECKING:
     from transferkit.data import Samples
     from transferkit.heads import TransferModel
 
-# the target of a position that has none (a padding token, a word's later sub-tokens): torch's ignore_index
-IGNORE_INDEX = -100
 
 
 @dataclass(frozen=True)

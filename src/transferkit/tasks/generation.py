@@ -297,7 +297,7 @@ def untuned(model: TransferModel) -> Iterator[TransferModel]:
     fine-tuning) a fresh backbone built from the same spec."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    from transferkit.backbones import create_backbone
+    from transferkit.backbones.base import create_backbone
     from transferkit.heads import TransferModel
 
     adapters = [m for m in model.backbone.modules() if isinstance(m, BaseTunerLayer)]
