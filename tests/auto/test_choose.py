@@ -65,7 +65,7 @@ def test_when_the_whole_backbone_does_not_fit_its_top_trains_on_kept_outputs(tin
     # 1 s a sample (0.6 s in a batch grouped by length): with 18 training and 6 validation samples, 2 epochs of the
     # whole backbone take 120 s, more than the safe share (80 s) of a 100 s budget; the frozen layers once (12 s)
     # and 2 epochs of the top half (2 x 26 s) fit, 3 do not
-    monkeypatch.setattr(choose, "_forward_seconds", lambda estimator, samples, grouped=False: 0.6 if grouped else 1.0)
+    monkeypatch.setattr(choose, "_forward_seconds", lambda *args, grouped=False, **kwargs: 0.6 if grouped else 1.0)
     try_lp_ft = choose._try_lp_ft  # and the probe as slow: its rate bounds the estimate
     monkeypatch.setattr(choose, "_try_lp_ft", lambda *args, **kwargs: try_lp_ft(*args, **{**kwargs, "probe_rate": 1.0}))
     template = TransferClassifier(f"hf:{tiny_bert_dir}", val_fraction=0.25, lr=1e-3, progress=False)

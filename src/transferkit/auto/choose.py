@@ -31,6 +31,7 @@ as ``choices.json`` into the run directory.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -279,8 +280,7 @@ def _try_lp_ft(base: Any, train: Samples, val: Samples, task: Any, clock: Budget
                               f"{MIN_EPOCHS * TRAIN_COST:g} passes over the data, more than {AUTO_TIME_RATIO:g} probes")
         choice.candidates.append({"strategy": "lp_ft", "skipped": "time"})
         return None
-    batch_rate = _forward_seconds(base, train)
-    forward = min(batch_rate, probe_rate)
+    batch_rate = _forward_seconds(backbone, train, batch_size=base.batch_size)
     forward = min(batch_rate, probe_rate)
     epoch = len(train) * forward * TRAIN_COST + len(val) * forward
     lr_given = base.lr is not None
@@ -305,7 +305,8 @@ def _try_lp_ft(base: Any, train: Samples, val: Samples, task: Any, clock: Budget
     share = top / (groups - 1)  # of the forward pass, roughly: the layer groups after the stem cost alike
     once = (1 - share) * forward * (len(train) + len(val))
     # the top trains on batches grouped by length, which pad about as a batch of samples of median size pads
-    grouped = forward * min(1.0, _forward_seconds(base, train, grouped=True) / batch_rate)
+    grouped_rate = _forward_seconds(backbone, train, batch_size=base.batch_size, grouped=True)
+    grouped = forward * min(1.0, grouped_rate / batch_rate)
     top_epoch = share * (len(train) * grouped * TOP_TRAIN_COST + len(val) * grouped)
     epochs = _epochs(base, clock, top_epoch, once)
     estimate = {**estimate, "train_last_k": top, "frozen_once_seconds": once, "epoch_seconds": top_epoch,
@@ -344,18 +345,16 @@ def _run_lp_ft(tuned: Any, train: Samples, val: Samples, task: Any, choice: Auto
     return tuned, score
 
 
-def _forward_seconds(estimator: Any, samples: Samples, *, grouped: bool = False) -> float:
-    """The seconds per sample of the backbone's forward pass, timed on one batch (no cache).
+def _forward_seconds(backbone: Any, samples: Samples, *, batch_size: int, grouped: bool = False) -> float:
+    """The seconds per sample of ``backbone``'s forward pass (the probe's, already loaded), timed on one batch
+    (no cache).
 
     The batch is the first ``batch_size`` samples, padded as a shuffled batch pads; with ``grouped``, the
     samples of median size (text length, file size), as a batch grouped by length pads.
     """
-    from transferkit.backbones import BackboneSpec, create_backbone
     from transferkit.features import extract_features
 
-    backbone = create_backbone(BackboneSpec(estimator.backbone, pretrained=estimator.pretrained,
-                                            options=dict(estimator.backbone_options or {})))
-    size = min(len(samples), estimator.batch_size)
+    size = min(len(samples), batch_size)
     picked = list(range(size))
     if grouped:
         order = np.argsort([_size(item) for item in samples.items], kind="stable")
@@ -365,14 +364,12 @@ def _forward_seconds(estimator: Any, samples: Samples, *, grouped: bool = False)
     extract_features(backbone, batch.subset([0]), use_cache=False, progress=False)  # warm-up
     start = time.perf_counter()
     with torch.inference_mode():
-        extract_features(backbone, batch, batch_size=estimator.batch_size, use_cache=False, progress=False)
+        extract_features(backbone, batch, batch_size=batch_size, use_cache=False, progress=False)
     return (time.perf_counter() - start) / len(batch)
 
 
 def _size(item: Any) -> int:
     """How long an item is, roughly: a text's characters, a file's bytes, an array's length."""
-    import os
-
     if isinstance(item, str):
         return len(item)
     if isinstance(item, os.PathLike):

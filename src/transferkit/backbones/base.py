@@ -36,6 +36,7 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     weights = mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-6)
 
+
 Modality = Literal["image", "text", "audio"]
 MODALITIES: tuple[str, ...] = ("image", "text", "audio")
 

@@ -238,16 +238,16 @@ def on_frozen_outputs(model: TransferModel, data: FitData, train_last_k: int | N
     if split is None:
         raise ConfigError(f"backbone {backbone.spec.name!r} cannot be cut between its layers, so cache_frozen "
                           f"does not apply; leave it out to run the frozen layers on every batch")
-    used = [0]
 
-    def kept(samples: Samples) -> Samples:
-        states = frozen_outputs(split, backbone, samples, batch_size=config.batch_size,
-                              max_bytes=MAX_KEPT_BYTES - used[0], progress=config.progress)
-        used[0] += sum(x.nbytes for x in states)
+    def kept(samples: Samples, max_bytes: float) -> Samples:
+        states = frozen_outputs(split, backbone, samples, batch_size=config.batch_size, max_bytes=max_bytes,
+                                progress=config.progress)
         return Samples(items=states, labels=samples.labels, modality=samples.modality, origins=samples.origins,
                        label_origins=samples.label_origins)
 
-    top_data = replace(data, train=kept(data.train), val=None if data.val is None else kept(data.val))
+    kept_train = kept(data.train, MAX_KEPT_BYTES)
+    left = MAX_KEPT_BYTES - sum(x.nbytes for x in kept_train.items)
+    top_data = replace(data, train=kept_train, val=None if data.val is None else kept(data.val, left))
     top = TransferModel(split.top, model.head, output=model.output)
     outcome = train(top, top_data)
     outcome.info = {**outcome.info, "cache_frozen": True, "total_params": sum(p.numel() for p in model.parameters())}
